@@ -1,0 +1,10 @@
+"""winosim: what sparse Winograd-ReLU CNNs buy on a mobile PE array, in multiplies, cycles and energy.
+
+The pipeline runs one way: a `Trace` (masks from a trained model, `winosim.trace`) is counted exactly
+(`winosim.counts`) and simulated on an architecture (`winosim.simulate`), and the counts are costed with an
+energy table. torch is needed only for `winosim.nn`.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
