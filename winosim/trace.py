@@ -446,7 +446,7 @@ def _decode(archive: _Archive) -> Trace:
         try:
             variant = Variant(
                 name=vname,
-                method=method,  # type: ignore[arg-type]
+                method=method,
                 masks=tuple(masks),
                 target_density=vmeta.get("target_density"),
                 accuracy=vmeta.get("accuracy"),

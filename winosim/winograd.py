@@ -243,7 +243,7 @@ def winograd_conv2d(
     v = input_transform(tile(x.astype(np.float64), tr), tr)  # (N, C, TH, TW, p, p)
     u = weight_transform(weight.astype(np.float64), tr)  # (K, C, p, p)
     m_products = np.einsum("kcab,nctsab->nktsab", u, v)
-    return untile(output_transform(m_products, tr), height, width)
+    return np.asarray(untile(output_transform(m_products, tr), height, width), dtype=np.float64)
 
 
 def direct_conv2d(x: NDArray[np.floating], weight: NDArray[np.floating]) -> NDArray[np.float64]:
