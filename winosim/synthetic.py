@@ -12,7 +12,8 @@ Per variant method:
   B^T d B: a Winograd-domain value is non-zero where any input it sums is non-zero. This reproduces how the
   transform fills in the zeros of ReLU(d) (paper.md section 2).
 - `spatial`: spatial activations drawn with the activation density.
-The first layer's input is the image and is dense. Only layers of kind "winograd" are pruned; the stem,
+The first layer's input is the image and is dense, and so are the spatial maps that the 1x1 / strided
+convolutions of a `winograd_relu` variant read (its ReLUs live in the Winograd domain). Only layers of kind "winograd" are pruned; the stem,
 1x1 and FC layers keep dense weights, as in the paper. Every trace is labelled synthetic in its metadata.
 """
 
@@ -78,7 +79,9 @@ def _layer_masks(
     else:
         weight = np.ones(weight_shape, dtype=np.bool_)
 
-    if first:
+    # The image is dense; in a Winograd-ReLU network the ReLU moved into the next Winograd layer, so the
+    # spatial maps that 1x1 / strided convolutions read are dense too (FC inputs keep a spatial ReLU).
+    if first or (method == "winograd_relu" and not winograd_domain and layer.op == "conv"):
         return LayerMasks(weight=weight, activation=np.ones(act_shape, dtype=np.bool_))
     per_channel = _spread(rng, c, variation)
     if winograd_domain and method == "winograd_relu":

@@ -314,6 +314,7 @@ def write_trace(trace: Trace, path: str | os.PathLike[str]) -> Path:
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 archive.writestr(info, _npy_bytes(members[key]), compresslevel=6)
+        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a trace is an ordinary shareable file
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -366,6 +367,13 @@ def load_trace(path: str | os.PathLike[str]) -> Trace:
     if source.is_dir():
         raise TraceError(f"{source}: is a directory, not a trace file")
     if not zipfile.is_zipfile(source):
+        try:
+            with source.open("rb") as handle:
+                starts_like_zip = handle.read(4) == b"PK\x03\x04"
+        except OSError as exc:
+            raise TraceError(f"{source}: cannot be read ({exc.strerror or exc})") from None
+        if starts_like_zip:
+            raise TraceError(f"{source}: truncated or corrupt npz archive (its zip directory is missing)")
         raise TraceError(f"{source}: not an npz archive (a winosim trace is a .npz zip file)")
     try:
         npz = np.load(source, allow_pickle=False)
