@@ -1,0 +1,198 @@
+"""The architecture description: a frozen, validated record of the simulated accelerator.
+
+An `Arch` describes one design point of a mobile CNN accelerator (docs/simulator.md):
+
+- `PEArray`: P processing elements, each with some multipliers and an accumulator buffer; how each operand's
+  zeros are handled (`none`: multiplied like any value; `gate`: the multiplier slot is spent but the
+  multiply is clock-gated, saving energy, not time; `skip`: the zero is never issued, saving both); how work
+  is split across PEs (`output_channels` or `tiles`) and assigned (`static` round-robin or `dynamic`
+  greedy); a scalar PE or an SCNN-style Cartesian-product PE (F non-zero weights x I non-zero activations
+  per cycle) for the Winograd element-wise stage.
+- `TransformUnit`: an input (B^T d B, then ReLU and zero compression for Winograd-ReLU) or output (A^T M A)
+  transform block: how many units, and how many tiles each finishes per cycle. Adds per tile come from
+  `winosim.winograd`, not from here.
+- `Memory`: DRAM bandwidth, the global buffer and per-PE register file capacities, and the storage format of
+  weights and activations (dense, bitmask, or CSR with its index bits).
+- `Arch`: the above plus the data width, the clock and the name of the energy table used for costing.
+
+Every quantity carries its unit in its name and every field is checked on construction; an impossible value
+raises `ConfigError` naming the record, the field and the value. The shipped default preset is
+`winosim/presets/default.yaml` (where each number comes from is documented there); `default_arch()` loads it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from winosim.errors import ConfigError
+
+ZeroHandling = Literal["none", "gate", "skip"]
+Partition = Literal["output_channels", "tiles"]
+Assignment = Literal["static", "dynamic"]
+PEKind = Literal["scalar", "cartesian"]
+StorageFormat = Literal["dense", "bitmask", "csr"]
+
+ZERO_HANDLING: tuple[str, ...] = ("none", "gate", "skip")
+PARTITIONS: tuple[str, ...] = ("output_channels", "tiles")
+ASSIGNMENTS: tuple[str, ...] = ("static", "dynamic")
+PE_KINDS: tuple[str, ...] = ("scalar", "cartesian")
+STORAGE_FORMATS: tuple[str, ...] = ("dense", "bitmask", "csr")
+DATA_WIDTHS_BITS: tuple[int, ...] = (8, 16, 32)
+ENERGY_TABLES: tuple[str, ...] = ("horowitz45", "mobile_lpddr4")
+
+
+def _positive_int(record: str, name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{record}: {name} must be an integer >= 1, got {value!r}")
+
+
+def _choice(record: str, name: str, value: object, choices: tuple[object, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{record}: {name} must be one of {', '.join(map(str, choices))}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PEArray:
+    """The multiplier array: `pe_count` PEs with `multipliers_per_pe` multipliers and an accumulator buffer
+    of `accumulator_entries` partial sums each.
+
+    A `cartesian` PE multiplies `cartesian_weights` (F) non-zero weights by `cartesian_activations` (I)
+    non-zero activations of the same (channel, Winograd position) per cycle, so it needs
+    `multipliers_per_pe == F * I` and the `tiles` partition (each PE owns a set of tiles and sees every
+    weight, as in SCNN). On spatial layers it works as a scalar PE with F x I multipliers.
+    """
+
+    pe_count: int = 64
+    multipliers_per_pe: int = 16
+    accumulator_entries: int = 1024
+    weight_zeros: ZeroHandling = "skip"
+    activation_zeros: ZeroHandling = "skip"
+    partition: Partition = "output_channels"
+    assignment: Assignment = "dynamic"
+    pe_kind: PEKind = "scalar"
+    cartesian_weights: int = 4
+    cartesian_activations: int = 4
+
+    def __post_init__(self) -> None:
+        record = "PEArray"
+        for name in (
+            "pe_count",
+            "multipliers_per_pe",
+            "accumulator_entries",
+            "cartesian_weights",
+            "cartesian_activations",
+        ):
+            _positive_int(record, name, getattr(self, name))
+        _choice(record, "weight_zeros", self.weight_zeros, ZERO_HANDLING)
+        _choice(record, "activation_zeros", self.activation_zeros, ZERO_HANDLING)
+        _choice(record, "partition", self.partition, PARTITIONS)
+        _choice(record, "assignment", self.assignment, ASSIGNMENTS)
+        _choice(record, "pe_kind", self.pe_kind, PE_KINDS)
+        if self.pe_kind == "cartesian":
+            product = self.cartesian_weights * self.cartesian_activations
+            if self.multipliers_per_pe != product:
+                raise ConfigError(
+                    f"PEArray: a cartesian PE needs multipliers_per_pe == cartesian_weights x "
+                    f"cartesian_activations ({product}), got {self.multipliers_per_pe}"
+                )
+            if self.partition != "tiles":
+                raise ConfigError(f"PEArray: a cartesian PE needs partition 'tiles', got {self.partition!r}")
+
+    @property
+    def multipliers(self) -> int:
+        """Multipliers in the whole array."""
+        return self.pe_count * self.multipliers_per_pe
+
+
+@dataclass(frozen=True)
+class TransformUnit:
+    """`count` identical transform units, each finishing `tiles_per_cycle` tiles (one channel each) per cycle."""
+
+    count: int = 16
+    tiles_per_cycle: int = 1
+
+    def __post_init__(self) -> None:
+        _positive_int("TransformUnit", "count", self.count)
+        _positive_int("TransformUnit", "tiles_per_cycle", self.tiles_per_cycle)
+
+    @property
+    def tiles_per_cycle_total(self) -> int:
+        return self.count * self.tiles_per_cycle
+
+
+@dataclass(frozen=True)
+class Memory:
+    """DRAM, the shared global buffer, the per-PE register files and the storage formats.
+
+    `csr` stores, per row (one output channel and input channel of the weights, one channel row of the
+    activation map), its non-zero count in ceil(log2(columns + 1)) bits and per non-zero value its column
+    index in ceil(log2(columns)) bits. `bitmask` stores one bit per element plus the non-zero values.
+    """
+
+    dram_bandwidth_bytes_per_cycle: int = 16
+    global_buffer_bytes: int = 1048576
+    register_file_bytes: int = 512
+    weight_format: StorageFormat = "bitmask"
+    activation_format: StorageFormat = "bitmask"
+
+    def __post_init__(self) -> None:
+        _positive_int("Memory", "dram_bandwidth_bytes_per_cycle", self.dram_bandwidth_bytes_per_cycle)
+        _positive_int("Memory", "global_buffer_bytes", self.global_buffer_bytes)
+        _positive_int("Memory", "register_file_bytes", self.register_file_bytes)
+        _choice("Memory", "weight_format", self.weight_format, STORAGE_FORMATS)
+        _choice("Memory", "activation_format", self.activation_format, STORAGE_FORMATS)
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One design point. Build it with `default_arch()`, `winosim.archio.load_arch(path)` or directly."""
+
+    pe_array: PEArray = field(default_factory=PEArray)
+    input_transform: TransformUnit = field(default_factory=TransformUnit)
+    output_transform: TransformUnit = field(default_factory=TransformUnit)
+    memory: Memory = field(default_factory=Memory)
+    data_width_bits: int = 16
+    clock_hz: float = 1.0e9
+    energy_table: str = "mobile_lpddr4"
+    name: str = "default"
+
+    def __post_init__(self) -> None:
+        for attr, kind in (
+            ("pe_array", PEArray),
+            ("input_transform", TransformUnit),
+            ("output_transform", TransformUnit),
+            ("memory", Memory),
+        ):
+            if not isinstance(getattr(self, attr), kind):
+                raise ConfigError(f"Arch: {attr} must be a {kind.__name__}, got {type(getattr(self, attr)).__name__}")
+        _choice("Arch", "data_width_bits", self.data_width_bits, DATA_WIDTHS_BITS)
+        if (
+            not isinstance(self.clock_hz, int | float)
+            or isinstance(self.clock_hz, bool)
+            or not math.isfinite(self.clock_hz)
+            or self.clock_hz <= 0
+        ):
+            raise ConfigError(f"Arch: clock_hz must be a finite number > 0, got {self.clock_hz!r}")
+        _choice("Arch", "energy_table", self.energy_table, ENERGY_TABLES)
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"Arch: name must be a non-empty string, got {self.name!r}")
+        smallest_tile_bytes = 16 * self.data_width_bits // 8
+        if self.memory.global_buffer_bytes < 2 * smallest_tile_bytes:
+            raise ConfigError(
+                f"Memory: global_buffer_bytes must hold at least one 4x4 input tile and one weight tile "
+                f"({2 * smallest_tile_bytes} bytes at {self.data_width_bits} bits), "
+                f"got {self.memory.global_buffer_bytes}"
+            )
+
+    @property
+    def data_width_bytes(self) -> int:
+        return self.data_width_bits // 8
+
+
+def default_arch() -> Arch:
+    """The shipped mobile-accelerator preset (winosim/presets/default.yaml)."""
+    from winosim.archio import load_preset
+
+    return load_preset("default")

@@ -1,0 +1,232 @@
+"""Reading and writing architecture descriptions: YAML files, `--set key=value` overrides, flat dicts.
+
+This is the one layer that turns text into an `Arch`; the simulator never sees a dict. Keys are dotted paths
+into the nested records (`pe_array.pe_count`, `memory.global_buffer_bytes`, `data_width_bits`); `pe` is a
+short alias for `pe_array.pe_count`. Values given as text are parsed against the field's type; sizes and
+clocks may carry human units at this edge only ("256KiB", "1.5MB", "800MHz", "1GHz"). An unknown key, a
+value of the wrong type or an impossible architecture raises `ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from winosim.arch import Arch, Memory, PEArray, TransformUnit
+from winosim.errors import ConfigError
+
+ALIASES: dict[str, str] = {"pe": "pe_array.pe_count"}
+_RECORDS: dict[str, type] = {
+    "pe_array": PEArray,
+    "input_transform": TransformUnit,
+    "output_transform": TransformUnit,
+    "memory": Memory,
+}
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
+_HZ_UNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
+_NUMBER_UNIT = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def flat_keys() -> tuple[str, ...]:
+    """Every settable dotted key, in the stable order of `arch_to_flat_dict`."""
+    return tuple(arch_to_flat_dict(Arch()))
+
+
+def arch_to_flat_dict(arch: Arch) -> dict[str, Any]:
+    """The architecture as {dotted key: scalar}, in declaration order; JSON-able."""
+    flat: dict[str, Any] = {}
+    for f in dataclasses.fields(arch):
+        value = getattr(arch, f.name)
+        if dataclasses.is_dataclass(value):
+            for sub in dataclasses.fields(value):
+                flat[f"{f.name}.{sub.name}"] = getattr(value, sub.name)
+        else:
+            flat[f.name] = value
+    return flat
+
+
+def _parse_value(key: str, text: Any, default: Any) -> Any:
+    """Parse `text` (a string from the command line, or a YAML scalar) to the type of `default`."""
+    if isinstance(default, bool):
+        raise ConfigError(f"{key}: boolean fields are not supported")  # no such field today
+    if isinstance(default, int):
+        if isinstance(text, bool):
+            raise ConfigError(f"{key}: expected an integer, got {text!r}")
+        if isinstance(text, int):
+            return text
+        if isinstance(text, float):
+            if text.is_integer():
+                return int(text)
+            raise ConfigError(f"{key}: expected an integer, got {text!r}")
+        match = _NUMBER_UNIT.match(str(text))
+        if match is None:
+            raise ConfigError(f"{key}: expected an integer, got {text!r}")
+        number, unit = match.groups()
+        scale = 1
+        if unit:
+            if not key.endswith("_bytes") or unit.lower() not in _SIZE_UNITS:
+                raise ConfigError(f"{key}: unknown unit {unit!r} in {text!r}")
+            scale = _SIZE_UNITS[unit.lower()]
+        value = float(number) * scale
+        if not value.is_integer():
+            raise ConfigError(f"{key}: expected an integer, got {text!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(text, bool):
+            raise ConfigError(f"{key}: expected a number, got {text!r}")
+        if isinstance(text, int | float):
+            return float(text)
+        match = _NUMBER_UNIT.match(str(text))
+        if match is None:
+            raise ConfigError(f"{key}: expected a number, got {text!r}")
+        number, unit = match.groups()
+        if unit and (not key.endswith("_hz") or unit.lower() not in _HZ_UNITS):
+            raise ConfigError(f"{key}: unknown unit {unit!r} in {text!r}")
+        return float(number) * (_HZ_UNITS[unit.lower()] if unit else 1.0)
+    if not isinstance(text, str):
+        raise ConfigError(f"{key}: expected text, got {text!r}")
+    return text.strip()
+
+
+def apply_overrides(arch: Arch, overrides: Mapping[str, Any]) -> Arch:
+    """A new `Arch` with the dotted `overrides` applied ({"pe": "64", "memory.weight_format": "csr"}).
+
+    Values may be strings (parsed against the field's type) or already typed. The result is validated.
+    """
+    current = arch_to_flat_dict(arch)
+    updated = dict(current)
+    for raw_key, text in overrides.items():
+        key = ALIASES.get(raw_key, raw_key)
+        if key not in current:
+            raise ConfigError(f"unknown architecture key {raw_key!r}; known keys: {', '.join([*ALIASES, *current])}")
+        updated[key] = _parse_value(key, text, current[key])
+    return _arch_from_flat(updated)
+
+
+def _arch_from_flat(flat: Mapping[str, Any]) -> Arch:
+    nested: dict[str, dict[str, Any]] = {name: {} for name in _RECORDS}
+    top: dict[str, Any] = {}
+    for key, value in flat.items():
+        head, _, tail = key.partition(".")
+        if tail:
+            nested[head][tail] = value
+        else:
+            top[key] = value
+    records = {name: kind(**nested[name]) for name, kind in _RECORDS.items()}
+    return Arch(**records, **top)
+
+
+def arch_from_dict(data: Mapping[str, Any], *, base: Arch | None = None, where: str = "architecture") -> Arch:
+    """Build an `Arch` from a nested mapping (the YAML document), starting from `base` (default `Arch()`).
+
+    Missing keys keep the base's values; unknown keys raise ConfigError naming them.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping of architecture keys, got {type(data).__name__}")
+    overrides: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Mapping[str, Any]) -> None:
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{where}: keys must be text, got {key!r}")
+            dotted = f"{prefix}{key}"
+            if isinstance(value, Mapping):
+                if dotted not in _RECORDS:
+                    raise ConfigError(f"{where}: unknown architecture section {dotted!r}")
+                walk(f"{dotted}.", value)
+            else:
+                overrides[dotted] = value
+
+    walk("", data)
+    try:
+        return apply_overrides(base if base is not None else Arch(), overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_arch(path: str | Path) -> Arch:
+    """Read an architecture YAML file (a nested mapping; see winosim/presets/default.yaml).
+
+    Keys the file omits take the values of the built-in `Arch()` defaults, which equal the default preset.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"architecture file not found: {source}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read architecture file ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return arch_from_dict(data if data is not None else {}, where=str(source))
+
+
+def load_preset(name: str) -> Arch:
+    """A shipped preset from winosim/presets/<name>.yaml."""
+    files = resources.files("winosim") / "presets"
+    resource = files / f"{name}.yaml"
+    if not resource.is_file():
+        known = sorted(p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml"))
+        raise ConfigError(f"unknown architecture preset {name!r}; known: {', '.join(known)}")
+    data = yaml.safe_load(resource.read_text(encoding="utf-8"))
+    return arch_from_dict(data or {}, where=f"preset {name!r}")
+
+
+def parse_set_options(items: Iterable[str]) -> dict[str, str]:
+    """Turn repeated `KEY=VALUE` strings into a dict; a malformed item raises ConfigError."""
+    overrides: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--arch FILE` and repeatable `--set KEY=VALUE` to a command's parser."""
+    parser.add_argument(
+        "--arch",
+        metavar="FILE",
+        default=None,
+        help="architecture YAML file (default: the shipped mobile preset winosim/presets/default.yaml)",
+    )
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        dest="arch_set",
+        help="override one architecture key, e.g. --set memory.global_buffer_bytes=512KiB (repeatable)",
+    )
+
+
+def arch_from_args(args: argparse.Namespace, pe: int | None = None) -> Arch:
+    """The architecture selected by `--arch`/`--set` (see `add_arch_arguments`), with `pe` PEs if given.
+
+    `--pe` wins over a `--set pe_array.pe_count=...`.
+    """
+    path = getattr(args, "arch", None)
+    arch = load_arch(path) if path else load_preset("default")
+    overrides: dict[str, Any] = parse_set_options(getattr(args, "arch_set", None) or [])
+    if pe is not None:
+        overrides.pop("pe", None)
+        overrides["pe_array.pe_count"] = pe
+    return apply_overrides(arch, overrides) if overrides else arch

@@ -1,0 +1,181 @@
+"""The PE array: how long each pass keeps the multipliers busy, from the per-unit work and the assignment.
+
+Units of work (docs/simulator.md):
+- `output_channels` partition: a unit is one output channel of one pass (all its group's columns, all
+  input channels); the pass's units are the k-block's channels in order.
+- `tiles` partition: a unit is one segment (`SEGMENT_COLUMNS` consecutive output tiles or pixels of a row)
+  of the pass's group, for all the k-block's channels; the pass's units are its segments in order.
+
+A PE works on one unit at a time. A scalar PE with M multipliers finishes a unit that issues w multiplies in
+ceil(w / M) cycles (a unit with nothing to issue takes no cycle). A Cartesian-product PE (Winograd domain,
+`tiles` partition) takes, for every (input channel, position) q, ceil(f_q / F) * ceil(i_q / I) cycles, where
+f_q are the k-block's weights and i_q the unit's activations at q that it issues. What is issued depends on
+the zero handling: a `skip`ped operand issues only its non-zeros; `none` and `gate` issue every element.
+
+`static` assignment gives unit j of a pass to PE j mod P; `dynamic` gives each unit, in order, to the PE
+that becomes free first (the lowest-numbered one on a tie): greedy list scheduling. A pass lasts until its
+last PE finishes (its makespan); the PEs that finish earlier idle: load imbalance.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from winosim.arch import PEArray
+from winosim.sim.plan import LayerPlan
+from winosim.workload import LayerWork
+
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True, eq=False)
+class PassCompute:
+    """Per pass (k-block-major order): `makespan_cycles` of the array and `work_cycles`, the sum of its
+    units' cycles over all PEs (PE-cycles spent multiplying)."""
+
+    makespan_cycles: IntArray
+    work_cycles: IntArray
+
+
+def zero_handling(work: LayerWork, pe: PEArray) -> tuple[str, str]:
+    """(weights, activations) zero handling in effect: dense baselines run with skipping off."""
+    return ("none", "none") if work.dense else (pe.weight_zeros, pe.activation_zeros)
+
+
+def _ceil_div(values: NDArray[np.float64] | IntArray, divisor: int) -> IntArray:
+    exact = np.rint(values).astype(np.int64)
+    return -(-exact // divisor)
+
+
+def count_product(left: NDArray[np.generic], right: NDArray[np.generic], bound: int) -> IntArray:
+    """Exact integer matrix product of non-negative counts: float32 when every result is below 2**24 (`bound`
+    is an upper bound on the results), float64 (exact below 2**53) otherwise.
+
+    numpy's own einsum loop, not BLAS: a multi-threaded BLAS spins its threads after every call, which on a
+    busy machine costs more than the products themselves (measured in benchmarks/bench_sim.py).
+    """
+    dtype = np.float32 if bound < 2**24 else np.float64
+    product = np.einsum("ij,jk->ik", np.asarray(left, dtype=dtype), np.asarray(right, dtype=dtype), optimize=False)
+    return np.rint(product).astype(np.int64)
+
+
+def _group_segments(work: LayerWork, plan: LayerPlan) -> tuple[IntArray, IntArray]:
+    """First segment (row-major over the layer) and segment count of every group."""
+    starts = np.array([g.first_segment(work) for g in plan.groups], dtype=np.int64)
+    counts = np.array([g.segment_count(work) for g in plan.groups], dtype=np.int64)
+    return starts, counts
+
+
+def unit_cycles(work: LayerWork, plan: LayerPlan, pe: PEArray) -> IntArray:
+    """Cycles of every unit: (K, groups) for `output_channels`, (segments, k-blocks) for `tiles`."""
+    weights_mode, acts_mode = zero_handling(work, pe)
+    skip_w, skip_a = weights_mode == "skip", acts_mode == "skip"
+    q, cpr = work.q, work.columns_per_row
+    k_total = work.out_channels
+    if pe.partition == "output_channels":
+        source: NDArray[np.int32] | NDArray[np.uint8] | None
+        if plan.whole_rows:
+            starts = np.array([g.image * work.rows_per_image + g.row0 for g in plan.groups], dtype=np.int64)
+            columns = np.array([g.row1 - g.row0 for g in plan.groups], dtype=np.int64) * cpr
+            source = work.act_rq  # (rows, Q): sums of whole rows
+        else:
+            starts, _ = _group_segments(work, plan)
+            columns = np.array([g.column_count(work) for g in plan.groups], dtype=np.int64)
+            source = work.act_sq  # (segments, Q): a strip of one row per group
+        if skip_a:
+            assert source is not None
+            act_gq = np.add.reduceat(source, starts, axis=0, dtype=np.int32)  # (G, Q)
+        if skip_w and skip_a:
+            assert work.weight_kq is not None
+            issued = count_product(work.weight_kq, act_gq.T, q * int(columns.max()))
+        elif skip_w:
+            assert work.weight_nnz_k is not None
+            issued = np.outer(work.weight_nnz_k, columns)
+        elif skip_a:
+            issued = np.broadcast_to(act_gq.sum(axis=1, dtype=np.int64), (k_total, len(starts)))
+        else:
+            issued = np.broadcast_to(q * columns, (k_total, len(starts)))
+        return _ceil_div(issued, pe.multipliers_per_pe)
+
+    kstarts = np.array([k0 for k0, _ in plan.kblocks], dtype=np.int64)
+    ksizes = np.array([k1 - k0 for k0, k1 in plan.kblocks], dtype=np.int64)
+    widths = np.tile(work.segment_widths(), work.rows)  # columns of every segment, (segments,)
+    if skip_w:
+        assert work.weight_kq is not None
+        weight_bq = np.add.reduceat(work.weight_kq, kstarts, axis=0, dtype=np.int64)  # (B, Q)
+    act_sq = work.act_sq
+    if pe.pe_kind == "cartesian" and work.domain == "winograd":
+        f, i = pe.cartesian_weights, pe.cartesian_activations
+        w_steps = -(-weight_bq // f) if skip_w else None  # (B, Q)
+        if skip_a:
+            assert act_sq is not None
+            a_steps = -(-act_sq.astype(np.int64) // i)  # (S, Q)
+            if w_steps is not None:
+                return count_product(a_steps, w_steps.T, q * int(a_steps.max(initial=0)) * int(w_steps.max(initial=0)))
+            return np.outer(a_steps.sum(axis=1, dtype=np.int64), -(-ksizes // f))
+        a_const = -(-widths // i)  # (S,)
+        if w_steps is not None:
+            return np.outer(a_const, w_steps.sum(axis=1))
+        return np.outer(a_const, q * (-(-ksizes // f)))
+    if skip_w and skip_a:
+        assert act_sq is not None
+        issued = count_product(act_sq, weight_bq.T, q * int(widths.max()) * int(ksizes.max()))
+    elif skip_w:
+        issued = np.outer(widths, weight_bq.sum(axis=1))
+    elif skip_a:
+        assert act_sq is not None
+        issued = np.outer(act_sq.sum(axis=1, dtype=np.int64), ksizes)
+    else:
+        issued = np.outer(widths, q * ksizes)
+    return _ceil_div(issued, pe.multipliers_per_pe)
+
+
+def greedy_makespan(units: list[int], pe_count: int) -> int:
+    """Makespan of greedy list scheduling: each unit, in order, to the PE free first (lowest index on ties)."""
+    if len(units) <= pe_count:
+        return max(units, default=0)
+    # one integer per PE, load * P + index: the heap's minimum is the least-loaded, lowest-numbered PE
+    heap = list(range(pe_count))
+    for cycles in units:
+        heapq.heapreplace(heap, heap[0] + cycles * pe_count)
+    return max(heap) // pe_count
+
+
+def _makespans(units_by_pass: IntArray, pe: PEArray) -> IntArray:
+    """Makespans of passes whose units (in order) are the rows of `units_by_pass` (passes, units)."""
+    passes, count = units_by_pass.shape
+    if count <= pe.pe_count:
+        return units_by_pass.max(axis=1, initial=0)
+    if pe.assignment == "static":
+        padded = np.zeros((passes, -(-count // pe.pe_count) * pe.pe_count), dtype=np.int64)
+        padded[:, :count] = units_by_pass
+        return padded.reshape(passes, -1, pe.pe_count).sum(axis=1).max(axis=1)
+    return np.array([greedy_makespan(row.tolist(), pe.pe_count) for row in units_by_pass], dtype=np.int64)
+
+
+def pass_compute(work: LayerWork, plan: LayerPlan, pe: PEArray, cycles: IntArray | None = None) -> PassCompute:
+    """Makespan and PE-cycles of every pass (k-block-major)."""
+    if cycles is None:
+        cycles = unit_cycles(work, plan, pe)
+    makespans: list[IntArray] = []
+    works: list[IntArray] = []
+    if pe.partition == "output_channels":
+        for k0, k1 in plan.kblocks:
+            block = np.ascontiguousarray(cycles[k0:k1, :].T)  # (G, units)
+            makespans.append(_makespans(block, pe))
+            works.append(block.sum(axis=1))
+    else:
+        starts, counts = _group_segments(work, plan)  # a group's units: its segments, in row-major order
+        width = int(counts.max())
+        offsets = np.arange(width, dtype=np.int64)
+        valid = offsets[None, :] < counts[:, None]
+        index = np.where(valid, starts[:, None] + offsets[None, :], 0)
+        for b in range(len(plan.kblocks)):
+            block = np.where(valid, cycles[index, b], 0)  # (G, units)
+            makespans.append(_makespans(block, pe))
+            works.append(block.sum(axis=1))
+    return PassCompute(np.concatenate(makespans), np.concatenate(works))

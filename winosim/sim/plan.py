@@ -1,0 +1,282 @@
+"""Tiling a layer into passes through the global buffer, and what each pass moves.
+
+A layer runs as a sequence of *passes*. A pass is one block of output channels (a k-block) times one group
+of columns of one image (a `RowGroup`: whole rows of output tiles for Winograd-domain work, or of output
+pixels otherwise; or, when one row does not fit, a strip of segments of one row), over all input channels,
+so a pass's outputs are complete when it ends. Passes run k-block by k-block, group by group.
+
+Sizing (deterministic, docs/simulator.md):
+1. k-blocks: as many output channels as their stored weights fit in half the global buffer (largest
+   channel x count). With the `output_channels` partition the count is rounded down to a multiple of the
+   PE count when at least P channels fit (fewer fit: those, and the other PEs idle). When not even one
+   channel's weights fit, the k-block (one channel per PE) is *streamed*: its weights are fetched again
+   for every group. With the `tiles` partition a PE holds one segment of the k-block's partial sums in
+   its accumulators, which bounds the k-block further.
+2. groups: the largest number of rows whose input rows and the outputs of the largest k-block any PE count
+   could get (the channels that fit in half the buffer, or all K when streamed), double-buffered, fit in
+   the other half of the buffer (worst-case, all-non-zero sizes, halo included); if not even one row fits,
+   the largest strip of segments of one row that does. Groups do not depend on the PE count, so neither
+   do the units of work. With the `output_channels` partition a PE goes through its unit in chunks of
+   columns whose partial sums fit in its accumulators (`chunk_columns`), re-reading its weights per chunk.
+3. the input map stays resident across k-blocks when all of it fits beside the weights' half and the
+   double-buffered outputs; otherwise it is fetched again for every k-block (re-fetch).
+A layer that cannot be tiled (one segment's inputs and outputs do not fit in half the buffer, one column's
+or one segment's partial sums do not fit in the accumulators) raises ConfigError naming the parameter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from winosim.arch import Arch
+from winosim.errors import ConfigError
+from winosim.sim.formats import Footprint, footprint, footprint_bytes
+from winosim.workload import SEGMENT_COLUMNS, LayerWork
+
+IntArray = NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class RowGroup:
+    """The columns of one pass: rows [row0, row1) of one image, and of each row the segments
+    [segment0, segment1) (all of them, unless one row does not fit in the buffer: then a pass is a strip of
+    segments of a single row)."""
+
+    image: int
+    row0: int
+    row1: int
+    segment0: int
+    segment1: int
+
+    def columns(self, work: LayerWork) -> tuple[int, int]:
+        """Columns [col0, col1) of each row in this group."""
+        return self.segment0 * SEGMENT_COLUMNS, min(self.segment1 * SEGMENT_COLUMNS, work.columns_per_row)
+
+    def column_count(self, work: LayerWork) -> int:
+        col0, col1 = self.columns(work)
+        return col1 - col0
+
+    def first_segment(self, work: LayerWork) -> int:
+        """Index of the group's first segment among all segments of the layer (row-major)."""
+        return (self.image * work.rows_per_image + self.row0) * work.segments_per_row + self.segment0
+
+    def segment_count(self, work: LayerWork) -> int:
+        """Segments in the group (contiguous in row-major order)."""
+        return (self.row1 - self.row0 - 1) * work.segments_per_row + self.segment1 - self.segment0
+
+
+@dataclass(frozen=True, eq=False)
+class LayerPlan:
+    """How one layer is cut into passes: `kblocks` are (first k, end k), `groups` the columns of each pass;
+    passes run k-block-major. With the `output_channels` partition a PE works through its output channel of
+    a pass in chunks of `chunk_columns` columns whose partial sums fit in its accumulators, reading the
+    channel's weights from the buffer again for every chunk."""
+
+    @property
+    def whole_rows(self) -> bool:
+        """Whether every pass covers whole rows (no strips)."""
+        return all(g.segment0 == 0 for g in self.groups) and len({g.segment1 for g in self.groups}) == 1
+
+    kblocks: tuple[tuple[int, int], ...]
+    groups: tuple[RowGroup, ...]
+    input_resident: bool
+    weights_resident: bool
+    chunk_columns: int
+    weight_format: str
+    activation_format: str
+
+    @property
+    def passes(self) -> int:
+        return len(self.kblocks) * len(self.groups)
+
+
+def accumulator_positions(work: LayerWork) -> int:
+    """Partial sums per output column and output channel: the p*p Winograd positions, or 1."""
+    return work.positions if work.domain == "winograd" else 1
+
+
+def _input_span(
+    domain: str, m: int, layer_pad: int, kernel: int, stride: int, first: int, end: int, size: int
+) -> tuple[int, int]:
+    if domain == "winograd":
+        lo, hi = m * first - layer_pad, m * (end - 1) - layer_pad + m + kernel - 1
+    else:
+        lo, hi = first * stride - layer_pad, (end - 1) * stride - layer_pad + kernel
+    return max(lo, 0), min(hi, size)
+
+
+def input_rows(work: LayerWork, row0: int, row1: int) -> tuple[int, int]:
+    """Input-map rows [h0, h1) that the output rows [row0, row1) of one image read (halo included)."""
+    layer = work.layer
+    return _input_span(
+        work.domain, work.winograd_m, layer.padding, layer.kernel, layer.stride, row0, row1, layer.in_height
+    )
+
+
+def input_columns(work: LayerWork, col0: int, col1: int) -> tuple[int, int]:
+    """Input-map columns [w0, w1) that the output columns [col0, col1) read (halo included)."""
+    layer = work.layer
+    return _input_span(
+        work.domain, work.winograd_m, layer.padding, layer.kernel, layer.stride, col0, col1, layer.in_width
+    )
+
+
+def output_rows(work: LayerWork, row0: int, row1: int) -> int:
+    """Output-map rows produced by rows [row0, row1) of one image."""
+    if work.domain == "winograd":
+        m = work.winograd_m
+        return min(m * row1, work.layer.out_height) - m * row0
+    return row1 - row0
+
+
+def output_columns(work: LayerWork, col0: int, col1: int) -> int:
+    """Output-map columns produced by columns [col0, col1) of a row."""
+    if work.domain == "winograd":
+        m = work.winograd_m
+        return min(m * col1, work.layer.out_width) - m * col0
+    return col1 - col0
+
+
+def weight_footprint(
+    work: LayerWork, fmt: str, width_bits: int, k0: int, k1: int, worst_case: bool = False
+) -> Footprint:
+    """Footprint of the weights of output channels [k0, k1)."""
+    rows = (k1 - k0) * work.in_channels
+    elements = (k1 - k0) * work.q
+    nonzero = elements if (worst_case or work.weight_nnz_k is None) else int(work.weight_nnz_k[k0:k1].sum())
+    return footprint(fmt, rows, work.positions, nonzero, width_bits)
+
+
+def input_footprint(
+    work: LayerWork,
+    fmt: str,
+    width_bits: int,
+    image: int,
+    rows: tuple[int, int],
+    columns: tuple[int, int],
+    worst_case: bool = False,
+) -> Footprint:
+    """Footprint of the input-map window rows x columns ([h0, h1) x [w0, w1)) of one image, all channels;
+    a CSR row is one channel's part of one map row."""
+    (h0, h1), (w0, w1) = rows, columns
+    channel_rows = work.in_channels * (h1 - h0)
+    elements = channel_rows * (w1 - w0)
+    counts = work.input_nnz_hw
+    nonzero = elements if worst_case or counts is None else int(counts[image, h0:h1, w0:w1].sum())
+    return footprint(fmt, channel_rows, w1 - w0, nonzero, width_bits)
+
+
+def plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
+    """Cut `work` into passes for `arch` (see the module docstring); raises ConfigError if it cannot."""
+    pe, mem = arch.pe_array, arch.memory
+    width = arch.data_width_bits
+    where = f"layer {work.layer.name!r} ({work.method})"
+    sparse_storage = not work.dense
+    weight_format = mem.weight_format if sparse_storage else "dense"
+    activation_format = mem.activation_format if (sparse_storage and work.input_nnz_hw is not None) else "dense"
+    capacity = mem.global_buffer_bytes
+    k_total = work.out_channels
+    acc_per_column = accumulator_positions(work)
+    segment_partials = min(SEGMENT_COLUMNS, work.columns_per_row) * acc_per_column
+
+    # 1. k-blocks: as many output channels as fit in half the buffer (a multiple of the PE count with the
+    #    output_channels partition, so that every PE has a unit), at least one per PE (then streamed)
+    nonzero_k = work.weight_nnz_k if work.weight_nnz_k is not None else np.full(k_total, work.q, dtype=np.int64)
+    per_k = footprint_bytes(weight_format, work.in_channels, work.positions, nonzero_k, width)
+    half = capacity // 2
+    fit = half // int(per_k.max())
+    if pe.partition == "output_channels":
+        if fit >= pe.pe_count:
+            kb = min(k_total, fit - fit % pe.pe_count)  # every PE gets the same number of channels
+        elif fit >= 1:
+            kb = min(k_total, fit)  # resident weights, some PEs idle
+        else:
+            kb = min(k_total, pe.pe_count)  # not even one channel fits: stream, one channel per PE
+    else:
+        kb = min(k_total, max(fit, 1), pe.accumulator_entries // segment_partials)
+        if kb < 1:
+            raise ConfigError(
+                f"pe_array.accumulator_entries = {pe.accumulator_entries} is too small for {where}: one segment "
+                f"of one output channel needs {segment_partials} partial sums"
+            )
+    kblocks = [(k0, min(k0 + kb, k_total)) for k0 in range(0, k_total, kb)]
+    largest_weights = max(int(per_k[s:e].sum()) for s, e in kblocks)
+    weights_resident = largest_weights <= half
+
+    # 2. groups: double-buffered inputs and outputs in the other half of the buffer; the outputs are sized
+    #    for the largest k-block any PE count could get, so that the units of work do not depend on P
+    k_outputs = min(k_total, fit) if fit >= 1 else k_total
+    rows_per_image = work.rows_per_image
+    rest = capacity - half
+    wb = arch.data_width_bytes
+
+    layer = work.layer
+    full_columns = (0, layer.in_width)
+
+    def pass_bytes(rows: int, segments: int) -> int:
+        col1 = min(segments * SEGMENT_COLUMNS, work.columns_per_row)
+        in_cols = input_columns(work, 0, col1) if segments < work.segments_per_row else full_columns
+        inputs = input_footprint(
+            work, activation_format, width, 0, input_rows(work, 0, rows), in_cols, worst_case=True
+        ).bytes
+        outputs = k_outputs * output_rows(work, 0, rows) * output_columns(work, 0, col1) * wb
+        return 2 * (inputs + outputs)
+
+    per_row = work.segments_per_row
+    group = segments = 0
+    for g in range(1, rows_per_image + 1):
+        if pass_bytes(g, per_row) > rest:
+            break
+        group, segments = g, per_row
+    if group == 0:  # not even one row: strips of segments of one row
+        for t in range(per_row - 1, 0, -1):
+            if pass_bytes(1, t) <= rest:
+                group, segments = 1, t
+                break
+    if group == 0:
+        raise ConfigError(
+            f"memory.global_buffer_bytes = {capacity} is too small for {where}: one segment of "
+            f"{SEGMENT_COLUMNS} columns needs {pass_bytes(1, 1)} bytes of double-buffered inputs and outputs, "
+            f"half the buffer is {rest}"
+        )
+    chunk_columns = group * work.columns_per_row
+    if pe.partition == "output_channels":
+        chunk_columns = pe.accumulator_entries // acc_per_column
+        if chunk_columns < 1:
+            raise ConfigError(
+                f"pe_array.accumulator_entries = {pe.accumulator_entries} is too small for {where}: one column of "
+                f"one output channel needs {acc_per_column} partial sums"
+            )
+    if segments == per_row:
+        groups = tuple(
+            RowGroup(n, r0, min(r0 + group, rows_per_image), 0, per_row)
+            for n in range(work.images)
+            for r0 in range(0, rows_per_image, group)
+        )
+    else:
+        groups = tuple(
+            RowGroup(n, r, r + 1, s0, min(s0 + segments, per_row))
+            for n in range(work.images)
+            for r in range(rows_per_image)
+            for s0 in range(0, per_row, segments)
+        )
+
+    # 3. input residency across k-blocks
+    resident = True
+    if len(kblocks) > 1:
+        whole = input_footprint(
+            work, activation_format, width, 0, (0, layer.in_height), full_columns, worst_case=True
+        ).bytes
+        resident = work.images * whole + half + _double_outputs(work, k_outputs, group, segments, wb) <= capacity
+    return LayerPlan(
+        tuple(kblocks), groups, resident, weights_resident, chunk_columns, weight_format, activation_format
+    )
+
+
+def _double_outputs(work: LayerWork, k_outputs: int, rows: int, segments: int, wb: int) -> int:
+    """Bytes of two passes' outputs (k_outputs channels, `rows` rows of `segments` segments)."""
+    col1 = min(segments * SEGMENT_COLUMNS, work.columns_per_row)
+    return 2 * k_outputs * output_rows(work, 0, rows) * output_columns(work, 0, col1) * wb

@@ -1,0 +1,305 @@
+"""Lowering a trace to a workload: the design-point-independent work of every layer under every method.
+
+Every layer, under every method, is a matrix product on the PE array: output (K x columns) = weights
+(K x Q) @ activations (Q x columns), where
+
+- a Winograd-domain layer (native pruned Winograd, Winograd-ReLU, dense Winograd on a `kind="winograd"`
+  layer) has Q = C * P (input channel, Winograd position) and one column per (image, output tile);
+- every other layer (spatial methods, and the stem, 1x1, strided and FC layers in every method) is lowered
+  im2col-style: Q = C * R * S and one column per (image, output pixel).
+
+Columns are grouped in *rows* (one row of output tiles, or one row of output pixels, of one image), and rows
+in *segments* of `SEGMENT_COLUMNS` consecutive columns (the last one of a row may be narrower): passes are
+made of whole rows, and the `tiles` partition's units are segments. `lower` computes once per trace,
+vectorised in numpy, what the simulator needs from the masks, for every design point:
+
+- `weight_kq` (K, Q) bool: the weight non-zero mask with Q flattened as (c, position);
+- `act_sq` (rows x segments per row, Q) uint8: for each segment, how many of its columns have a non-zero
+  activation at q (for spatial layers: whose (r, s)-shifted, zero-padded input at channel c is non-zero);
+- `act_rq` (rows, Q) int32: the same per row (the sum of the row's segments);
+- `input_nnz_hw` (N, H, W) int32: non-zero input activations per image and input pixel over the channels,
+  for the storage size of the spatial input map in DRAM (None when the map is treated as dense).
+
+Dense methods carry no masks (`dense=True`): every operand is non-zero and their work is a closed form.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from winosim.counts import DENSE_METHODS, METHODS, SPARSE_METHOD_SOURCE, available
+from winosim.errors import ConfigError
+from winosim.geometry import LayerGeometry
+from winosim.trace import Trace, Variant
+
+Domain = Literal["winograd", "spatial"]
+IntArray = NDArray[np.int64]
+
+SEGMENT_COLUMNS = 4
+"""Columns (output tiles or pixels) per segment of a row: the `tiles` partition's unit of work."""
+
+
+@dataclass(frozen=True, eq=False)
+class LayerWork:
+    """What one layer asks of the array under one (method, variant), over the trace's `images`.
+
+    Shapes: `weight_kq` (K, Q) bool, `weight_nnz_q` (Q,), `weight_nnz_k` (K,), `act_rq` (rows, Q) int32,
+    `act_sq` (rows * segments_per_row, Q) uint8, `act_nnz_row` (rows,), `input_nnz_hw` (N, H, W). The
+    mask-derived arrays are None for dense methods.
+    """
+
+    layer: LayerGeometry
+    layer_index: int
+    method: str
+    variant: str | None
+    domain: Domain
+    images: int
+    winograd_m: int
+    dense: bool
+    positions: int
+    rows_per_image: int
+    columns_per_row: int
+    weight_kq: NDArray[np.bool_] | None
+    weight_nnz_q: IntArray | None
+    weight_nnz_k: IntArray | None
+    act_sq: NDArray[np.uint8] | None
+    act_rq: NDArray[np.int32] | None
+    act_nnz_row: IntArray | None
+    input_nnz_hw: NDArray[np.int32] | None
+
+    @property
+    def out_channels(self) -> int:
+        return self.layer.out_channels
+
+    @property
+    def in_channels(self) -> int:
+        return self.layer.in_channels
+
+    @property
+    def q(self) -> int:
+        """Reduction length per output: C * positions."""
+        return self.layer.in_channels * self.positions
+
+    @property
+    def rows(self) -> int:
+        return self.images * self.rows_per_image
+
+    @property
+    def segments_per_row(self) -> int:
+        return -(-self.columns_per_row // SEGMENT_COLUMNS)
+
+    def segment_widths(self) -> IntArray:
+        """Columns of each segment of a row: (segments_per_row,)."""
+        starts = np.arange(0, self.columns_per_row, SEGMENT_COLUMNS, dtype=np.int64)
+        return np.minimum(starts + SEGMENT_COLUMNS, self.columns_per_row) - starts
+
+    @property
+    def columns(self) -> int:
+        return self.rows * self.columns_per_row
+
+    @property
+    def algorithmic_multiplies(self) -> int:
+        return self.out_channels * self.q * self.columns
+
+    def pair_counts(self) -> dict[tuple[bool, bool], int]:
+        """Multiplies restricted to non-zero weights and/or non-zero activations.
+
+        Key (weights_nonzero_only, activations_nonzero_only): (False, False) is the algorithmic count,
+        (True, True) the exact zero-skipping count of `winosim.counts`.
+        """
+        k, q, cols = self.out_channels, self.q, self.columns
+        if self.dense:
+            full = k * q * cols
+            return {(False, False): full, (True, False): full, (False, True): full, (True, True): full}
+        assert self.weight_nnz_q is not None and self.act_rq is not None and self.act_nnz_row is not None
+        act_q = self.act_rq.sum(axis=0, dtype=np.int64)
+        return {
+            (False, False): k * q * cols,
+            (True, False): int(self.weight_nnz_q.sum()) * cols,
+            (False, True): k * int(self.act_nnz_row.sum()),
+            (True, True): int(self.weight_nnz_q @ act_q),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Workload:
+    """All layers x all available (method, variant) of a trace, in layer order then `METHODS` order."""
+
+    network: str
+    images: int
+    winograd_m: int
+    layers: tuple[LayerGeometry, ...]
+    works: tuple[LayerWork, ...]
+
+    def select(self, methods: tuple[str, ...] | None = None) -> tuple[LayerWork, ...]:
+        if methods is None:
+            return self.works
+        return tuple(w for w in self.works if w.method in methods)
+
+
+def _segment_bounds(columns: int) -> tuple[IntArray, IntArray]:
+    starts = np.arange(0, columns, SEGMENT_COLUMNS, dtype=np.int64)
+    return starts, np.minimum(starts + SEGMENT_COLUMNS, columns)
+
+
+def _winograd_segments(act: NDArray[np.bool_]) -> NDArray[np.uint8]:
+    """(N, C, TH, TW, P) bool -> (N*TH*segments, C*P) uint8 counts over each segment of a tile row."""
+    n, c, th, tw, p = act.shape
+    bits = act.view(np.uint8)
+    segments = -(-tw // SEGMENT_COLUMNS)
+    counts = np.zeros((n, c, th, segments, p), dtype=np.uint8)
+    for offset in range(min(SEGMENT_COLUMNS, tw)):  # uint8 slice adds (at most SEGMENT_COLUMNS per count)
+        columns = bits[:, :, :, offset::SEGMENT_COLUMNS]
+        counts[:, :, :, : columns.shape[3]] += columns
+    return np.ascontiguousarray(counts.transpose(0, 2, 3, 1, 4)).reshape(n * th * segments, c * p)
+
+
+def _spatial_segments(act: NDArray[np.bool_], layer: LayerGeometry) -> NDArray[np.uint8]:
+    """(N, C, H, W) bool -> (N*OH*segments, C*R*S) uint8: per segment of an output row, how many of its
+    columns have a non-zero (r, s)-shifted, zero-padded input at channel c. Window sums along the width come
+    from one prefix sum per residue class of the stride."""
+    n, c, h, w = act.shape
+    kern, st, pad = layer.kernel, layer.stride, layer.padding
+    oh, ow = layer.out_height, layer.out_width
+    seg_starts, seg_ends = _segment_bounds(ow)
+    segments = len(seg_starts)
+    padded = np.zeros((w + 2 * pad, n, c, h + 2 * pad), dtype=np.uint8)
+    padded[pad : pad + w, :, :, pad : pad + h] = act.view(np.uint8).transpose(3, 0, 1, 2)
+    dtype = np.int32 if padded.shape[0] >= 2**15 else np.int16
+    prefix = []
+    for residue in range(st):
+        part = padded[residue::st]
+        cumulative = np.zeros((part.shape[0] + 1, n, c, h + 2 * pad), dtype=dtype)
+        for column in range(part.shape[0]):  # contiguous slice adds: faster than a casting cumsum
+            np.add(cumulative[column], part[column], out=cumulative[column + 1])
+        prefix.append(cumulative)
+    out = np.empty((n, oh, segments, c, kern, kern), dtype=np.uint8)
+    for s in range(kern):
+        cumulative, first = prefix[s % st], s // st
+        sums = (cumulative[first + seg_ends] - cumulative[first + seg_starts]).astype(np.uint8)  # (seg, N, C, Hp)
+        for r in range(kern):
+            out[:, :, :, :, r, s] = sums[:, :, :, r : r + st * (oh - 1) + 1 : st].transpose(1, 3, 0, 2)
+    return out.reshape(n * oh * segments, c * kern * kern)
+
+
+def _channel_counts(act: NDArray[np.bool_]) -> NDArray[np.int32]:
+    """(N, C, H, W) bool -> (N, H, W) int32: non-zero channels per pixel."""
+    bits = act.view(np.uint8)
+    counts = np.zeros((act.shape[0], act.shape[2], act.shape[3]), dtype=np.int32)
+    for channel in range(act.shape[1]):  # contiguous slice adds
+        counts += bits[:, channel]
+    return counts
+
+
+def lower_layer(trace: Trace, layer_index: int, method: str, variant: Variant | None) -> LayerWork:
+    """The `LayerWork` of one layer under one method (a sparse method needs the variant with its masks)."""
+    if method not in METHODS:
+        raise ConfigError(f"lower_layer: method must be one of {METHODS}, got {method!r}")
+    layer = trace.layers[layer_index]
+    m = trace.winograd_m
+    if method in DENSE_METHODS:
+        domain: Domain = "winograd" if method == "dense_winograd" and layer.kind == "winograd" else "spatial"
+    else:
+        if variant is None or variant.method != SPARSE_METHOD_SOURCE[method]:
+            raise ConfigError(
+                f"lower_layer: method {method!r} needs a variant of method {SPARSE_METHOD_SOURCE[method]!r}"
+            )
+        domain = variant.domain(layer)
+    if domain == "winograd":
+        positions = (m + 2) ** 2
+        rows_per_image, columns_per_row = -(-layer.out_height // m), -(-layer.out_width // m)
+    else:
+        positions = layer.kernel * layer.kernel
+        rows_per_image, columns_per_row = layer.out_height, layer.out_width
+    common = {
+        "layer": layer,
+        "layer_index": layer_index,
+        "method": method,
+        "domain": domain,
+        "images": trace.images,
+        "winograd_m": m,
+        "positions": positions,
+        "rows_per_image": rows_per_image,
+        "columns_per_row": columns_per_row,
+    }
+    if variant is None or method in DENSE_METHODS:
+        return LayerWork(
+            **common,  # type: ignore[arg-type]
+            variant=None,
+            dense=True,
+            weight_kq=None,
+            weight_nnz_q=None,
+            weight_nnz_k=None,
+            act_sq=None,
+            act_rq=None,
+            act_nnz_row=None,
+            input_nnz_hw=None,
+        )
+    masks = variant.masks[layer_index]
+    weight_kq = masks.weight.reshape(layer.out_channels, -1)
+    input_nnz_hw: NDArray[np.int32] | None
+    if domain == "winograd":
+        act_sq = _winograd_segments(masks.activation)
+        input_nnz_hw = None  # the spatial map feeding the input transform is held dense (docs/simulator.md)
+    else:
+        act_sq = _spatial_segments(masks.activation, layer)
+        input_nnz_hw = _channel_counts(masks.activation)
+        input_nnz_hw.setflags(write=False)
+    segments = -(-columns_per_row // SEGMENT_COLUMNS)
+    by_row = act_sq.reshape(-1, segments, act_sq.shape[1])
+    act_rq = by_row[:, 0].astype(np.int32)
+    for segment in range(1, segments):
+        act_rq += by_row[:, segment]
+    act_sq.setflags(write=False)
+    act_rq.setflags(write=False)
+    return LayerWork(
+        **common,  # type: ignore[arg-type]
+        variant=variant.name,
+        dense=False,
+        weight_kq=weight_kq,
+        weight_nnz_q=np.count_nonzero(weight_kq, axis=0).astype(np.int64),
+        weight_nnz_k=np.count_nonzero(weight_kq, axis=1).astype(np.int64),
+        act_sq=act_sq,
+        act_rq=act_rq,
+        act_nnz_row=act_rq.sum(axis=1, dtype=np.int64),
+        input_nnz_hw=input_nnz_hw,
+    )
+
+
+def lower(trace: Trace, methods: tuple[str, ...] | None = None) -> Workload:
+    """Lower every layer of `trace` under every available (method, variant), or only `methods`."""
+    if methods is not None:
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise ConfigError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+    sources = available(trace)
+    works: list[LayerWork] = []
+    for index in range(len(trace.layers)):
+        for method in METHODS:
+            if methods is not None and method not in methods:
+                continue
+            for name in sources[method]:
+                variant = None if name is None else trace.variant(name)
+                works.append(lower_layer(trace, index, method, variant))
+    return Workload(
+        network=trace.network,
+        images=trace.images,
+        winograd_m=trace.winograd_m,
+        layers=trace.layers,
+        works=tuple(works),
+    )
+
+
+def ceil_div(a: int, b: int) -> int:
+    """ceil(a / b) for non-negative integers."""
+    return -(-a // b)
+
+
+def index_bits(columns: int) -> int:
+    """Bits of a column index among `columns` (0 for a single column)."""
+    return math.ceil(math.log2(columns)) if columns > 1 else 0
