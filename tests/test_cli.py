@@ -83,6 +83,27 @@ def test_run_prints_the_paper_table_end_to_end(trace_path: Path) -> None:
     assert result.stderr == ""
     out = result.stdout
     assert "SYNTHETIC TRACE" in out
+    for label in (
+        "reduction vs dense spatial",
+        "reduction vs dense Winograd",
+        "kcycles/img",
+        "latency/img (us)",
+        "energy/img (uJ)",
+        "speedup vs dense spatial",
+        "energy reduction vs dense spatial",
+    ):
+        assert label in out
+    assert "simulated on arch 'default': 64 PEs" in out
+    assert "LOWER BOUND" not in out
+    for method in ("dense spatial", "pruned spatial", "dense Winograd", "native pruned Winograd", "Winograd-ReLU"):
+        assert method in out
+    assert "Winograd layers" in out and "TOTAL" in out
+
+
+def test_run_counts_only_prints_the_labelled_ideal_bound(trace_path: Path) -> None:
+    result = winosim("run", "--trace", trace_path, "--pe", "64", "--counts-only")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
     for label in ("reduction vs dense spatial", "reduction vs dense Winograd", "ideal cycles/image (bound)"):
         assert label in out
     assert "LOWER BOUND" in out

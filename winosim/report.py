@@ -216,6 +216,81 @@ def multiplies_frame(
     return with_ideal_cycles(frame, pe_count, multipliers_per_pe)
 
 
+SIM_KEY_COLUMNS: tuple[str, ...] = ("layer_index", "method", "variant")
+SIM_SKIP_COLUMNS: frozenset[str] = frozenset(
+    {"layer", "domain", "images", "multiplies", "input_transform_adds", "output_transform_adds"}
+)
+"""Simulator columns not merged into the run table: identifiers and the exact counts it already has."""
+
+SIM_COLUMN_DOCS: dict[str, str] = {
+    "cycles": "simulated cycles of the layer (or sum) over the N images, on the given architecture",
+    "cycles_per_image": "cycles / images",
+    "latency_s": "cycles / clock_hz, over the N images",
+    "latency_s_per_image": "latency_s / images",
+    "energy_pj": "energy over the N images = simulated counts x the architecture's energy table (pJ)",
+    "energy_pj_per_image": "energy_pj / images",
+    "utilisation": "multiplies issued / (cycles x multipliers in the array)",
+    "speedup_vs_dense_spatial": "dense spatial cycles / this row's cycles, same array (same layer or same sum)",
+    "speedup_vs_dense_winograd": "dense Winograd cycles / this row's cycles, same array (same layer or same sum)",
+    "energy_reduction_vs_dense_spatial": "dense spatial energy / this row's energy (same layer or same sum)",
+    "energy_reduction_vs_dense_winograd": "dense Winograd energy / this row's energy (same layer or same sum)",
+    "compute_cycles": "cycles in which the PE array computes (attribution; the four parts sum to cycles)",
+    "dram_stall_cycles": "cycles the PE array waits on DRAM (attribution)",
+    "transform_stall_cycles": "cycles the PE array waits on a transform unit (attribution)",
+    "imbalance_idle_cycles": "cycles PEs idle from load imbalance (attribution)",
+}
+
+
+def run_frame(
+    trace: Trace, counts: Sequence[LayerCount], sim: pd.DataFrame, pe_count: int, multipliers_per_pe: int
+) -> pd.DataFrame:
+    """The simulated `winosim run` table: `multiplies_frame` plus the simulator's per-layer columns (from
+    `SimResult.to_frame()`), summed on the sum rows, with per-image values, speedups and energy reductions
+    against both dense references. Rows of unavailable methods stay null."""
+    base = count_frame(trace, counts)
+    numeric = [
+        c
+        for c in sim.columns
+        if c not in SIM_SKIP_COLUMNS
+        and c not in SIM_KEY_COLUMNS
+        and c != "utilisation"
+        and pd.api.types.is_numeric_dtype(sim[c])
+    ]
+    left = base.assign(_variant=base["variant"].fillna(""), _index=base["layer_index"].astype("int64"))
+    right = sim[[*SIM_KEY_COLUMNS, *numeric]].assign(
+        _variant=sim["variant"].fillna(""), _index=sim["layer_index"].astype("int64")
+    )
+    right = right.drop(columns=["layer_index", "variant"])
+    merged = left.merge(
+        right,
+        how="left",
+        left_on=["_index", "method", "_variant"],
+        right_on=["_index", "method", "_variant"],
+        validate="one_to_one",
+    )
+    missing = merged["available"] & merged["cycles"].isna()
+    if missing.any():
+        first = merged[missing].iloc[0]
+        raise ConfigError(
+            f"run_frame: the simulation has no row for layer {first['layer']!r}, method {first['method']!r}"
+        )
+    merged = merged.drop(columns=["_variant", "_index"])
+    integer = [c for c in numeric if pd.api.types.is_integer_dtype(sim[c])]
+    merged = merged.astype(dict.fromkeys(integer, "Int64"))
+    frame = with_totals(merged, [*COUNT_COLUMNS, *numeric])
+    frame["utilisation"] = (
+        frame["multiplies_issued"].astype("Float64") / frame["multiplier_cycles"].astype("Float64")
+    ).astype("float64")
+    images = frame["images"].astype("float64")
+    frame["cycles_per_image"] = frame["cycles"].astype("Float64").astype("float64") / images
+    frame["latency_s_per_image"] = frame["latency_s"].astype("float64") / images
+    frame["energy_pj_per_image"] = frame["energy_pj"].astype("float64") / images
+    frame = with_ratios(frame, "multiplies", "reduction_vs")
+    frame = with_ratios(frame, "cycles", "speedup_vs")
+    frame = with_ratios(frame, "energy_pj", "energy_reduction_vs")
+    return with_ideal_cycles(frame, pe_count, multipliers_per_pe)
+
+
 # --------------------------------------------------------------------------- rendering
 
 
@@ -266,6 +341,34 @@ RUN_COLUMNS: tuple[Column, ...] = (
     Column("ideal_cycles_bound_per_image", "ideal cycles/image (bound)", fmt_int),
 )
 """The human columns of `winosim run`."""
+
+
+def fmt_microseconds(value: Any) -> str:
+    return f"{float(value) * 1e6:,.1f}"
+
+
+def fmt_microjoules(value: Any) -> str:
+    return f"{float(value) / 1e6:,.2f}"
+
+
+def fmt_thousands(value: Any) -> str:
+    return f"{float(value) / 1e3:,.1f}"
+
+
+RUN_SIM_COLUMNS: tuple[Column, ...] = (
+    Column("layer", "layer", fmt_layer, text=True),
+    Column("method", "method", fmt_method, text=True),
+    Column("variant", "variant", text=True, null=""),
+    Column("multiplies_per_image", "mults/img (M)", fmt_millions),
+    Column("reduction_vs_dense_spatial", "reduction vs dense spatial", fmt_ratio),
+    Column("reduction_vs_dense_winograd", "reduction vs dense Winograd", fmt_ratio),
+    Column("cycles_per_image", "kcycles/img", fmt_thousands),
+    Column("latency_s_per_image", "latency/img (us)", fmt_microseconds),
+    Column("energy_pj_per_image", "energy/img (uJ)", fmt_microjoules),
+    Column("speedup_vs_dense_spatial", "speedup vs dense spatial", fmt_ratio),
+    Column("energy_reduction_vs_dense_spatial", "energy reduction vs dense spatial", fmt_ratio),
+)
+"""The human columns of the simulated `winosim run` table."""
 
 
 def _is_null(value: Any) -> bool:

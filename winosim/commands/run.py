@@ -1,52 +1,90 @@
-"""`winosim run`: the paper-style table of a trace, exact multiplies of every method per layer and in total.
+"""`winosim run`: the paper-style table of a trace on one architecture.
 
 For each layer, the Winograd-layer subtotal and the network total, and for each of the five methods (and
-each variant of the trace that supplies a sparse method's masks): multiplies per image, the reduction
-against dense spatial and against dense Winograd (both labelled), and the ideal compute-bound cycle count
-ceil(multiplies / (pe * multipliers_per_pe)), which is a lower bound, not a simulation. A method whose
-masks the trace lacks is reported as unavailable (null / n/a), never estimated.
+each variant of the trace that supplies a sparse method's masks): exact multiplies per image and their
+reduction against dense spatial and against dense Winograd (both labelled), then the simulated cycles,
+latency and energy on the architecture (`--arch`, `--set`, `--pe`) and the speedup and energy reduction
+over dense spatial on the same array. `--counts-only` skips the simulation and shows the ideal
+compute-bound cycle count ceil(multiplies / multipliers) instead, labelled as a lower bound. A method whose
+masks the trace lacks is reported as unavailable (null / n/a), never estimated. `--out DIR` also writes the
+tables (CSV, JSON) and figures.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from winosim import __version__
-from winosim.commands import CommandParser, command_parser, positive_int, write_text_atomic
+from winosim.arch import Arch
+from winosim.archio import add_arch_arguments, apply_overrides, arch_from_args, arch_to_flat_dict
+from winosim.commands import CommandParser, OutputError, command_parser, positive_int, write_text_atomic
 from winosim.counts import METHODS, available, count_trace
 from winosim.errors import ConfigError
-from winosim.report import COLUMN_DOCS, FORMATS, METHOD_LABELS, RUN_COLUMNS, multiplies_frame, render
+from winosim.report import (
+    COLUMN_DOCS,
+    FORMATS,
+    METHOD_LABELS,
+    RUN_COLUMNS,
+    RUN_SIM_COLUMNS,
+    SIM_COLUMN_DOCS,
+    multiplies_frame,
+    render,
+    render_csv,
+    render_json,
+    run_frame,
+)
+from winosim.simulate import simulate
 from winosim.trace import Trace, load_trace
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MULTIPLIERS_PER_PE = 16
-"""Multipliers per PE for the ideal bound: SCNN's 4x4 Cartesian-product PE (F = I = 4, paper.md section 6)."""
-
 
 def _parser() -> CommandParser:
-    parser = command_parser("run", "Exact multiplies of every method on a trace, per layer and in total.")
+    parser = command_parser(
+        "run",
+        "Exact multiplies, simulated cycles, latency and energy of every method on a trace, per layer and in total.",
+    )
     parser.add_argument("--trace", required=True, metavar="FILE", help="trace file (.npz, format v1)")
     parser.add_argument(
-        "--pe", required=True, type=int, metavar="N", help="number of processing elements (>= 1) for the bound"
+        "--pe",
+        type=int,
+        default=None,
+        metavar="N",
+        help="number of processing elements (>= 1; default: the preset's 64)",
     )
     parser.add_argument(
         "--multipliers-per-pe",
         type=positive_int,
-        default=DEFAULT_MULTIPLIERS_PER_PE,
+        default=None,
         metavar="M",
-        help=f"multipliers per PE for the bound (default {DEFAULT_MULTIPLIERS_PER_PE}, an SCNN 4x4 PE)",
+        help="multipliers per PE (default: the preset's 16, an SCNN 4x4 PE), i.e. --set pe_array.multipliers_per_pe=M",
+    )
+    add_arch_arguments(parser)
+    parser.add_argument(
+        "--counts-only",
+        action="store_true",
+        help="skip the simulation: exact multiplies and the ideal compute-bound cycle bound only",
     )
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     parser.add_argument("--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
+    parser.add_argument("--out", metavar="DIR", help="also write run.csv, run.json and figures (PNG) into DIR")
     parser.add_argument("--totals-only", action="store_true", help="only the Winograd-layer and total rows")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
 
-def run_meta(trace: Trace, trace_path: str, pe_count: int, multipliers_per_pe: int) -> dict[str, Any]:
+def run_meta(
+    trace: Trace, trace_path: str, arch: Arch, simulated: bool, columns: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The `meta` object of the JSON output: where the numbers come from and what the columns mean."""
     sources = available(trace)
+    pe_count, multipliers_per_pe = arch.pe_array.pe_count, arch.pe_array.multipliers_per_pe
     return {
         "command": "run",
         "winosim_version": __version__,
@@ -59,6 +97,8 @@ def run_meta(trace: Trace, trace_path: str, pe_count: int, multipliers_per_pe: i
         "pe": pe_count,
         "multipliers_per_pe": multipliers_per_pe,
         "multipliers_per_cycle": pe_count * multipliers_per_pe,
+        "simulated": simulated,
+        "arch": arch_to_flat_dict(arch) if simulated else None,
         "variants": [
             {
                 "name": v.name,
@@ -71,31 +111,48 @@ def run_meta(trace: Trace, trace_path: str, pe_count: int, multipliers_per_pe: i
             for v in trace.variants
         ],
         "unavailable_methods": [m for m in METHODS if not sources[m]],
-        "columns": COLUMN_DOCS,
+        "columns": columns if columns is not None else COLUMN_DOCS,
     }
 
 
-def _title(trace: Trace, trace_path: str, pe_count: int, multipliers_per_pe: int) -> list[str]:
+def _title(trace: Trace, trace_path: str, arch: Arch, simulated: bool) -> list[str]:
     prov = trace.provenance
+    pe_count, multipliers_per_pe = arch.pe_array.pe_count, arch.pe_array.multipliers_per_pe
     lines = [
-        f"winosim run: exact multiplies per method, counted from the masks of {trace_path}",
+        f"winosim run: {trace_path}",
         f"network {trace.network}, {trace.images} sample images, dataset {prov.dataset}",
     ]
     if prov.synthetic:
         lines.append("SYNTHETIC TRACE: random masks from a generator, NOT a trained model")
-    lines.append(
-        f"ideal cycles = ceil(multiplies / ({pe_count} PEs x {multipliers_per_pe} multipliers)): a compute-bound "
-        "LOWER BOUND, not a simulation"
-    )
+    if simulated:
+        pe = arch.pe_array
+        memory = arch.memory
+        lines.append(
+            f"simulated on arch {arch.name!r}: {pe.pe_count} PEs x {pe.multipliers_per_pe} multipliers ({pe.pe_kind}), "
+            f"weights {pe.weight_zeros} / activations {pe.activation_zeros} zeros, {pe.partition} partition "
+            f"({pe.assignment}), DRAM {memory.dram_bandwidth_bytes_per_cycle} B/cycle, global buffer "
+            f"{memory.global_buffer_bytes // 1024} KiB, {arch.data_width_bits}-bit data, {arch.clock_hz / 1e9:g} GHz, "
+            f"energy table {arch.energy_table}"
+        )
+    else:
+        lines.append(
+            f"ideal cycles = ceil(multiplies / ({pe_count} PEs x {multipliers_per_pe} multipliers)): a compute-bound "
+            "LOWER BOUND, not a simulation"
+        )
     return lines
 
 
-def _notes(trace: Trace) -> list[str]:
+def _notes(trace: Trace, simulated: bool) -> list[str]:
     notes = [
         "mults/image: exact zero-skipping multiplies over the trace's images, divided by their number",
         "reduction vs X = multiplies of X / multiplies of the row (same layer, or same sum)",
         "spatial layers (stem, strided, 1x1, FC) run spatially in every method",
     ]
+    if simulated:
+        notes += [
+            "kcycles, latency and energy per image: simulated over the trace's images, divided by their number",
+            "speedup / energy reduction vs dense spatial = dense spatial cycles (energy) / the row's, same array",
+        ]
     sources = available(trace)
     for method in METHODS:
         if not sources[method]:
@@ -103,24 +160,89 @@ def _notes(trace: Trace) -> list[str]:
     return notes
 
 
+def _progress_bar(disabled: bool) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A tqdm bar on stderr (shown only on a terminal) fed by the simulator's progress callback."""
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=0, unit="layer", desc="simulating", file=sys.stderr, disable=True if disabled else None, leave=False
+    )
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return update, bar.close
+
+
+def _write_out_dir(
+    out_dir: Path, frame: pd.DataFrame, sim: pd.DataFrame | None, meta: dict[str, Any], trace_path: str
+) -> None:
+    """`--out DIR`: run.csv and run.json (every column), and figures when the run was simulated."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
+    write_text_atomic(out_dir / "run.csv", render_csv(frame))
+    write_text_atomic(out_dir / "run.json", render_json(frame, meta))
+    if sim is None:
+        return
+    from winosim.figures import (
+        cycle_attribution_figure,
+        energy_breakdown_figure,
+        layer_cycles_figure,
+        save_png,
+    )
+
+    table = sim.assign(trace=Path(trace_path).name, point=0, synthetic=bool(meta["synthetic"]))
+    save_png(layer_cycles_figure(table), out_dir / "layer_cycles.png")
+    save_png(energy_breakdown_figure(table), out_dir / "energy_breakdown.png")
+    for method in ("winograd_relu", "dense_spatial"):
+        if (table["method"] == method).any():
+            save_png(cycle_attribution_figure(table, method=method), out_dir / f"cycle_attribution_{method}.png")
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.pe < 1:
+    if args.pe is not None and args.pe < 1:
         raise ConfigError(f"--pe must be >= 1, got {args.pe}")
+    arch = arch_from_args(args, args.pe)
+    if args.multipliers_per_pe is not None:
+        arch = apply_overrides(arch, {"pe_array.multipliers_per_pe": args.multipliers_per_pe})
     trace = load_trace(args.trace)
     logger.info("counting %d layers x %d variants of %s", len(trace.layers), len(trace.variants), args.trace)
-    frame = multiplies_frame(trace, count_trace(trace), args.pe, args.multipliers_per_pe)
+    counts = count_trace(trace)
+    pe_count, multipliers_per_pe = arch.pe_array.pe_count, arch.pe_array.multipliers_per_pe
+    sim: pd.DataFrame | None = None
+    if args.counts_only:
+        frame = multiplies_frame(trace, counts, pe_count, multipliers_per_pe)
+        columns, docs = RUN_COLUMNS, COLUMN_DOCS
+    else:
+        update, close = _progress_bar(args.no_progress)
+        try:
+            result = simulate(trace, arch, progress=update)
+        finally:
+            close()
+        sim = result.to_frame()
+        frame = run_frame(trace, counts, sim, pe_count, multipliers_per_pe)
+        columns, docs = RUN_SIM_COLUMNS, {**COLUMN_DOCS, **SIM_COLUMN_DOCS}
     if args.totals_only:
         frame = frame[frame["scope"] != "layer"].reset_index(drop=True)
+    simulated = sim is not None
+    meta = run_meta(trace, args.trace, arch, simulated, docs)
     text = render(
         frame,
         args.format,
-        columns=RUN_COLUMNS,
-        meta=run_meta(trace, args.trace, args.pe, args.multipliers_per_pe),
-        title=_title(trace, args.trace, args.pe, args.multipliers_per_pe),
-        notes=_notes(trace),
+        columns=columns,
+        meta=meta,
+        title=_title(trace, args.trace, arch, simulated),
+        notes=_notes(trace, simulated),
         group="layer",
     )
+    if args.out:
+        _write_out_dir(Path(args.out), frame, sim, meta, args.trace)
     if args.output:
         write_text_atomic(args.output, text)
         logger.info("wrote %s", args.output)
