@@ -1,0 +1,50 @@
+"""The committed analysis outputs (analyses/out/*.md) are what the current code makes from the shipped traces.
+
+Each script under analyses/ is run as a reader would run it (`python analyses/<name>.py`), writing into a
+temporary folder, and every Markdown table it writes must equal the committed one byte for byte; it must
+also write every committed figure of its own. A failure here means the code changed the numbers: rerun
+the scripts (`python analyses/<name>.py`) and commit analyses/out/ together with the change.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ANALYSES = ROOT / "analyses"
+COMMITTED = ANALYSES / "out"
+SCRIPTS = {
+    "multiply_tables.py": ("multiplies-", "density-"),
+    "pe_scaling.py": ("pe-scaling-", "pe-scaling-"),
+    "arch_sensitivity.py": ("arch-sensitivity-", "arch-sensitivity-"),
+}
+"""Each script and the prefixes of the Markdown tables and of the PNG figures it writes."""
+
+
+def test_every_script_is_listed_here() -> None:
+    assert sorted(p.name for p in ANALYSES.glob("*.py") if not p.name.startswith("_")) == sorted(SCRIPTS)
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_a_script_reproduces_its_committed_tables(script: str, tmp_path: Path) -> None:
+    subprocess.run(
+        [sys.executable, str(ANALYSES / script), "--out", str(tmp_path)],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    tables, figures = SCRIPTS[script]
+    made = sorted(p.name for p in tmp_path.glob(f"{tables}*.md"))
+    committed = sorted(p.name for p in COMMITTED.glob(f"{tables}*.md"))
+    assert made, f"{script} wrote no Markdown table"
+    assert made == committed, "the set of tables changed: rerun the script and commit analyses/out/"
+    for name in made:
+        assert (tmp_path / name).read_text(encoding="utf-8") == (COMMITTED / name).read_text(encoding="utf-8"), name
+    # figures are compared by name only: PNG bytes depend on the fonts and FreeType of the machine
+    made_figures = sorted(p.name for p in tmp_path.glob(f"{figures}*.png"))
+    assert made_figures, f"{script} wrote no figure"
+    assert made_figures == sorted(p.name for p in COMMITTED.glob(f"{figures}*.png"))

@@ -1,0 +1,866 @@
+"""Design-space sweeps: many (trace, architecture) points through the simulator, locally or on Dask.
+
+A *grid* names architecture parameters (dotted keys as `winosim.archio.apply_overrides` reads them, e.g.
+`pe` or `pe_array.multipliers_per_pe`) and the values each one takes; the *design points* are the cartesian
+product of those values in a stable order (the first key varies slowest). A sweep evaluates every design
+point on every trace and writes one tidy table: one row per trace x point x layer x method (x variant),
+with every resolved architecture parameter as a column.
+
+Execution model:
+
+- The parent process validates everything first (traces load, every point resolves to a valid `Arch`),
+  so bad input fails before any work starts.
+- Each point is stored as soon as it finishes in `DIR/points/<key>.parquet`, where the key hashes the
+  trace file's content, the resolved architecture (`arch_to_flat_dict`) and the evaluator. A sweep that
+  is interrupted (or whose worker dies) therefore continues where it stopped: stored points are never
+  recomputed, and an unfinished point is simply evaluated again.
+- Work that does not depend on the design point (loading a trace and lowering it to a `Workload`) is done
+  once per trace per worker process and memoised there, not once per point.
+- Executors: local worker processes (`jobs`), or a Dask distributed cluster (`scheduler`). Both call the
+  same pure per-point function, and the final table is sorted by (trace, point, layer_index, method,
+  variant) before it is written, so results never depend on completion order and are identical bit for
+  bit across executors.
+
+This is a reporting module: it uses pandas (and pyarrow for Parquet); dask is imported only when a
+scheduler address is given.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import itertools
+import json
+import logging
+import multiprocessing
+import os
+import tempfile
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+import yaml
+
+import winosim
+from winosim.counts import METHODS
+from winosim.errors import ConfigError, TraceError, WinosimError
+from winosim.trace import Trace, load_trace
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "sweep.json"
+RESULTS_PARQUET = "results.parquet"
+RESULTS_CSV = "results.csv"
+POINTS_DIR = "points"
+MANIFEST_FORMAT = "winosim-sweep"
+MANIFEST_VERSION = 1
+
+#: Method order used when sorting result rows (methods not listed sort after these, alphabetically).
+METHOD_ORDER: tuple[str, ...] = METHODS
+
+#: Columns every sweep table starts with, before the parameter and result columns.
+ID_COLUMNS: tuple[str, ...] = ("trace", "trace_sha256", "synthetic", "point")
+
+Scalar = str | int | float | bool | None
+
+
+class SweepError(WinosimError):
+    """A sweep that cannot run or finish: a broken results directory, a lost cluster, a failing point."""
+
+
+# --------------------------------------------------------------------------- grids and design points
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Named axes of a design space: `axes` is ((key, (value, ...)), ...) with string values, in order."""
+
+    axes: tuple[tuple[str, tuple[str, ...]], ...]
+
+    def __post_init__(self) -> None:
+        keys: list[str] = []
+        for key, values in self.axes:
+            if not isinstance(key, str) or not key or any(ch.isspace() for ch in key) or "=" in key:
+                raise ConfigError(f"Grid: key must be a non-empty name without spaces or '=', got {key!r}")
+            if key in keys:
+                raise ConfigError(f"Grid: key {key!r} is given more than once")
+            keys.append(key)
+            if not values:
+                raise ConfigError(f"Grid: key {key!r} has no values")
+            for value in values:
+                if not isinstance(value, str) or not value.strip():
+                    raise ConfigError(f"Grid: key {key!r} has an empty value in {list(values)!r}")
+            if len(set(values)) != len(values):
+                raise ConfigError(f"Grid: key {key!r} repeats a value: {list(values)!r}")
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(key for key, _ in self.axes)
+
+    def points(self) -> tuple[DesignPoint, ...]:
+        """The cartesian product of the axes, first key slowest; a grid without axes has one point."""
+        value_lists = [values for _, values in self.axes]
+        return tuple(
+            DesignPoint(index=i, overrides=tuple(zip(self.keys, combo, strict=True)))
+            for i, combo in enumerate(itertools.product(*value_lists))
+        )
+
+    def __add__(self, other: Grid) -> Grid:
+        return Grid(self.axes + other.axes)
+
+
+@dataclass(frozen=True)
+class DesignPoint:
+    """One point of a grid: its position in the product and its (key, value) overrides."""
+
+    index: int
+    overrides: tuple[tuple[str, str], ...]
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self.overrides)
+
+    def label(self) -> str:
+        """Short human label, e.g. 'pe=64 zero=skip' ('default' for the empty point)."""
+        return " ".join(f"{k}={v}" for k, v in self.overrides) or "default"
+
+
+def _value_text(value: Any, where: str) -> str:
+    """A YAML scalar as the string `apply_overrides` parses (booleans lower case, like YAML writes them)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | str):
+        return str(value)
+    raise ConfigError(f"{where}: values must be scalars (numbers, strings, booleans), got {value!r}")
+
+
+def parse_grid_option(text: str) -> tuple[str, tuple[str, ...]]:
+    """Parse one `--grid KEY=V1,V2,...` option into (key, values)."""
+    key, sep, rest = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--grid: expected KEY=V1,V2,..., got {text!r}")
+    values = tuple(v.strip() for v in rest.split(","))
+    if not rest.strip() or any(not v for v in values):
+        raise ConfigError(f"--grid {key}: expected a comma-separated list of values, got {rest!r}")
+    return key, values
+
+
+def grid_from_options(options: Sequence[str]) -> Grid:
+    """Build a grid from `--grid` options, in the order given."""
+    return Grid(tuple(parse_grid_option(text) for text in options))
+
+
+def grid_from_mapping(data: Any, where: str) -> Grid:
+    """Build a grid from a mapping `{key: [v1, v2, ...] | scalar}` (YAML order is kept)."""
+    if isinstance(data, Mapping) and set(data) == {"grid"}:
+        data = data["grid"]
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: a grid file must be a mapping of parameter -> list of values")
+    axes: list[tuple[str, tuple[str, ...]]] = []
+    for key, values in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{where}: parameter names must be strings, got {key!r}")
+        items = values if isinstance(values, list) else [values]
+        axes.append((key, tuple(_value_text(v, f"{where}: {key}") for v in items)))
+    return Grid(tuple(axes))
+
+
+def grid_from_yaml(path: str | os.PathLike[str]) -> Grid:
+    """Read a grid file: a YAML mapping of parameter -> list of values (optionally under a `grid:` key)."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"grid file not found: {source}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read grid file ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return grid_from_mapping(data if data is not None else {}, str(source))
+
+
+def typed_value(text: str) -> Scalar:
+    """The typed value of a grid string for the table column: '64' -> 64, '1.5' -> 1.5, 'skip' -> 'skip'."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if isinstance(value, bool | int | float) else text
+
+
+# --------------------------------------------------------------------------- evaluators
+
+
+class Evaluator(Protocol):
+    """What a sweep evaluates at each point. Implementations are frozen and picklable (sent to workers).
+
+    `resolve` runs in the parent and validates a point (returning the object the workers need and the
+    flat parameter dict that identifies it); `prepare` is the design-point-independent work done once per
+    trace per worker; `evaluate` is the pure per-point function returning one row per layer x method.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def identity(self) -> Mapping[str, Any]:
+        """What, besides the trace and the parameters, decides the result (part of every point's key)."""
+        ...
+
+    def resolve(self, overrides: Mapping[str, str]) -> tuple[Any, dict[str, Scalar]]: ...
+
+    def prepare(self, trace: Trace) -> Any: ...
+
+    def evaluate(self, trace: Trace, prepared: Any, resolved: Any) -> pd.DataFrame: ...
+
+
+@dataclass(frozen=True)
+class SimulateEvaluator:
+    """The simulator: `winosim.simulate(trace, arch, methods, workload=lower(trace))` per point.
+
+    `base_arch` is an architecture file (None: `default_arch()`); grid overrides apply on top of it.
+    """
+
+    base_arch: str | None = None
+    methods: tuple[str, ...] | None = None
+
+    @property
+    def name(self) -> str:
+        return "simulate"
+
+    @property
+    def identity(self) -> Mapping[str, Any]:
+        return {"name": self.name, "methods": list(self.methods) if self.methods else None}
+
+    def _base(self) -> Any:
+        if self.base_arch is None:
+            from winosim.arch import default_arch
+
+            return default_arch()
+        from winosim.archio import load_arch
+
+        return load_arch(self.base_arch)
+
+    def resolve(self, overrides: Mapping[str, str]) -> tuple[Any, dict[str, Scalar]]:
+        from winosim.archio import apply_overrides, arch_to_flat_dict
+
+        arch = apply_overrides(self._base(), dict(overrides)) if overrides else self._base()
+        return arch, dict(arch_to_flat_dict(arch))
+
+    def prepare(self, trace: Trace) -> Any:
+        from winosim.workload import lower
+
+        return lower(trace)
+
+    def evaluate(self, trace: Trace, prepared: Any, resolved: Any) -> pd.DataFrame:
+        from winosim import simulate
+
+        result = simulate(trace, resolved, list(self.methods) if self.methods else None, workload=prepared)
+        return result.to_frame()
+
+
+@dataclass(frozen=True)
+class CountsEvaluator:
+    """Exact multiply and transform-add counts (`winosim.counts.count_trace`); ignores the architecture.
+
+    Useful as a fast, simulator-free evaluator: the multiply counts of a trace do not depend on the
+    design point, so every point gives the same rows. Grid keys are recorded as parameters verbatim.
+    """
+
+    @property
+    def name(self) -> str:
+        return "counts"
+
+    @property
+    def identity(self) -> Mapping[str, Any]:
+        return {"name": self.name}
+
+    def resolve(self, overrides: Mapping[str, str]) -> tuple[Any, dict[str, Scalar]]:
+        return None, {key: typed_value(value) for key, value in overrides.items()}
+
+    def prepare(self, trace: Trace) -> Any:
+        from winosim.counts import count_trace
+
+        return count_trace(trace)
+
+    def evaluate(self, trace: Trace, prepared: Any, resolved: Any) -> pd.DataFrame:
+        del trace, resolved
+        columns = (
+            "layer",
+            "layer_index",
+            "method",
+            "variant",
+            "domain",
+            "images",
+            "multiplies",
+            "algorithmic_multiplies",
+            "input_transform_adds",
+            "output_transform_adds",
+        )
+        return pd.DataFrame([{c: getattr(row, c) for c in columns} for row in prepared], columns=list(columns))
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+_CACHE_SIZE = 4
+_cache_lock = threading.Lock()
+_prepared_cache: OrderedDict[tuple[str, str], tuple[Trace, Any]] = OrderedDict()
+
+
+def _load_source(digest: str, source: str | bytes) -> Trace:
+    """Load a trace from a path or from the file's bytes (as shipped to remote Dask workers)."""
+    if isinstance(source, str):
+        return load_trace(source)
+    fd, tmp = tempfile.mkstemp(prefix=f"winosim-trace-{digest[:12]}-", suffix=".npz")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(source)
+        return load_trace(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def prepared_trace(evaluator: Evaluator, digest: str, source: str | bytes) -> tuple[Trace, Any]:
+    """The loaded trace and its design-point-independent preparation, memoised per worker process.
+
+    This per-process memo (keyed by evaluator and trace content digest, a few entries) is the one piece of
+    process state in the sweep: it is what makes lowering happen once per trace per worker, not per point.
+    """
+    key = (repr(evaluator), digest)
+    with _cache_lock:
+        hit = _prepared_cache.get(key)
+        if hit is not None:
+            _prepared_cache.move_to_end(key)
+            return hit
+        trace = _load_source(digest, source)
+        entry = (trace, evaluator.prepare(trace))
+        _prepared_cache[key] = entry
+        while len(_prepared_cache) > _CACHE_SIZE:
+            _prepared_cache.popitem(last=False)
+        return entry
+
+
+@dataclass(frozen=True)
+class Infeasible:
+    """A design point the evaluator rejects for this trace (e.g. a global buffer too small for a layer)."""
+
+    message: str
+
+
+def evaluate_point(evaluator: Evaluator, digest: str, source: str | bytes, resolved: Any) -> pd.DataFrame | Infeasible:
+    """The per-point task run by every executor: prepare (memoised) then evaluate one design point.
+
+    A `WinosimError` raised while evaluating (the architecture cannot run this trace) is a result, not a
+    crash: it comes back as `Infeasible` and is stored like any other point. Other exceptions are bugs and
+    propagate."""
+    trace, prepared = prepared_trace(evaluator, digest, source)
+    try:
+        frame = evaluator.evaluate(trace, prepared, resolved)
+    except WinosimError as exc:
+        return Infeasible(str(exc))
+    if not isinstance(frame, pd.DataFrame):
+        raise SweepError(f"evaluator {evaluator.name!r} returned {type(frame).__name__}, not a DataFrame")
+    return frame.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- tasks and storage
+
+
+@dataclass(frozen=True)
+class TraceInput:
+    """A trace of the sweep: its label (file name), path, content digest and whether it is synthetic."""
+
+    name: str
+    path: str
+    sha256: str
+    synthetic: bool
+
+
+@dataclass(frozen=True)
+class Task:
+    """One (trace, design point) to evaluate, with the storage key that identifies its result."""
+
+    trace: TraceInput
+    point: DesignPoint
+    resolved: Any = field(compare=False)
+    params: Mapping[str, Scalar] = field(compare=False)
+    key: str
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def point_key(evaluator: Evaluator, trace_sha256: str, params: Mapping[str, Scalar]) -> str:
+    """Storage key of one point: a hash of the trace content, the resolved parameters and the evaluator."""
+    document = {
+        "evaluator": dict(evaluator.identity),
+        "trace_sha256": trace_sha256,
+        "params": params,
+        "winosim_version": winosim.__version__,
+    }
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temp file in the same folder, then rename over `target` (never a partial file)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are ordinary files
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _point_path(out_dir: Path, key: str) -> Path:
+    return out_dir / POINTS_DIR / f"{key}.parquet"
+
+
+def _infeasible_path(out_dir: Path, key: str) -> Path:
+    return out_dir / POINTS_DIR / f"{key}.infeasible.json"
+
+
+def store_point(out_dir: Path, key: str, result: pd.DataFrame | Infeasible) -> None:
+    if isinstance(result, Infeasible):
+        text = json.dumps({"infeasible": result.message}) + "\n"
+        _atomic_write(_infeasible_path(out_dir, key), lambda tmp: _write_text(tmp, text))
+    else:
+        _atomic_write(_point_path(out_dir, key), lambda tmp: result.to_parquet(tmp, index=False, engine="pyarrow"))
+
+
+def load_point(out_dir: Path, key: str) -> pd.DataFrame | Infeasible | None:
+    """A stored point, or None when absent or unreadable (an unreadable one is evaluated again)."""
+    path = _point_path(out_dir, key)
+    infeasible = _infeasible_path(out_dir, key)
+    try:
+        if path.exists():
+            return pd.read_parquet(path, engine="pyarrow")
+        if infeasible.exists():
+            return Infeasible(str(json.loads(infeasible.read_text(encoding="utf-8"))["infeasible"]))
+    except Exception as exc:  # a corrupt point file is recomputed, never trusted
+        log.warning("ignoring unreadable stored point %s (%s)", path, exc)
+    return None
+
+
+# --------------------------------------------------------------------------- executors
+
+OnResult = Callable[[Task, pd.DataFrame | Infeasible], None]
+
+
+def _run_inline(tasks: Sequence[Task], evaluator: Evaluator, on_result: OnResult) -> None:
+    for task in tasks:
+        on_result(task, evaluate_point(evaluator, task.trace.sha256, task.trace.path, task.resolved))
+
+
+def _mp_context() -> multiprocessing.context.BaseContext:
+    """Worker processes start from a fork server that has imported winosim once (safe with threads, and
+    cheaper than a fresh interpreter per worker); `spawn` where there is no fork server."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["winosim.sweep", "winosim.simulate"])
+    return context
+
+
+def _run_processes(
+    tasks: Sequence[Task], evaluator: Evaluator, jobs: int, on_result: OnResult, max_restarts: int = 3
+) -> None:
+    """Local worker processes. A worker that dies breaks the pool: the unfinished points are resubmitted
+    to a fresh pool, so no point is lost (`max_restarts` breaks in a row without progress end the sweep)."""
+    pending = {task.key: task for task in tasks}
+    restarts = 0
+    while pending:
+        broken = False
+        before = len(pending)
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context()) as pool:
+            futures = {
+                pool.submit(evaluate_point, evaluator, t.trace.sha256, t.trace.path, t.resolved): t
+                for t in pending.values()
+            }
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    task = futures[future]
+                    try:
+                        frame = future.result()
+                    except concurrent.futures.process.BrokenProcessPool:
+                        broken = True
+                        break
+                    on_result(task, frame)
+                    del pending[task.key]
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            if broken:
+                pool.shutdown(wait=False, cancel_futures=True)
+        if broken:
+            restarts = restarts + 1 if len(pending) == before else 1
+            if restarts > max_restarts:
+                raise SweepError(
+                    f"local worker processes died {restarts} times in a row without finishing a point; "
+                    f"{len(pending)} points unfinished"
+                )
+            log.warning("a worker process died; resubmitting %d unfinished points", len(pending))
+
+
+def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_result: OnResult) -> None:
+    """A Dask distributed cluster. Trace files are shipped to the workers as bytes (no shared filesystem
+    needed); the scheduler reschedules the tasks of a worker that dies, so no point is lost."""
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise ConfigError("--scheduler needs dask.distributed: pip install 'winosim[sweep]'") from None
+    try:
+        client = Client(scheduler, timeout="20s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SweepError(f"cannot connect to the Dask scheduler at {scheduler} ({exc})") from None
+    with client:
+        sources: dict[str, Any] = {}
+        for task in tasks:
+            digest = task.trace.sha256
+            if digest not in sources:
+                data = Path(task.trace.path).read_bytes()
+                sources[digest] = client.scatter(data, broadcast=True, hash=False)
+        futures = {
+            client.submit(
+                evaluate_point,
+                evaluator,
+                t.trace.sha256,
+                sources[t.trace.sha256],
+                t.resolved,
+                key=f"winosim-point-{t.key[:16]}-{uuid.uuid4().hex[:12]}",  # unique per submission
+                pure=False,
+            ): t
+            for t in tasks
+        }
+        try:
+            for future in as_completed(futures, loop=client.loop):
+                task = futures[future]
+                try:
+                    frame = future.result()
+                except WinosimError:
+                    raise
+                except Exception as exc:
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    hint = (
+                        " (is winosim installed, same version, on the scheduler and every worker?)"
+                        if "serializ" in str(exc) or isinstance(exc, ModuleNotFoundError)
+                        else ""
+                    )
+                    raise SweepError(f"point {task.point.label()} of {task.trace.name} failed: {first}{hint}") from None
+                on_result(task, frame)
+                future.release()
+        finally:
+            unfinished = [f for f in futures if not f.done()]
+            if unfinished:
+                client.cancel(unfinished)
+
+
+# --------------------------------------------------------------------------- the sweep
+
+
+@dataclass(frozen=True)
+class SweepSummary:
+    """What a sweep did: how many points it reused and computed (and how many of all its points the
+    evaluator rejected as infeasible: they have no rows and are listed in the manifest), and what it wrote."""
+
+    out_dir: Path
+    points_total: int
+    points_reused: int
+    points_computed: int
+    points_infeasible: int
+    rows: int
+    results_parquet: Path
+    results_csv: Path
+    manifest: Path
+
+
+def _trace_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[TraceInput, ...]:
+    if not paths:
+        raise ConfigError("sweep: give at least one --trace FILE")
+    inputs: list[TraceInput] = []
+    names: dict[str, str] = {}
+    for raw in paths:
+        path = Path(raw)
+        trace = load_trace(path)  # validates before any work starts
+        name = path.name
+        if name in names and names[name] != str(path):
+            raise ConfigError(f"sweep: two traces share the file name {name!r} ({names[name]} and {path})")
+        if name in names:
+            continue
+        names[name] = str(path)
+        inputs.append(TraceInput(name, str(path.resolve()), file_sha256(path), trace.provenance.synthetic))
+    return tuple(inputs)
+
+
+def plan(
+    traces: Sequence[str | os.PathLike[str]], grid: Grid, evaluator: Evaluator
+) -> tuple[tuple[TraceInput, ...], tuple[DesignPoint, ...], tuple[Task, ...]]:
+    """Validate the inputs and list every (trace, point) task in output order."""
+    inputs = _trace_inputs(traces)
+    points = grid.points()
+    resolved: list[tuple[Any, dict[str, Scalar]]] = []
+    for point in points:
+        try:
+            resolved.append(evaluator.resolve(point.as_dict()))
+        except WinosimError as exc:
+            raise ConfigError(f"design point {point.label()}: {exc}") from None
+    tasks = tuple(
+        Task(trace, point, obj, params, point_key(evaluator, trace.sha256, params))
+        for trace in inputs
+        for point, (obj, params) in zip(points, resolved, strict=True)
+    )
+    return inputs, points, tasks
+
+
+def _sort_rows(frame: pd.DataFrame, trace_order: Sequence[str]) -> pd.DataFrame:
+    methods = list(METHOD_ORDER) + sorted(set(frame["method"].astype(str)) - set(METHOD_ORDER))
+    keys = pd.DataFrame(
+        {
+            "t": frame["trace"].map({name: i for i, name in enumerate(trace_order)}),
+            "p": frame["point"],
+            "l": frame["layer_index"],
+            "m": frame["method"].map({m: i for i, m in enumerate(methods)}),
+            "v": frame["variant"].fillna("").astype(str),
+        }
+    )
+    order = keys.sort_values(["t", "p", "l", "m", "v"], kind="mergesort").index
+    return frame.loc[order].reset_index(drop=True)
+
+
+def assemble(
+    tasks: Sequence[Task], frames: Mapping[str, pd.DataFrame | Infeasible], grid: Grid
+) -> tuple[pd.DataFrame, list[str]]:
+    """The tidy table: identity columns, grid columns, every resolved parameter, then the result columns
+    (an infeasible point has no rows). Returns the table and its parameter column names."""
+    pieces: list[pd.DataFrame] = []
+    param_columns: list[str] = list(grid.keys)
+    for task in tasks:
+        for key in task.params:
+            if key not in param_columns:
+                param_columns.append(key)
+    for task in tasks:
+        result = frames[task.key]
+        if isinstance(result, Infeasible):
+            continue
+        head: dict[str, Any] = {
+            "trace": task.trace.name,
+            "trace_sha256": task.trace.sha256,
+            "synthetic": task.trace.synthetic,
+            "point": task.point.index,
+        }
+        # a grid key that names a parameter shows the resolved value ("32KiB" -> 32768); an alias ("pe")
+        # shows its typed grid value
+        values = {key: task.params.get(key, typed_value(value)) for key, value in task.point.overrides}
+        values.update({key: value for key, value in task.params.items() if key not in values})
+        clashes = [c for c in result.columns if c in head or c in values]
+        if clashes:
+            raise SweepError(f"result columns {clashes} clash with sweep parameter columns")
+        meta = pd.DataFrame({**head, **{k: values.get(k) for k in param_columns}}, index=result.index)
+        pieces.append(pd.concat([meta, result], axis=1))
+    table = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=[*ID_COLUMNS, *param_columns])
+    table = _sort_rows(table, [t.trace.name for t in tasks]) if len(table) else table
+    return table, param_columns
+
+
+def _write_text(tmp: Path, text: str) -> None:
+    tmp.write_text(text, encoding="utf-8")
+
+
+def _write_csv(frame: pd.DataFrame, tmp: Path) -> None:
+    frame.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def run_sweep(
+    traces: Sequence[str | os.PathLike[str]],
+    grid: Grid,
+    out_dir: str | os.PathLike[str],
+    *,
+    evaluator: Evaluator | None = None,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
+    on_point: Callable[[int, int], None] | None = None,
+) -> SweepSummary:
+    """Run every (trace, design point) of `grid` and write the tidy table into `out_dir`.
+
+    `jobs` local worker processes (default: the number of cores; 1 runs in this process) unless
+    `scheduler` (a Dask scheduler address such as tcp://127.0.0.1:8786) is given. Points already stored
+    in `out_dir` are reused. `on_point(done, total)` is called after each point is stored (progress
+    hooks, tests); `progress` shows a tqdm bar on stderr with points done, rate and ETA.
+    """
+    evaluator = evaluator if evaluator is not None else SimulateEvaluator()
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+        raise ConfigError(f"sweep: jobs must be an integer >= 1, got {jobs!r}")
+    if scheduler is not None and not scheduler.strip():
+        raise ConfigError("sweep: scheduler address is empty")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"sweep: --out {out} exists and is not a directory")
+    inputs, points, tasks = plan(traces, grid, evaluator)
+    out.mkdir(parents=True, exist_ok=True)
+
+    frames: dict[str, pd.DataFrame | Infeasible] = {}
+    for task in tasks:
+        if task.key not in frames:
+            stored = load_point(out, task.key)
+            if stored is not None:
+                frames[task.key] = stored
+    reused = sum(1 for t in tasks if t.key in frames)
+    todo: list[Task] = []
+    seen: set[str] = set()
+    for task in tasks:
+        if task.key not in frames and task.key not in seen:
+            seen.add(task.key)
+            todo.append(task)
+    total = len(tasks)
+    log.info("sweep: %d points, %d stored, %d to compute", total, reused, len(todo))
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=total - len(todo), unit="point", disable=not progress, dynamic_ncols=True)
+    done = total - len(todo)
+
+    def on_result(task: Task, frame: pd.DataFrame | Infeasible) -> None:
+        nonlocal done
+        store_point(out, task.key, frame)
+        frames[task.key] = frame
+        done += 1
+        bar.update(1)
+        if on_point is not None:
+            on_point(done, total)
+
+    try:
+        if not todo:
+            pass
+        elif scheduler is not None:
+            _run_dask(todo, evaluator, scheduler, on_result)
+        else:
+            workers = min(jobs if jobs is not None else (os.cpu_count() or 1), len(todo))
+            if workers <= 1:
+                _run_inline(todo, evaluator, on_result)
+            else:
+                _run_processes(todo, evaluator, workers, on_result)
+    finally:
+        bar.close()
+
+    infeasible = [
+        {"trace": t.trace.name, "point": t.point.index, "label": t.point.label(), "message": result.message}
+        for t in tasks
+        if isinstance(result := frames[t.key], Infeasible)
+    ]
+    if infeasible and len(infeasible) == len(tasks):
+        raise ConfigError(
+            f"every design point is infeasible; e.g. {infeasible[0]['label']}: {infeasible[0]['message']}"
+        )
+    for entry in infeasible:
+        log.warning("infeasible design point %s on %s: %s", entry["label"], entry["trace"], entry["message"])
+    table, param_columns = assemble(tasks, frames, grid)
+    parquet_path = out / RESULTS_PARQUET
+    csv_path = out / RESULTS_CSV
+    _atomic_write(parquet_path, lambda tmp: table.to_parquet(tmp, index=False, engine="pyarrow"))
+    _atomic_write(csv_path, lambda tmp: _write_csv(table, tmp))
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "winosim_version": winosim.__version__,
+        "evaluator": evaluator.name,
+        "evaluator_identity": dict(evaluator.identity),
+        "traces": [{"name": t.name, "path": t.path, "sha256": t.sha256, "synthetic": t.synthetic} for t in inputs],
+        "grid": [[key, list(values)] for key, values in grid.axes],
+        "grid_columns": list(grid.keys),
+        "param_columns": param_columns,
+        "points": [{"index": p.index, "label": p.label(), "overrides": p.as_dict()} for p in points],
+        "synthetic": any(t.synthetic for t in inputs),
+        "infeasible": infeasible,
+    }
+    manifest_path = out / MANIFEST_NAME
+    manifest_text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    _atomic_write(manifest_path, lambda tmp: _write_text(tmp, manifest_text))
+    return SweepSummary(
+        out, total, reused, len(todo), len(infeasible), len(table), parquet_path, csv_path, manifest_path
+    )
+
+
+# --------------------------------------------------------------------------- reading results back
+
+
+@dataclass(frozen=True)
+class SweepResults:
+    """A results directory read back: the tidy table and the manifest that describes it."""
+
+    table: pd.DataFrame
+    manifest: Mapping[str, Any]
+
+    @property
+    def grid_columns(self) -> tuple[str, ...]:
+        return tuple(self.manifest.get("grid_columns", ()))
+
+    @property
+    def param_columns(self) -> tuple[str, ...]:
+        return tuple(self.manifest.get("param_columns", ()))
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.manifest.get("synthetic", False))
+
+    def point_labels(self) -> dict[int, str]:
+        """Design point index -> its label as the grid gave it ('pe=64 memory.global_buffer_bytes=1MiB')."""
+        return {int(p["index"]): str(p["label"]) for p in self.manifest.get("points", ())}
+
+    def trace_paths(self) -> Iterator[tuple[str, str, str]]:
+        """(name, path, sha256) of every trace of the sweep, as recorded when it ran."""
+        for entry in self.manifest.get("traces", ()):
+            yield str(entry["name"]), str(entry["path"]), str(entry["sha256"])
+
+
+def load_results(out_dir: str | os.PathLike[str]) -> SweepResults:
+    """Read `DIR/results.parquet` and `DIR/sweep.json` written by `run_sweep`."""
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise ConfigError(f"results directory not found: {out}")
+    manifest_path = out / MANIFEST_NAME
+    parquet_path = out / RESULTS_PARQUET
+    if not manifest_path.exists() or not parquet_path.exists():
+        raise ConfigError(f"{out}: not a finished sweep directory (no {MANIFEST_NAME} and {RESULTS_PARQUET})")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{manifest_path}: unreadable sweep manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ConfigError(f"{manifest_path}: not a winosim sweep manifest")
+    try:
+        table = pd.read_parquet(parquet_path, engine="pyarrow")
+    except Exception as exc:
+        raise ConfigError(f"{parquet_path}: unreadable results table ({exc})") from None
+    return SweepResults(table, manifest)
+
+
+def trace_for_figures(path: str, sha256: str | None = None) -> Trace | None:
+    """Load a trace named in a manifest for the density figures; None (logged) when it has moved or its
+    content is no longer the content the sweep used."""
+    try:
+        if sha256 is not None and Path(path).is_file() and file_sha256(path) != sha256:
+            log.warning("trace %s changed since the sweep; no density figures for it", path)
+            return None
+        return load_trace(path)
+    except TraceError as exc:
+        log.warning("cannot load trace %s for density figures (%s)", path, exc)
+        return None
