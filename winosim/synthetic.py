@@ -13,8 +13,9 @@ Per variant method:
   transform fills in the zeros of ReLU(d) (paper.md section 2).
 - `spatial`: spatial activations drawn with the activation density.
 The first layer's input is the image and is dense, and so are the spatial maps that the 1x1 / strided
-convolutions of a `winograd_relu` variant read (its ReLUs live in the Winograd domain). Only layers of kind "winograd" are pruned; the stem,
-1x1 and FC layers keep dense weights, as in the paper. Every trace is labelled synthetic in its metadata.
+convolutions of a `winograd_relu` variant read (its ReLUs live in the Winograd domain). Only layers of kind
+"winograd" are pruned; the stem, 1x1 and FC layers keep dense weights, as in the paper. Every trace is
+labelled synthetic in its metadata.
 """
 
 from __future__ import annotations
