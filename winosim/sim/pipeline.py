@@ -18,11 +18,19 @@ an output slot (blocked), for the DRAM channel, and its idle time after its last
 layer's total cycles. The PE array's cycles are attributed (docs/simulator.md): compute (the balanced part
 of the work: ceil(PE-cycles / P)), imbalance (the rest of the array's busy time), and, when the array is
 not computing, waiting on a transform unit (when the transform unit it waits for is busy) or on DRAM (otherwise).
+
+Two evaluations of the same model: `run_layer` is the simpy event model (a process per block, events per
+pass and block), the definition; `solve_layer` computes the same timeline from the model's recurrences, with
+no event queue, several times faster, and is what `winosim.simulate` uses by default. Their agreement,
+interval by interval, is tested (tests/sim/test_golden_results.py), as is the event model's agreement with
+a per-cycle reference (tests/sim/test_sim_reference.py).
 """
 
 from __future__ import annotations
 
 import heapq
+import itertools
+import operator
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -258,6 +266,292 @@ def run_layer(env: simpy.Environment, timing: PassTiming) -> LayerTimeline:
         writer=logs["writer"],
         dram_busy_cycles=dram.busy_cycles,
         dram_idle_cycles=dram.idle_cycles,
+    )
+
+
+def solve_layer(timing: PassTiming) -> LayerTimeline:
+    """The timeline that `run_layer` computes, evaluated directly from the pipeline's recurrences.
+
+    The event model is a chain of blocks with two-slot buffers, so its times follow from a recurrence. For
+    block j and pass i, with f(j, i) the time the block finishes the pass:
+
+    - it is done with pass i - 1 at a = f(j, i - 1) (0 for the first pass);
+    - it has its input at b = max(a, f(j - 1, i)) (starved from a to b; the loader has no input buffer);
+    - it has an output slot at c = max(b, f(j + 1, i - 2)) (blocked from b to c: the slot of pass i is the one
+      pass i - 2 used, freed when the next block finishes pass i - 2; the writer has no output buffer);
+    - a transform unit or the PE array finishes at f = c + service; a loader or writer with something to move
+      requests the DRAM channel at c and finishes when its transfer does (a pass that moves nothing finishes
+      at c, without a transfer).
+
+    The DRAM channel serves one transfer at a time: when it is free (at `free`) and a transfer is requested,
+    it decides at t = max(free, earliest request) and takes the write if it was requested by t, otherwise the
+    read (the event model's settle priority). The solver advances every block as far as its inputs and
+    slots allow, then lets the channel serve one transfer, and repeats. A request that cannot be computed
+    yet when the channel decides depends on a transfer not yet served, which ends after t: it cannot have
+    been made by t, so the other request goes first, as in the event model. Same timeline as `run_layer`, bit
+    for bit (tests/sim/test_golden_results.py checks it against the event model), in a fraction of the time.
+    """
+    if timing.has_transforms:
+        return _solve_with_transforms(timing)
+    return _solve_spatial(timing)
+
+
+def _length(intervals: list[tuple[int, int]]) -> int:
+    """Total length of intervals [start, end)."""
+    return -sum(itertools.starmap(operator.sub, intervals))
+
+
+def _log(
+    service: Sequence[int],
+    finish: list[int],
+    busy: list[tuple[int, int]],
+    starved: list[tuple[int, int]],
+    blocked: list[tuple[int, int]],
+    dram_wait: int = 0,
+) -> BlockLog:
+    return BlockLog(
+        busy_cycles=sum(service),
+        starved_cycles=_length(starved),
+        blocked_cycles=_length(blocked),
+        dram_wait_cycles=dram_wait,
+        last_finish=finish[-1] if finish else 0,
+        busy_intervals=busy,
+        starved_intervals=starved,
+        blocked_intervals=blocked,
+    )
+
+
+def _timeline(loader: BlockLog, it: BlockLog, pe: BlockLog, ot: BlockLog, writer: BlockLog) -> LayerTimeline:
+    total = max(loader.last_finish, it.last_finish, pe.last_finish, ot.last_finish, writer.last_finish)
+    dram_busy = loader.busy_cycles + writer.busy_cycles
+    return LayerTimeline(total, loader, it, pe, ot, writer, dram_busy, total - dram_busy)
+
+
+def _solve_with_transforms(timing: PassTiming) -> LayerTimeline:
+    """`solve_layer` for loader (L) -> input transform (A) -> PE array (B) -> output transform (C) -> writer
+    (W). For each block: `n*` passes finished, `t*` when it was done with its previous pass, `f*` finish
+    times, interval logs; `read` and `write` are the pending DRAM requests (-1: none)."""
+    reads, feeds, computes = timing.read_cycles, timing.input_transform_cycles, timing.compute_cycles
+    drains, writes = timing.output_transform_cycles, timing.write_cycles
+    n = len(computes)
+    fl, fa, fb, fc, fw = [0] * n, [0] * n, [0] * n, [0] * n, [0] * n
+    nl = na = nb = nc = nw = 0
+    tl = ta = tb = tc = tw = 0
+    l_blocked: list[tuple[int, int]] = []
+    l_busy: list[tuple[int, int]] = []
+    a_starved: list[tuple[int, int]] = []
+    a_blocked: list[tuple[int, int]] = []
+    a_busy: list[tuple[int, int]] = []
+    b_starved: list[tuple[int, int]] = []
+    b_blocked: list[tuple[int, int]] = []
+    b_busy: list[tuple[int, int]] = []
+    c_starved: list[tuple[int, int]] = []
+    c_blocked: list[tuple[int, int]] = []
+    c_busy: list[tuple[int, int]] = []
+    w_starved: list[tuple[int, int]] = []
+    w_busy: list[tuple[int, int]] = []
+    l_wait = w_wait = 0
+    read = write = -1
+    free = 0
+    while True:
+        progress = True
+        while progress:
+            progress = False
+            if read < 0:
+                while nl < n and nl < na + 2:
+                    if nl >= 2:
+                        t = fa[nl - 2]
+                        if t > tl:
+                            l_blocked.append((tl, t))
+                            tl = t
+                    if reads[nl]:
+                        read = tl
+                        break
+                    fl[nl] = tl  # nothing to fetch: no transfer
+                    nl += 1
+                    progress = True
+            while na < nl and na < nb + 2:
+                t = fl[na]
+                if t > ta:
+                    a_starved.append((ta, t))
+                    ta = t
+                if na >= 2:
+                    t = fb[na - 2]
+                    if t > ta:
+                        a_blocked.append((ta, t))
+                        ta = t
+                cycles = feeds[na]
+                if cycles:
+                    t = ta + cycles
+                    a_busy.append((ta, t))
+                    ta = t
+                fa[na] = ta
+                na += 1
+                progress = True
+            while nb < na and nb < nc + 2:
+                t = fa[nb]
+                if t > tb:
+                    b_starved.append((tb, t))
+                    tb = t
+                if nb >= 2:
+                    t = fc[nb - 2]
+                    if t > tb:
+                        b_blocked.append((tb, t))
+                        tb = t
+                cycles = computes[nb]
+                if cycles:
+                    t = tb + cycles
+                    b_busy.append((tb, t))
+                    tb = t
+                fb[nb] = tb
+                nb += 1
+                progress = True
+            while nc < nb and nc < nw + 2:
+                t = fb[nc]
+                if t > tc:
+                    c_starved.append((tc, t))
+                    tc = t
+                if nc >= 2:
+                    t = fw[nc - 2]
+                    if t > tc:
+                        c_blocked.append((tc, t))
+                        tc = t
+                cycles = drains[nc]
+                if cycles:
+                    t = tc + cycles
+                    c_busy.append((tc, t))
+                    tc = t
+                fc[nc] = tc
+                nc += 1
+                progress = True
+            if write < 0:
+                while nw < nc:
+                    t = fc[nw]
+                    if t > tw:
+                        w_starved.append((tw, t))
+                        tw = t
+                    if writes[nw]:
+                        write = tw
+                        break
+                    fw[nw] = tw
+                    nw += 1
+                    progress = True
+        if nw == n:
+            break
+        # one DRAM transfer: the write if it was requested by the time the channel decides, else the read
+        if write >= 0 and (read < 0 or write <= free or write <= read):
+            start = free if free > write else write
+            w_wait += start - write
+            free = tw = fw[nw] = start + writes[nw]
+            w_busy.append((start, free))
+            nw += 1
+            write = -1
+        elif read >= 0:
+            start = free if free > read else read
+            l_wait += start - read
+            free = tl = fl[nl] = start + reads[nl]
+            l_busy.append((start, free))
+            nl += 1
+            read = -1
+        else:
+            raise RuntimeError("solve_layer: the pipeline cannot progress")  # unreachable (see solve_layer)
+    return _timeline(
+        _log(reads, fl, l_busy, [], l_blocked, l_wait),
+        _log(feeds, fa, a_busy, a_starved, a_blocked),
+        _log(computes, fb, b_busy, b_starved, b_blocked),
+        _log(drains, fc, c_busy, c_starved, c_blocked),
+        _log(writes, fw, w_busy, w_starved, [], w_wait),
+    )
+
+
+def _solve_spatial(timing: PassTiming) -> LayerTimeline:
+    """`solve_layer` for loader (L) -> PE array (B) -> writer (W); names as in `_solve_with_transforms`."""
+    reads, computes, writes = timing.read_cycles, timing.compute_cycles, timing.write_cycles
+    n = len(computes)
+    fl, fb, fw = [0] * n, [0] * n, [0] * n
+    nl = nb = nw = 0
+    tl = tb = tw = 0
+    l_blocked: list[tuple[int, int]] = []
+    l_busy: list[tuple[int, int]] = []
+    b_starved: list[tuple[int, int]] = []
+    b_blocked: list[tuple[int, int]] = []
+    b_busy: list[tuple[int, int]] = []
+    w_starved: list[tuple[int, int]] = []
+    w_busy: list[tuple[int, int]] = []
+    l_wait = w_wait = 0
+    read = write = -1
+    free = 0
+    while True:
+        progress = True
+        while progress:
+            progress = False
+            if read < 0:
+                while nl < n and nl < nb + 2:
+                    if nl >= 2:
+                        t = fb[nl - 2]
+                        if t > tl:
+                            l_blocked.append((tl, t))
+                            tl = t
+                    if reads[nl]:
+                        read = tl
+                        break
+                    fl[nl] = tl
+                    nl += 1
+                    progress = True
+            while nb < nl and nb < nw + 2:
+                t = fl[nb]
+                if t > tb:
+                    b_starved.append((tb, t))
+                    tb = t
+                if nb >= 2:
+                    t = fw[nb - 2]
+                    if t > tb:
+                        b_blocked.append((tb, t))
+                        tb = t
+                cycles = computes[nb]
+                if cycles:
+                    t = tb + cycles
+                    b_busy.append((tb, t))
+                    tb = t
+                fb[nb] = tb
+                nb += 1
+                progress = True
+            if write < 0:
+                while nw < nb:
+                    t = fb[nw]
+                    if t > tw:
+                        w_starved.append((tw, t))
+                        tw = t
+                    if writes[nw]:
+                        write = tw
+                        break
+                    fw[nw] = tw
+                    nw += 1
+                    progress = True
+        if nw == n:
+            break
+        if write >= 0 and (read < 0 or write <= free or write <= read):
+            start = free if free > write else write
+            w_wait += start - write
+            free = tw = fw[nw] = start + writes[nw]
+            w_busy.append((start, free))
+            nw += 1
+            write = -1
+        elif read >= 0:
+            start = free if free > read else read
+            l_wait += start - read
+            free = tl = fl[nl] = start + reads[nl]
+            l_busy.append((start, free))
+            nl += 1
+            read = -1
+        else:
+            raise RuntimeError("solve_layer: the pipeline cannot progress")  # unreachable (see solve_layer)
+    return _timeline(
+        _log(reads, fl, l_busy, [], l_blocked, l_wait),
+        BlockLog(),
+        _log(computes, fb, b_busy, b_starved, b_blocked),
+        BlockLog(),
+        _log(writes, fw, w_busy, w_starved, [], w_wait),
     )
 
 

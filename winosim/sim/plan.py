@@ -22,6 +22,10 @@ Sizing (deterministic, docs/simulator.md):
    double-buffered outputs; otherwise it is fetched again for every k-block (re-fetch).
 A layer that cannot be tiled (one segment's inputs and outputs do not fit in half the buffer, one column's
 or one segment's partial sums do not fit in the accumulators) raises ConfigError naming the parameter.
+
+A plan depends on the architecture only through the parameters of `plan_key`; `plan_layer` keeps it in the
+work's memo under that key, so design points that differ in anything else (DRAM bandwidth, assignment,
+zero handling, transform units) share it.
 """
 
 from __future__ import annotations
@@ -87,6 +91,11 @@ class LayerPlan:
     chunk_columns: int
     weight_format: str
     activation_format: str
+    group_rows: int
+    """Rows per group (the last group of an image may have fewer); 1 for strips."""
+    group_segments: int
+    """Segments of each row in a group: all of them, or the width of a strip (the last strip of a row may be
+    narrower). With `group_rows`, this determines `groups` for a given work."""
 
     @property
     def passes(self) -> int:
@@ -169,8 +178,33 @@ def input_footprint(
     return footprint(fmt, channel_rows, w1 - w0, nonzero, width_bits)
 
 
+PlanKey = tuple[str, str, int, int, int, str, str, int]
+
+
+def plan_key(arch: Arch) -> PlanKey:
+    """Every architecture parameter that `plan_layer` reads: equal keys give equal plans for a work. (The PE
+    count only sizes the `output_channels` partition's k-blocks: it is 0 in the key of a `tiles` plan.)"""
+    pe, mem = arch.pe_array, arch.memory
+    return (
+        "plan",
+        pe.partition,
+        pe.pe_count if pe.partition == "output_channels" else 0,
+        pe.accumulator_entries,
+        mem.global_buffer_bytes,
+        mem.weight_format,
+        mem.activation_format,
+        arch.data_width_bits,
+    )
+
+
 def plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
-    """Cut `work` into passes for `arch` (see the module docstring); raises ConfigError if it cannot."""
+    """Cut `work` into passes for `arch` (see the module docstring); raises ConfigError if it cannot.
+
+    Kept in `work.memo` under `plan_key(arch)`."""
+    return work.memo.get(plan_key(arch), lambda: _plan_layer(work, arch))
+
+
+def _plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
     pe, mem = arch.pe_array, arch.memory
     width = arch.data_width_bits
     where = f"layer {work.layer.name!r} ({work.method})"
@@ -272,7 +306,15 @@ def plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
         ).bytes
         resident = work.images * whole + half + _double_outputs(work, k_outputs, group, segments, wb) <= capacity
     return LayerPlan(
-        tuple(kblocks), groups, resident, weights_resident, chunk_columns, weight_format, activation_format
+        tuple(kblocks),
+        groups,
+        resident,
+        weights_resident,
+        chunk_columns,
+        weight_format,
+        activation_format,
+        group_rows=group,
+        group_segments=segments,
     )
 
 

@@ -59,15 +59,15 @@ class LayerStats:
     accumulator_access_bytes: int = 0
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
+        for name in _STATS_FIELDS:
+            value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
-                raise ValueError(f"LayerStats: {f.name} must be an integer >= 0, got {value!r}")
+                raise ValueError(f"LayerStats: {name} must be an integer >= 0, got {value!r}")
 
     def __add__(self, other: LayerStats) -> LayerStats:
         if not isinstance(other, LayerStats):
             return NotImplemented
-        return LayerStats(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)})
+        return LayerStats(**{name: getattr(self, name) + getattr(other, name) for name in _STATS_FIELDS})
 
     @property
     def multiplies(self) -> int:
@@ -98,7 +98,8 @@ class LayerStats:
         )
 
     def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
+        """Every count by field name, in field order."""
+        return {name: getattr(self, name) for name in _STATS_FIELDS}
 
 
 @dataclass(frozen=True)
@@ -115,9 +116,7 @@ class EnergyBreakdown:
     def __add__(self, other: EnergyBreakdown) -> EnergyBreakdown:
         if not isinstance(other, EnergyBreakdown):
             return NotImplemented
-        return EnergyBreakdown(
-            **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self)}
-        )
+        return EnergyBreakdown(**{name: getattr(self, name) + getattr(other, name) for name in _ENERGY_FIELDS})
 
     @property
     def energy_pj(self) -> float:
@@ -126,7 +125,12 @@ class EnergyBreakdown:
         )
 
     def as_dict(self) -> dict[str, float]:
-        return dataclasses.asdict(self)
+        """Every component by field name, in field order."""
+        return {name: getattr(self, name) for name in _ENERGY_FIELDS}
+
+
+_STATS_FIELDS = tuple(f.name for f in dataclasses.fields(LayerStats))
+_ENERGY_FIELDS = tuple(f.name for f in dataclasses.fields(EnergyBreakdown))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,243 @@
+"""The simulator's fast paths change no result: they agree with the event model and with numbers recorded before
+they existed.
+
+`simulate` times the passes with `pipeline.solve_layer`, which evaluates the event model's recurrences without
+an event queue, and keeps design-point-independent pieces (plans, per-unit work, makespans) in the workload's
+memo. Invariants first, then the oracle, then golden numbers:
+
+- the memo is invisible: a sequence of design points simulated with one reused workload gives exactly the
+  frames of a fresh workload per point, also after pickling the workload (which empties the memo);
+- the oracle is the simpy event model (`pipeline.run_layer`): on random pass timings (DRAM-bound, empty
+  transfers, zero-cycle stages, one pass, no pass) the two give the same timeline, interval by interval;
+  and `simulate_layer` gives the same result with either engine on every layer of the tiny network, for
+  every zero handling, partition, assignment, the Cartesian PE, streamed weights and re-fetched inputs;
+- golden: digests of every row (every count and energy, floats bit for bit) and readable network totals,
+  recorded with the event model before the fast paths existed (commit e0d778c).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import pickle
+import random
+from typing import Any
+
+import pytest
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sim_helpers import small_arch
+
+from winosim import simulate
+from winosim.arch import Arch, default_arch
+from winosim.archio import apply_overrides
+from winosim.energy import energy_table
+from winosim.geometry import LayerGeometry, NetworkGeometry
+from winosim.sim.pipeline import PassTiming, run_layer, solve_layer
+from winosim.sim.plan import plan_layer
+from winosim.sim.results import SimResult
+from winosim.simulate import simulate_layer
+from winosim.synthetic import synthetic_trace
+from winosim.trace import Trace
+from winosim.workload import lower
+
+
+def _archs() -> dict[str, Arch]:
+    return {
+        "small": small_arch(),
+        "small-tiles-static-gate": small_arch(partition="tiles", assignment="static", weight_zeros="gate"),
+        "small-cartesian-dynamic": small_arch(partition="tiles", pe_kind="cartesian"),
+        "small-slow-dram-tiny-buffer": apply_overrides(
+            small_arch(), {"memory.dram_bandwidth_bytes_per_cycle": 1, "memory.global_buffer_bytes": 3072}
+        ),
+        "default-csr-8bit": apply_overrides(
+            default_arch(), {"memory.weight_format": "csr", "memory.activation_format": "csr", "data_width_bits": 8}
+        ),
+    }
+
+
+def _digest(result: SimResult) -> str:
+    """sha256 (16 hex digits) of every record, floats written exactly (float.hex)."""
+    rows = [[[k, v.hex() if isinstance(v, float) else v] for k, v in r.items()] for r in result.records()]
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- the memo is invisible
+
+SWEEP: list[
+    dict[str, Any]
+] = [  # points that share plans, units or makespans with earlier ones, and points that must not
+    {"pe": 4},
+    {"pe": 4, "pe_array.assignment": "static"},
+    {"pe": 8, "pe_array.assignment": "static"},
+    {"pe": 4, "memory.dram_bandwidth_bytes_per_cycle": 2},
+    {"pe": 8, "pe_array.partition": "tiles"},
+    {"pe": 4, "pe_array.partition": "tiles", "pe_array.assignment": "static"},
+    {"pe": 4, "pe_array.partition": "tiles", "pe_array.multipliers_per_pe": 16},
+    {"pe": 4, "pe_array.partition": "tiles", "pe_array.pe_kind": "cartesian", "pe_array.multipliers_per_pe": 16},
+    {"pe": 4, "pe_array.weight_zeros": "gate"},
+    {"pe": 4, "pe_array.multipliers_per_pe": 4},
+    {"pe": 4, "pe_array.accumulator_entries": 64},
+    {"pe": 4, "data_width_bits": 8},
+    {"pe": 4, "memory.activation_format": "csr"},
+    {"pe": 4, "memory.weight_format": "csr"},
+    {"pe": 4, "memory.global_buffer_bytes": 3072},
+    {"pe": 2, "memory.global_buffer_bytes": 3072},
+    {"pe": 4},  # again, after everything above is in the memo
+]
+
+
+def test_reusing_a_workload_across_design_points_changes_nothing(tiny_trace: Trace) -> None:
+    reused = lower(tiny_trace)
+    for overrides in SWEEP:
+        arch = apply_overrides(small_arch(), overrides)
+        fresh = simulate(tiny_trace, arch, workload=lower(tiny_trace))
+        assert simulate(tiny_trace, arch, workload=reused).rows == fresh.rows, overrides
+    assert all(len(work.memo) > 0 for work in reused.works)
+    copy = pickle.loads(pickle.dumps(reused))
+    assert all(len(work.memo) == 0 for work in copy.works)
+    arch = apply_overrides(small_arch(), SWEEP[0])
+    assert simulate(tiny_trace, arch, workload=copy).rows == simulate(tiny_trace, arch, workload=reused).rows
+
+
+# --------------------------------------------------------------------------- oracle: the event model
+
+
+def _random_timing(rng: random.Random) -> PassTiming:
+    passes = rng.choice([0, 1, 2, 3, rng.randint(4, 14)])
+    high = rng.choice([1, 2, 5, 40])
+
+    def cycles(zero_share: float) -> list[int]:
+        return [0 if rng.random() < zero_share else rng.randint(1, high) for _ in range(passes)]
+
+    transforms = rng.random() < 0.6
+    return PassTiming(
+        read_cycles=cycles(rng.choice([0.0, 0.3, 0.7])),
+        input_transform_cycles=cycles(rng.choice([0.0, 0.3])) if transforms else [0] * passes,
+        compute_cycles=cycles(rng.choice([0.0, 0.2, 1.0])),
+        output_transform_cycles=cycles(rng.choice([0.0, 0.3])) if transforms else [0] * passes,
+        write_cycles=cycles(rng.choice([0.0, 0.1, 0.5])),
+        has_transforms=transforms,
+    )
+
+
+def test_solver_gives_the_event_models_timeline_on_random_timings() -> None:
+    rng = random.Random(20261125)
+    for _ in range(1500):
+        timing = _random_timing(rng)
+        assert solve_layer(timing) == run_layer(simpy.Environment(), timing), timing
+
+
+_cycles = st.lists(st.integers(min_value=0, max_value=12), min_size=6, max_size=6)
+
+
+@settings(max_examples=150, deadline=None)
+@given(reads=_cycles, feeds=_cycles, computes=_cycles, drains=_cycles, writes=_cycles, transforms=st.booleans())
+def test_solver_gives_the_event_models_timeline(
+    reads: list[int], feeds: list[int], computes: list[int], drains: list[int], writes: list[int], transforms: bool
+) -> None:
+    timing = PassTiming(reads, feeds, computes, drains, writes, transforms)
+    assert solve_layer(timing) == run_layer(simpy.Environment(), timing)
+
+
+MODES = ("none", "gate", "skip")
+ENGINE_CASES = [
+    {"partition": p, "assignment": a, "weight_zeros": w, "activation_zeros": x}
+    for p, a in itertools.product(("output_channels", "tiles"), ("static", "dynamic"))
+    for w, x in itertools.product(MODES, MODES)
+    if (w, x) in {("skip", "skip"), ("gate", "skip"), ("none", "none"), ("skip", "gate")}
+] + [{"partition": "tiles", "pe_kind": "cartesian", "assignment": a} for a in ("static", "dynamic")]
+
+
+@pytest.mark.parametrize("pe_fields", ENGINE_CASES, ids=lambda c: "-".join(str(v) for v in c.values()))
+@pytest.mark.parametrize(
+    "memory",
+    [{}, {"memory.dram_bandwidth_bytes_per_cycle": 1}, {"memory.global_buffer_bytes": 3072}],
+    ids=["small", "slow-dram", "small-buffer"],
+)
+def test_both_engines_give_the_same_layer_results(
+    tiny_trace: Trace, pe_fields: dict[str, str], memory: dict[str, int]
+) -> None:
+    arch = apply_overrides(small_arch(**pe_fields), memory)
+    table = energy_table(arch.energy_table)
+    for work in lower(tiny_trace).works:
+        fast = simulate_layer(work, arch, table)
+        events = simulate_layer(work, arch, table, engine="events")
+        assert fast == events, (work.layer.name, work.method)
+
+
+def test_both_engines_agree_with_streamed_weights_and_refetched_inputs() -> None:
+    """A buffer too small for one channel's weights (streamed for every group) and for the input map beside them
+    (fetched again for every k-block), DRAM-bound: the network of test_sim_reference.py."""
+    geometry = NetworkGeometry(
+        "deep_small",
+        2,
+        2,
+        10,
+        (
+            LayerGeometry("deep", "winograd", "conv", 32, 8, 2, 2, 3, 1, 1),
+            LayerGeometry("deep_spatial", "spatial", "conv", 40, 8, 2, 2, 3, 2, 1),
+        ),
+    )
+    trace = synthetic_trace(geometry, images=3, seed=5)
+    table = energy_table("mobile_lpddr4")
+    plans = []
+    for fields in ({}, {"partition": "tiles", "assignment": "static"}):
+        arch = apply_overrides(
+            small_arch(**fields), {"memory.global_buffer_bytes": 1536, "memory.dram_bandwidth_bytes_per_cycle": 2}
+        )
+        for work in lower(trace).works:
+            plans.append(plan_layer(work, arch))
+            fast = simulate_layer(work, arch, table)
+            assert fast == simulate_layer(work, arch, table, engine="events"), (work.layer.name, work.method)
+    assert any(not p.weights_resident for p in plans) and any(not p.input_resident for p in plans)
+
+
+# --------------------------------------------------------------------------- golden numbers (commit e0d778c)
+
+GOLDEN_DIGESTS = {
+    "small": "a671873861e2554b",
+    "small-tiles-static-gate": "f3122abb111ac885",
+    "small-cartesian-dynamic": "7a6a70c84117700a",
+    "small-slow-dram-tiny-buffer": "09280a63037f8a2d",
+    "default-csr-8bit": "fb7b50d9967b94e0",
+}
+
+# method: (cycles, compute, imbalance idle, transform stall, DRAM stall, DRAM bytes, energy pJ), network totals
+GOLDEN_TOTALS = {
+    "small": {
+        "dense_spatial": (48017, 46324, 4, 0, 1689, 32824, 4178001.753975196),
+        "pruned_spatial": (13913, 11344, 880, 0, 1689, 32824, 2688756.385924503),
+        "dense_winograd": (31574, 29620, 4, 150, 1800, 37752, 3854935.224340221),
+        "native_winograd": (14203, 10503, 1750, 150, 1800, 37752, 3040888.8240569644),
+        "winograd_relu": (14929, 11983, 996, 150, 1800, 37752, 3105208.042951681),
+    },
+    "small-slow-dram-tiny-buffer": {
+        "dense_spatial": (72336, 46324, 4, 0, 26008, 65208, 6302172.21194267),
+        "pruned_spatial": (66011, 11358, 1429, 0, 53224, 65208, 4812926.843891977),
+        "dense_winograd": (79646, 29620, 4612, 1150, 44264, 77816, 6495626.915701477),
+        "native_winograd": (78623, 10523, 4091, 1446, 62563, 77816, 5681580.51541822),
+        "winograd_relu": (78764, 11994, 2785, 1446, 62539, 77816, 5747046.6143129375),
+    },
+}
+
+
+@pytest.mark.parametrize("name", list(GOLDEN_DIGESTS))
+def test_results_are_those_recorded_before_the_fast_paths(tiny_trace: Trace, name: str) -> None:
+    result = simulate(tiny_trace, _archs()[name])
+    for method, variant in result.methods():
+        if name in GOLDEN_TOTALS:
+            stats, energy = result.total(method, variant)
+            totals = (
+                stats.cycles,
+                stats.compute_cycles,
+                stats.imbalance_idle_cycles,
+                stats.transform_stall_cycles,
+                stats.dram_stall_cycles,
+                stats.dram_bytes,
+                energy.energy_pj,
+            )
+            assert totals == GOLDEN_TOTALS[name][method], method
+    assert _digest(result) == GOLDEN_DIGESTS[name]
