@@ -245,6 +245,20 @@ def _mask_keys(variant_index: int, layer_index: int) -> tuple[str, str]:
     return f"{base}/weight", f"{base}/activation"
 
 
+def variant_summary(trace: Trace, variant: Variant) -> dict[str, Any]:
+    """A variant's metadata as stored in `meta.variants`: method, densities (measured), accuracies, recipe."""
+    return {
+        "name": variant.name,
+        "method": variant.method,
+        "target_density": variant.target_density,
+        "weight_density": trace.weight_density(variant),
+        "activation_density": trace.activation_density(variant),
+        "accuracy": variant.accuracy,
+        "dense_accuracy": variant.dense_accuracy,
+        "recipe": dict(variant.recipe),
+    }
+
+
 def trace_metadata(trace: Trace) -> dict[str, Any]:
     """The JSON `meta` document of a trace (also what `inspect` shows)."""
     prov = trace.provenance
@@ -258,19 +272,7 @@ def trace_metadata(trace: Trace) -> dict[str, Any]:
         "winograd": {"m": trace.winograd_m, "r": 3},
         "images": trace.images,
         "layers": [layer.to_dict() for layer in trace.layers],
-        "variants": [
-            {
-                "name": v.name,
-                "method": v.method,
-                "target_density": v.target_density,
-                "weight_density": trace.weight_density(v),
-                "activation_density": trace.activation_density(v),
-                "accuracy": v.accuracy,
-                "dense_accuracy": v.dense_accuracy,
-                "recipe": dict(v.recipe),
-            }
-            for v in trace.variants
-        ],
+        "variants": [variant_summary(trace, v) for v in trace.variants],
         "provenance": {
             "dataset": prov.dataset,
             "images": prov.images,

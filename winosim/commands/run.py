@@ -40,7 +40,7 @@ from winosim.report import (
     run_frame,
 )
 from winosim.simulate import simulate
-from winosim.trace import Trace, load_trace
+from winosim.trace import Trace, load_trace, variant_summary
 
 logger = logging.getLogger(__name__)
 
@@ -99,17 +99,7 @@ def run_meta(
         "multipliers_per_cycle": pe_count * multipliers_per_pe,
         "simulated": simulated,
         "arch": arch_to_flat_dict(arch) if simulated else None,
-        "variants": [
-            {
-                "name": v.name,
-                "method": v.method,
-                "target_density": v.target_density,
-                "weight_density": trace.weight_density(v),
-                "activation_density": trace.activation_density(v),
-                "accuracy": v.accuracy,
-            }
-            for v in trace.variants
-        ],
+        "variants": [variant_summary(trace, v) for v in trace.variants],
         "unavailable_methods": [m for m in METHODS if not sources[m]],
         "columns": columns if columns is not None else COLUMN_DOCS,
     }
