@@ -14,15 +14,21 @@ Run as a script (not part of the test run): `python benchmarks/bench_counts.py [
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
-from winosim.counts import METHODS, available, count_layer, count_trace
-from winosim.geometry import resnet18_imagenet
-from winosim.synthetic import synthetic_trace
-from winosim.trace import Trace, Variant
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, str(ROOT))
+
+from winosim.counts import METHODS, available, count_layer, count_trace  # noqa: E402
+from winosim.geometry import resnet18_imagenet  # noqa: E402
+from winosim.synthetic import synthetic_trace  # noqa: E402
+from winosim.trace import Trace, Variant  # noqa: E402
 
 
 def floor_pass(trace: Trace) -> int:
