@@ -1,0 +1,109 @@
+"""Data: the three CIFAR layouts load to the same arrays, augmentation is a seeded pad-crop-flip, and the
+training batches of an epoch are a pure function of (seed, epoch, batch)."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+import torch
+
+from winosim.errors import ConfigError
+from winosim.nn.data import ArrayDataset, augment, load_dataset
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+
+
+def test_npz_layout(random_data: Path) -> None:
+    train, test = load_dataset(random_data, "train"), load_dataset(random_data, "test")
+    assert isinstance(train, ArrayDataset)
+    assert (len(train), len(test), train.num_classes) == (128, 48, 10)
+    with np.load(random_data / "train_0.npz") as z:
+        np.testing.assert_array_equal(train.images.numpy(), z["images"].transpose(0, 3, 1, 2))
+
+
+def test_cifar10_python_distribution(tmp_path: Path) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    images = _images(12)
+    flat = images.transpose(0, 3, 1, 2).reshape(12, -1)
+    for i in range(1, 6):
+        rows = slice(2 * (i - 1), 2 * i)
+        batch = {b"data": flat[rows], b"labels": list(range(2 * (i - 1), 2 * i))}
+        (root / f"data_batch_{i}").write_bytes(pickle.dumps(batch))
+    (root / "test_batch").write_bytes(pickle.dumps({b"data": flat[10:], b"labels": [1, 2]}))
+    train = load_dataset(tmp_path, "train")  # the parent folder works too
+    assert isinstance(train, ArrayDataset)
+    assert len(train) == 10 and train.labels.tolist() == list(range(10))
+    np.testing.assert_array_equal(train.images.numpy(), images[:10].transpose(0, 3, 1, 2))
+    assert load_dataset(root, "test").labels.tolist() == [1, 2]
+
+
+def test_cifar100_python_distribution(tmp_path: Path) -> None:
+    root = tmp_path / "cifar-100-python"
+    root.mkdir()
+    flat = _images(6).transpose(0, 3, 1, 2).reshape(6, -1)
+    for name, rows in (("train", slice(0, 4)), ("test", slice(4, 6))):
+        (root / name).write_bytes(
+            pickle.dumps({b"data": flat[rows], b"fine_labels": [99, 0, 5, 7][: rows.stop - rows.start]})
+        )
+    (root / "meta").write_bytes(pickle.dumps({b"fine_label_names": []}))
+    train = load_dataset(root, "train")
+    assert train.num_classes == 100 and train.labels.tolist() == [99, 0, 5, 7]
+
+
+def test_image_folder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for cls in ("cat", "dog"):
+            folder = tmp_path / split / cls
+            folder.mkdir(parents=True)
+            Image.fromarray(_images(1)[0]).resize((300, 260)).save(folder / "a.png")
+    train = load_dataset(tmp_path, "train")
+    assert train.num_classes == 2 and len(train) == 2
+    x, y = next(iter(train.train_batches(seed=0, epoch=0, batch_size=2)))
+    assert x.shape == (2, 3, 224, 224) and y.tolist() in ([0, 1], [1, 0])
+    xt, _ = load_dataset(tmp_path, "test").take([0])
+    assert xt.shape == (1, 3, 224, 224)
+
+
+def test_unknown_layout_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not a known dataset layout"):
+        load_dataset(tmp_path, "train")
+    with pytest.raises(ConfigError, match="not found"):
+        load_dataset(tmp_path / "nope", "train")
+
+
+def test_augment_is_a_crop_of_the_padded_image_or_its_mirror() -> None:
+    images = torch.from_numpy(_images(16).transpose(0, 3, 1, 2).copy())
+    out = augment(images, torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(images, (4, 4, 4, 4))
+    flips = 0
+    for i in range(16):
+        crops = [padded[i, :, dy : dy + 32, dx : dx + 32] for dy in range(9) for dx in range(9)]
+        plain = any(torch.equal(out[i], c) for c in crops)
+        mirrored = any(torch.equal(out[i], c.flip(-1)) for c in crops)
+        assert plain or mirrored
+        flips += int(mirrored and not plain)
+    assert 0 < flips < 16
+    assert torch.equal(out, augment(images, torch.Generator().manual_seed(0)))
+
+
+def test_epoch_batches_are_seeded_and_resumable(random_data: Path) -> None:
+    data = load_dataset(random_data, "train")
+    full = list(data.train_batches(seed=1, epoch=2, batch_size=32))
+    tail = list(data.train_batches(seed=1, epoch=2, batch_size=32, start_batch=2))
+    assert len(full) == 4
+    for (xa, ya), (xb, yb) in zip(full[2:], tail, strict=True):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    other = next(iter(data.train_batches(seed=1, epoch=3, batch_size=32)))
+    assert not torch.equal(other[1], full[0][1])
+    labels = torch.cat([y for _, y in full])
+    assert sorted(labels.tolist()) == sorted(data.labels.tolist())  # an epoch is a permutation

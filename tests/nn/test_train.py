@@ -1,0 +1,208 @@
+"""Training: loss falls on real images, the density schedule is applied, and a resumed run equals an
+uninterrupted one bit for bit."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+import torch
+
+from winosim.errors import ConfigError
+from winosim.nn.layers import spatial_to_winograd
+from winosim.nn.models import build_model
+from winosim.nn.train import (
+    CheckpointError,
+    TrainConfig,
+    load_checkpoint,
+    model_from_checkpoint,
+    native_from_spatial,
+    train,
+)
+
+
+def _config(data: Path, out: Path, **overrides: object) -> TrainConfig:
+    values: dict[str, object] = dict(
+        network="vgg_nagadomi",
+        mode="winograd_relu",
+        data=str(data),
+        out=str(out),
+        epochs=1,
+        densities=(0.5,),
+        retrain_epochs=1,
+        batch_size=16,
+        lr=0.05,
+        train_limit=32,
+        test_limit=16,
+        precision="fp32",
+        dropout=False,
+    )
+    values.update(overrides)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def test_loss_falls_on_real_cifar_images(cifar_data: Path, tmp_path: Path) -> None:
+    config = _config(cifar_data, tmp_path / "run", epochs=5, densities=(), batch_size=32, train_limit=32, lr_drops=())
+    result = train(config)
+    losses = [record["train_loss"] for record in result.state.history]
+    assert result.finished and len(losses) == 5
+    assert losses[-1] < losses[0] - 0.15  # one batch seen 5 times: 2.43 -> 2.18 when measured
+
+
+def test_schedule_prunes_each_phase_and_logs_metrics(random_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = train(_config(random_data, out, densities=(0.6, 0.3), epochs=1, train_limit=16))
+    assert result.finished
+    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [line["density"] for line in lines] == [1.0, 0.6, 0.3]
+    for line in lines:
+        assert set(line["layer_density"]) == {f"conv{i}" for i in range(2, 9)}
+        assert all(abs(d - line["density"]) < 1e-3 for d in line["layer_density"].values())
+    for name, density in (("phase0_dense.pt", None), ("phase1_d0.60.pt", 0.6), ("phase2_d0.30.pt", 0.3)):
+        ckpt = load_checkpoint(out / name)
+        assert ckpt["density"] == density
+        assert ckpt["dense_accuracy"] == result.state.dense_accuracy
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp files left
+
+
+def test_resume_after_a_stop_mid_epoch_equals_not_stopping(random_data: Path, tmp_path: Path) -> None:
+    straight = train(_config(random_data, tmp_path / "a"))
+    first = train(_config(random_data, tmp_path / "b"), max_steps=1)  # stops mid-epoch of the dense phase
+    assert not first.finished and first.state.batch == 1
+    second = train(_config(random_data, tmp_path / "b", epochs=99), resume=True, max_steps=2)  # config from ckpt
+    assert not second.finished
+    resumed = train(_config(random_data, tmp_path / "b"), resume=True)
+    assert resumed.finished and resumed.state.step == straight.state.step == 4
+    a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    drop = ("wall_s", "train_images_per_s")
+    assert [{k: v for k, v in r.items() if k not in drop} for r in straight.state.history] == [
+        {k: v for k, v in r.items() if k not in drop} for r in resumed.state.history
+    ]
+
+
+def test_existing_run_needs_resume_and_bad_checkpoints_fail_cleanly(random_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    train(_config(random_data, out), max_steps=1)
+    with pytest.raises(ConfigError, match="--resume"):
+        train(_config(random_data, out))
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_native_from_spatial_is_the_same_function() -> None:
+    """U = G g G^T per layer: the converted native model computes what the (pruned) spatial one does."""
+    torch.manual_seed(0)
+    spatial = build_model("vgg_nagadomi", "spatial", dropout=False).double().eval()
+    for _, layer in spatial.winograd_modules():
+        layer.weight_mask.copy_(torch.rand(layer.weight.shape) < 0.7)
+    native = build_model("vgg_nagadomi", "native", dropout=False).double()
+    native_from_spatial(native, spatial.state_dict())
+    native.eval()
+    for (_, s_layer), (_, n_layer) in zip(spatial.winograd_modules(), native.winograd_modules(), strict=True):
+        torch.testing.assert_close(n_layer.weight, spatial_to_winograd(s_layer.masked_weight()))
+        assert bool(n_layer.weight_mask.all())
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(native(x), spatial(x), rtol=1e-9, atol=1e-9)
+
+
+def test_native_run_can_start_from_a_spatial_checkpoint(random_data: Path, tmp_path: Path) -> None:
+    train(_config(random_data, tmp_path / "s", mode="spatial", densities=(), train_limit=16))
+    native = train(
+        _config(
+            random_data,
+            tmp_path / "n",
+            mode="native",
+            epochs=0,
+            densities=(0.5,),
+            train_limit=16,
+            init_from=str(tmp_path / "s" / "phase0_dense.pt"),
+        )
+    )
+    spatial_acc = load_checkpoint(tmp_path / "s" / "phase0_dense.pt")["accuracy"]
+    assert native.state.dense_accuracy == pytest.approx(spatial_acc, abs=1 / 16 + 1e-9)
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "n" / "phase1_d0.50.pt"))
+    assert model.mode == "native"
+
+
+def test_config_validation_names_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="densities"):
+        _config(tmp_path, tmp_path, densities=(0.5, 0.7))
+    with pytest.raises(ConfigError, match="init_from"):
+        _config(tmp_path, tmp_path, mode="winograd_relu", init_from="x.pt")
+    with pytest.raises(ConfigError, match="network"):
+        _config(tmp_path, tmp_path, network="lenet")
+
+
+def test_commands_train_then_trace(random_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI front ends: train (stopped and resumed), then trace from the phase checkpoints."""
+    from winosim.nn.commands import trace_main, train_main
+    from winosim.trace import load_trace
+
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--no-progress", "--threads", "1"]
+    args = [
+        "--network",
+        "vgg_nagadomi",
+        "--method",
+        "winograd_relu",
+        "--data",
+        str(random_data),
+        "--epochs",
+        "1",
+        "--densities",
+        "0.5",
+        "--retrain-epochs",
+        "1",
+        "--train-limit",
+        "16",
+        "--batch-size",
+        "8",
+        "--test-limit",
+        "8",
+        "--precision",
+        "fp32",
+        "--max-steps",
+        "1",
+        *common,
+    ]
+    assert train_main(args) == 0
+    assert "--resume" in capsys.readouterr().out
+    assert train_main(["--resume", *common]) == 0
+    assert "finished" in capsys.readouterr().out
+    trace_file = tmp_path / "t.npz"
+    assert (
+        trace_main(
+            [
+                str(out / "phase0_dense.pt"),
+                str(out / "phase1_d0.50.pt"),
+                "--data",
+                str(random_data),
+                "--out",
+                str(trace_file),
+                "--images",
+                "2",
+                "--test-limit",
+                "8",
+            ]
+        )
+        == 0
+    )
+    trace = load_trace(trace_file)
+    assert [v.name for v in trace.variants] == ["winograd_relu_dense", "winograd_relu_d0p50"]
+    assert trace.provenance.command.startswith("python -m winosim trace ")
+    dense, pruned = trace.variants
+    assert dense.dense_accuracy == dense.accuracy  # re-measured on the same test images as the pruned model
+    assert pruned.dense_accuracy == dense.accuracy and "phase0_dense.pt" in pruned.recipe["dense_accuracy_source"]
+    with pytest.raises(ConfigError, match="required"):
+        train_main(["--out", str(tmp_path / "other"), "--no-progress"])

@@ -1,0 +1,211 @@
+"""Command-line front ends of the torch pipeline: `winosim train` and `winosim trace`.
+
+`train_main(argv)` and `trace_main(argv)` parse their arguments, run `winosim.nn.train.train` /
+`winosim.nn.extract.extract_trace`, print a short summary and return 0. Bad input raises a WinosimError,
+which the dispatcher (`winosim.cli`) turns into one `winosim: error: ...` line and exit status 2;
+`python -m winosim.nn.commands {train,trace} ...` does the same without the dispatcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import torch
+
+from winosim.errors import ConfigError, WinosimError
+from winosim.nn.layers import MODES
+from winosim.nn.models import NETWORK_NAMES
+from winosim.nn.train import PRECISIONS, TrainConfig, train
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="winosim train",
+        description="Train a network in one method: dense, then magnitude pruning steps with masked retraining.",
+    )
+    p.add_argument("--network", choices=NETWORK_NAMES, help="network to train (required unless --resume)")
+    p.add_argument("--method", "--mode", dest="method", choices=MODES, help="spatial, native or winograd_relu")
+    p.add_argument(
+        "--data", help="dataset folder (CIFAR .npz layout, cifar-10-batches-py, cifar-100-python, or an image folder)"
+    )
+    p.add_argument("--out", required=True, help="run folder (checkpoints, metrics.jsonl); under runs/ by convention")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--epochs", type=int, default=30, help="dense training epochs (default 30)")
+    p.add_argument("--densities", type=_floats, default=(), help="pruning schedule, e.g. 0.7,0.6,0.5,0.4,0.35")
+    p.add_argument("--retrain-epochs", type=int, default=5, help="masked retraining epochs after each pruning step")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.1, help="initial learning rate of dense training")
+    p.add_argument("--retrain-lr", type=float, default=0.01, help="initial learning rate of each retraining phase")
+    p.add_argument(
+        "--lr-drops",
+        type=_floats,
+        default=(0.5, 0.75),
+        help="fractions of a phase at which the learning rate is divided by 10 (default 0.5,0.75)",
+    )
+    p.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-classes", type=int, default=None, help="default: from the dataset")
+    p.add_argument("--no-dropout", action="store_true", help="disable the networks' dropout layers")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="bf16 autocast or fp32; auto (default): bf16 on CUDA and on CPUs with native bf16, else fp32",
+    )
+    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--epoch-images", type=int, default=None, help="images per epoch (a random subset each epoch)")
+    p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
+    p.add_argument("--init-from", default=None, help="native only: start from a spatial checkpoint (U = G g G^T)")
+    p.add_argument("--checkpoint-every-s", type=float, default=240.0, help="seconds between mid-epoch checkpoints")
+    p.add_argument("--max-steps", type=int, default=None, help="stop this invocation after N steps (resumable)")
+    p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def train_main(argv: list[str]) -> int:
+    """`winosim train ...`; returns 0 (also when stopped by --max-steps; the run is resumable)."""
+    args = _train_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    if args.resume:
+        config = TrainConfig(
+            network=args.network or "vgg_nagadomi", mode=args.method or "spatial", data=args.data or "", out=args.out
+        )
+    else:
+        missing = [
+            flag
+            for flag, value in (("--network", args.network), ("--method", args.method), ("--data", args.data))
+            if value is None
+        ]
+        if missing:
+            raise ConfigError(f"train: {', '.join(missing)} required (unless --resume)")
+        config = TrainConfig(
+            network=args.network,
+            mode=args.method,
+            data=args.data,
+            out=args.out,
+            epochs=args.epochs,
+            densities=args.densities,
+            retrain_epochs=args.retrain_epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            retrain_lr=args.retrain_lr,
+            lr_drops=args.lr_drops,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+            num_classes=args.num_classes,
+            dropout=not args.no_dropout,
+            precision=args.precision,
+            train_limit=args.train_limit,
+            epoch_images=args.epoch_images,
+            test_limit=args.test_limit,
+            init_from=args.init_from,
+            checkpoint_every_s=args.checkpoint_every_s,
+        )
+    result = train(
+        config, resume=args.resume, max_steps=args.max_steps, device=args.device, progress=not args.no_progress
+    )
+    state = result.state
+    if result.finished:
+        final = state.history[-1]["test_accuracy"] if state.history else None
+        print(
+            f"train: finished {result.out} after {state.step} steps ({state.wall_s:.0f} s); "
+            f"dense accuracy {state.dense_accuracy}, last test accuracy {final}"
+        )
+    else:
+        print(
+            f"train: stopped after {result.steps} steps at phase {state.phase} epoch {state.epoch} batch "
+            f"{state.batch}; continue with: winosim train --out {result.out} --resume"
+        )
+    return 0
+
+
+def _trace_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="winosim trace",
+        description="Extract one trace (one variant per checkpoint, same network) from trained checkpoints.",
+    )
+    p.add_argument("checkpoints", nargs="+", help="checkpoints written by winosim train (e.g. runs/x/phase3_d0.50.pt)")
+    p.add_argument("--data", required=True, help="dataset folder (its test split is used)")
+    p.add_argument("--out", required=True, help="trace file to write (.npz)")
+    p.add_argument("--images", type=int, default=8, help="test images behind the activation masks (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image sample")
+    p.add_argument("--test-limit", type=int, default=None, help="measure accuracy on the first N test images only")
+    p.add_argument("--names", default=None, help="comma-separated variant names (default: the methods)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="precision of the accuracy pass")
+    p.add_argument("--device", default=None)
+    p.add_argument("--threads", type=int, default=None)
+    return p
+
+
+def trace_main(argv: list[str]) -> int:
+    """`winosim trace ...`: write the trace atomically and print one line per variant."""
+    from winosim.nn.extract import extract_trace
+    from winosim.trace import write_trace
+
+    args = _trace_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(max(1, args.threads))
+    if not str(args.out).endswith(".npz"):
+        raise ConfigError(f"--out must end in .npz, got {args.out!r}")
+    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    command = "python -m winosim trace " + shlex.join(argv)
+    trace = extract_trace(
+        args.checkpoints,
+        args.data,
+        images=args.images,
+        seed=args.seed,
+        test_limit=args.test_limit,
+        names=names,
+        device=args.device,
+        precision=args.precision,
+        command=command,
+    )
+    path = write_trace(trace, args.out)
+    size = Path(path).stat().st_size
+    print(f"trace: wrote {path} ({size / 1e6:.2f} MB, {trace.images} images, network {trace.network})")
+    for v in trace.variants:
+        print(
+            f"  {v.name}: method {v.method}, accuracy {v.accuracy:.4f}, dense accuracy {v.dense_accuracy}, "
+            f"weight density {trace.weight_density(v):.4f}, activation density {trace.activation_density(v):.4f}"
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m winosim.nn.commands {train,trace} ...` (a stand-in for the winosim dispatcher)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    commands = {"train": train_main, "trace": trace_main}
+    if not args or args[0] not in commands:
+        print("usage: python -m winosim.nn.commands {train,trace} ...", file=sys.stderr)
+        return 2
+    try:
+        return commands[args[0]](args[1:])
+    except WinosimError as exc:
+        print(f"winosim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("winosim: error: interrupted", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,287 @@
+"""Image data for training and extraction: CIFAR-10/100 and ImageNet-style folders, in plain torch.
+
+Formats read (detected from the folder's contents by `load_dataset`):
+- the `.npz` layout of the project's CIFAR-10 copy: `train_0.npz` .. `train_4.npz`, `test.npz`, each with
+  `images` (N, 32, 32, 3) uint8 and `labels` (N,) int64;
+- the standard python distributions `cifar-10-batches-py` (`data_batch_1..5`, `test_batch`) and
+  `cifar-100-python` (`train`, `test`, fine labels), either the folder itself or its parent;
+- an image folder `<root>/{train,val}/<class>/<image>` (ImageNet-style; classes sorted by name), decoded with
+  PIL on demand, resized (shorter side 256) and cropped to 224.
+
+A CIFAR dataset is held in memory as uint8 (N, 3, 32, 32). Batches are produced deterministically from
+(seed, epoch, batch index): the epoch's permutation and each batch's augmentation (4-pixel zero pad and random
+32x32 crop, horizontal flip) come from generators seeded by those numbers, so a resumed run sees exactly the
+batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from winosim.errors import ConfigError
+
+Split = Literal["train", "test"]
+
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed derived deterministically from integers (numpy SeedSequence)."""
+    return int(
+        np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32).view(np.uint64)[0] >> 1
+    )
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """An in-memory labelled image set: `images` uint8 (N, 3, H, W), `labels` int64 (N,)."""
+
+    name: str
+    images: Tensor
+    labels: Tensor
+    num_classes: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
+            raise ConfigError(f"ArrayDataset {self.name!r}: images must be uint8 (N, 3, H, W), got {self.images.shape}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ConfigError(f"ArrayDataset {self.name!r}: labels shape {self.labels.shape} != ({len(self)},)")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, count: int | None) -> ArrayDataset:
+        """The first `count` images (all when None)."""
+        if count is None or count >= len(self):
+            return self
+        if count < 1:
+            raise ConfigError(f"image limit must be >= 1, got {count}")
+        return ArrayDataset(self.name, self.images[:count], self.labels[:count], self.num_classes, self.mean, self.std)
+
+    def normalise(self, images: Tensor) -> Tensor:
+        """uint8 (B, 3, H, W) -> float32 normalised."""
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (images.float().div_(255.0) - mean) / std
+
+    def take(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+        """Normalised, unaugmented images and labels at `indices`."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return self.normalise(self.images[index]), self.labels[index]
+
+    def batches_per_epoch(self, batch_size: int, epoch_images: int | None = None) -> int:
+        count = len(self) if epoch_images is None else min(epoch_images, len(self))
+        return -(-count // batch_size)
+
+    def train_batches(
+        self, *, seed: int, epoch: int, batch_size: int, start_batch: int = 0, epoch_images: int | None = None
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        """Augmented, shuffled training batches of one epoch, starting at batch `start_batch`."""
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))
+        if epoch_images is not None:
+            order = order[:epoch_images]
+        for b in range(start_batch, self.batches_per_epoch(batch_size, epoch_images)):
+            index = order[b * batch_size : (b + 1) * batch_size]
+            gen = torch.Generator().manual_seed(derive_seed(seed, epoch, b, 7))
+            yield self.normalise(augment(self.images[index], gen)), self.labels[index]
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, len(self), batch_size):
+            yield self.normalise(self.images[start : start + batch_size]), self.labels[start : start + batch_size]
+
+
+def augment(images: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
+    """Random crop after zero padding by `pad` pixels, then random horizontal flip. uint8 (B, 3, H, W)."""
+    b, _, h, w = images.shape
+    padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    flip = torch.rand(b, generator=generator) < 0.5
+    rows = (dy.view(b, 1) + torch.arange(h).view(1, h)).view(b, 1, h, 1).expand(b, 3, h, w + 2 * pad)
+    cropped = torch.gather(padded, 2, rows)
+    cols_base = torch.arange(w).view(1, w)
+    cols_base = torch.where(flip.view(b, 1), w - 1 - cols_base, cols_base)
+    cols = (dx.view(b, 1) + cols_base).view(b, 1, 1, w).expand(b, 3, h, w)
+    return torch.gather(cropped, 3, cols)
+
+
+def _from_nhwc(name: str, images: np.ndarray, labels: np.ndarray, classes: int, stats: tuple) -> ArrayDataset:
+    tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    return ArrayDataset(name, tensor, torch.from_numpy(labels.astype(np.int64)), classes, stats[0], stats[1])
+
+
+def _load_npz_layout(root: Path, split: Split) -> ArrayDataset:
+    files = sorted(root.glob("train_*.npz")) if split == "train" else [root / "test.npz"]
+    images, labels = [], []
+    for path in files:
+        with np.load(path, allow_pickle=False) as z:
+            images.append(z["images"])
+            labels.append(z["labels"])
+    return _from_nhwc(
+        f"cifar10-npz:{split}", np.concatenate(images), np.concatenate(labels), 10, (CIFAR10_MEAN, CIFAR10_STD)
+    )
+
+
+def _unpickle(path: Path) -> dict[bytes, object]:
+    # The official CIFAR python distribution is a pickle of plain arrays and lists (trusted local files).
+    with path.open("rb") as handle:
+        data = pickle.load(handle, encoding="bytes")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a CIFAR python batch")
+    return data
+
+
+def _cifar_python(root: Path, split: Split, hundred: bool) -> ArrayDataset:
+    if hundred:
+        names = ["train"] if split == "train" else ["test"]
+        key, classes, stats = b"fine_labels", 100, (CIFAR100_MEAN, CIFAR100_STD)
+    else:
+        names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        key, classes, stats = b"labels", 10, (CIFAR10_MEAN, CIFAR10_STD)
+    images, labels = [], []
+    for name in names:
+        batch = _unpickle(root / name)
+        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(batch[key], dtype=np.int64))
+    tag = "cifar100" if hundred else "cifar10"
+    data = torch.from_numpy(np.concatenate(images))
+    return ArrayDataset(f"{tag}:{split}", data, torch.from_numpy(np.concatenate(labels)), classes, stats[0], stats[1])
+
+
+@dataclass(frozen=True)
+class ImageFolderDataset:
+    """An ImageNet-style folder `<root>/<split>/<class>/<image>`, decoded lazily with PIL (224x224 crops)."""
+
+    name: str
+    files: tuple[Path, ...]
+    labels: Tensor
+    num_classes: int
+    train: bool
+    size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def subset(self, count: int | None) -> ImageFolderDataset:
+        if count is None or count >= len(self):
+            return self
+        return ImageFolderDataset(
+            self.name, self.files[:count], self.labels[:count], self.num_classes, self.train, self.size
+        )
+
+    def _load(self, index: int, gen: torch.Generator | None) -> Tensor:
+        from PIL import Image
+
+        with Image.open(self.files[index]) as img:
+            rgb = img.convert("RGB")
+            w, h = rgb.size
+            scale = 256 / min(w, h)
+            rgb = rgb.resize(
+                (max(self.size, round(w * scale)), max(self.size, round(h * scale))), Image.Resampling.BILINEAR
+            )
+            w, h = rgb.size
+            if gen is None:
+                left, top = (w - self.size) // 2, (h - self.size) // 2
+            else:
+                left = int(torch.randint(0, w - self.size + 1, (1,), generator=gen))
+                top = int(torch.randint(0, h - self.size + 1, (1,), generator=gen))
+            rgb = rgb.crop((left, top, left + self.size, top + self.size))
+            array = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
+        if gen is not None and bool(torch.rand(1, generator=gen) < 0.5):
+            array = array.flip(-1)
+        return array
+
+    def normalise(self, images: Tensor) -> Tensor:
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (images.float().div_(255.0) - mean) / std
+
+    def take(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
+        index = [int(i) for i in torch.as_tensor(indices).tolist()]
+        return self.normalise(torch.stack([self._load(i, None) for i in index])), self.labels[index]
+
+    def batches_per_epoch(self, batch_size: int, epoch_images: int | None = None) -> int:
+        count = len(self) if epoch_images is None else min(epoch_images, len(self))
+        return -(-count // batch_size)
+
+    def train_batches(
+        self, *, seed: int, epoch: int, batch_size: int, start_batch: int = 0, epoch_images: int | None = None
+    ) -> Iterator[tuple[Tensor, Tensor]]:
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))
+        if epoch_images is not None:
+            order = order[:epoch_images]
+        for b in range(start_batch, self.batches_per_epoch(batch_size, epoch_images)):
+            index = order[b * batch_size : (b + 1) * batch_size].tolist()
+            gen = torch.Generator().manual_seed(derive_seed(seed, epoch, b, 7))
+            batch = torch.stack([self._load(i, gen) for i in index])
+            yield self.normalise(batch), self.labels[index]
+
+    def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, len(self), batch_size):
+            yield self.take(range(start, min(start + batch_size, len(self))))
+
+
+def _image_folder(root: Path, split: Split) -> ImageFolderDataset:
+    folder = root / ("train" if split == "train" else "val")
+    if not folder.is_dir() and split == "test":
+        folder = root / "test"
+    if not folder.is_dir():
+        raise ConfigError(f"image folder {root}: has no {split} folder ('train', 'val' or 'test')")
+    classes = sorted(p.name for p in (root / "train").iterdir() if p.is_dir())
+    index = {name: i for i, name in enumerate(classes)}
+    files: list[Path] = []
+    labels: list[int] = []
+    for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if class_dir.name not in index:
+            raise ConfigError(f"image folder {root}: class {class_dir.name!r} of {folder.name} is not in train/")
+        for path in sorted(class_dir.iterdir()):
+            if path.suffix.lower() in _IMAGE_SUFFIXES:
+                files.append(path)
+                labels.append(index[class_dir.name])
+    if not files:
+        raise ConfigError(f"image folder {folder}: no images found")
+    return ImageFolderDataset(
+        f"imagefolder:{split}", tuple(files), torch.tensor(labels), len(classes), train=split == "train"
+    )
+
+
+Dataset = ArrayDataset | ImageFolderDataset
+
+
+def load_dataset(path: str | Path, split: Split) -> Dataset:
+    """Load the `split` of the dataset at `path`, detecting its format (module docstring)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ConfigError(f"dataset folder not found: {root}")
+    if (root / "test.npz").is_file() and any(root.glob("train_*.npz")):
+        return _load_npz_layout(root, split)
+    for candidate in (root, root / "cifar-10-batches-py"):
+        if (candidate / "data_batch_1").is_file() and (candidate / "test_batch").is_file():
+            return _cifar_python(candidate, split, hundred=False)
+    for candidate in (root, root / "cifar-100-python"):
+        if (candidate / "train").is_file() and (candidate / "test").is_file() and (candidate / "meta").is_file():
+            return _cifar_python(candidate, split, hundred=True)
+    if (root / "train").is_dir():
+        return _image_folder(root, split)
+    raise ConfigError(
+        f"{root}: not a known dataset layout (CIFAR .npz files, cifar-10-batches-py, cifar-100-python, "
+        "or an image folder with train/ and val/)"
+    )

@@ -1,0 +1,259 @@
+"""Winograd F(2x2,3x3) convolution layers with Winograd-domain pruning, in three modes.
+
+A `WinogradConv2d` is a stride-1, padding-1 3x3 convolution that *includes the ReLU of its input*, because
+where that ReLU sits is the whole point of Liu et al. (ICLR 2018):
+
+- `spatial`: y = conv2d(ReLU(x), g). Weights g (K, C, 3, 3), prunable in the spatial domain.
+- `native`: y = A^T [Prune(U) * (B^T ReLU(x) B)] A. Weights U (16, C, K) in the Winograd domain (U = G g G^T
+  when converted from a spatial model); the transform fills in the zeros of ReLU(x).
+- `winograd_relu`: y = A^T [Prune(Q) * ReLU(B^T x B)] A. Weights Q (16, C, K); the ReLU runs after the input
+  transform, so the multiplied activations are sparse in the Winograd domain.
+
+Winograd-domain weights are stored as (16, C, K), position index xi*4+nu, the layout of the paper's 16
+batched matrix products. Pruning masks are boolean buffers of the weight's shape; the forward pass uses
+weight * mask, so masked weights receive exactly zero gradient, and `winosim.nn.prune` zeroes them (and their
+optimiser state) so they stay exactly zero.
+
+Speed: the input transform B^T d B runs as 8 + 16 explicit additions on strided views of the padded map
+(rows first, shared by vertically overlapping tiles, then columns), the element-wise stage as one batched
+matrix product over the 16 positions, and the output transform A^T M A as 24 additions. Everything is plain
+autograd, so the gradients are exactly eq. 5 of the paper; all ops are autocast-safe (bfloat16 on CPU).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Mode = Literal["spatial", "native", "winograd_relu"]
+MODES: tuple[str, ...] = ("spatial", "native", "winograd_relu")
+POSITIONS = 16  # F(2x2,3x3): 4x4 Winograd-domain positions per tile
+
+# F(2x2,3x3) matrices of the paper (same as winosim.winograd.f2x2_3x3), as float64 tensors for G.
+_G = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+def tile_grid(height: int, width: int) -> tuple[int, int]:
+    """Output tiles (rows, columns) of F(2x2,3x3) covering an H x W 'same' output."""
+    return -(-height // 2), -(-width // 2)
+
+
+def _deinterleave(x: Tensor) -> Tensor:
+    """Pad (N, C, H, W) for the tiles and split rows and columns by parity, as one copy:
+    X[a, b, c, n, u, v] = padded[n, c, 2u + a, 2v + b], shape (2, 2, C, N, TH+1, TW+1).
+
+    Element (i, j) of tile (u, v) is then X[i % 2, j % 2, :, :, u + i // 2, v + j // 2], so every view the
+    transform reads is unit-stride in its last dimension (strided element-wise ops are several times slower).
+    """
+    n, c, height, width = x.shape
+    th, tw = tile_grid(height, width)
+    xp = F.pad(x, (1, 2 * tw + 1 - width, 1, 2 * th + 1 - height))
+    return xp.view(n, c, th + 1, 2, tw + 1, 2).permute(3, 5, 1, 0, 2, 4).contiguous()
+
+
+def input_transform_forward(x: Tensor) -> Tensor:
+    """V = B^T d B for every 4x4 tile of a 'same'-padded map, by 32 explicit additions per tile.
+
+    x: (N, C, H, W) -> V: (16, C, N, TH, TW), position index xi*4+nu, so that V.view(16, C, N*TH*TW) is the
+    right operand of the 16 batched products. The row pass (B^T from the left, 4 additions per column) runs
+    once per tile row on the whole de-interleaved map, shared by horizontally overlapping tiles; the column pass
+    (B from the right) reads unit-stride views of its result.
+    """
+    n, c, height, width = x.shape
+    th, tw = tile_grid(height, width)
+    xd = _deinterleave(x)
+    r = [xd[i % 2, ..., i // 2 : i // 2 + th, :] for i in range(4)]  # (2 col parities, C, N, TH, TW+1)
+    rows = (r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3])
+    v = x.new_empty((POSITIONS, c, n, th, tw))
+    for i, t in enumerate(rows):
+        col = [t[j % 2, ..., j // 2 : j // 2 + tw] for j in range(4)]  # (C, N, TH, TW)
+        torch.sub(col[0], col[2], out=v[4 * i])
+        torch.add(col[1], col[2], out=v[4 * i + 1])
+        torch.sub(col[2], col[1], out=v[4 * i + 2])
+        torch.sub(col[1], col[3], out=v[4 * i + 3])
+    return v
+
+
+def _adjoint_b(d0: Tensor, d1: Tensor, d2: Tensor, d3: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Adjoint of one B^T pass: given the gradients of (x0-x2, x1+x2, x2-x1, x1-x3), those of (x0..x3)."""
+    return d0, d1 - d2 + d3, d1 + d2 - d0, -d3
+
+
+def input_transform_backward(dv: Tensor, height: int, width: int) -> Tensor:
+    """Adjoint of `input_transform_forward`: dV (16, C, N, TH, TW) -> dx (N, C, H, W), overlapping tiles summed."""
+    _, c, n, th, tw = dv.shape
+    d_rows = []
+    for i in range(4):  # column-pass adjoint -> gradient of row-pass output i, (2, C, N, TH, TW+1)
+        g = _adjoint_b(dv[4 * i], dv[4 * i + 1], dv[4 * i + 2], dv[4 * i + 3])
+        dt = dv.new_zeros((2, c, n, th, tw + 1))
+        for j in range(4):
+            dt[j % 2, ..., j // 2 : j // 2 + tw] += g[j]
+        d_rows.append(dt)
+    dxd = dv.new_zeros((2, 2, c, n, th + 1, tw + 1))
+    for i, dr in enumerate(_adjoint_b(*d_rows)):
+        dxd[i % 2, ..., i // 2 : i // 2 + th, :] += dr
+    dxp = dxd.permute(3, 2, 4, 0, 5, 1).reshape(n, c, 2 * th + 2, 2 * tw + 2)
+    return dxp[:, :, 1 : 1 + height, 1 : 1 + width]
+
+
+def output_transform_forward(m: Tensor, height: int, width: int) -> Tensor:
+    """Y = A^T M A for every tile (24 additions per tile), reassembled into a map.
+
+    m: (16, K, N, TH, TW) -> (N, K, H, W). The four output planes are computed contiguously and interleaved
+    into the map by one copy.
+    """
+    _, k, n, th, tw = m.shape
+    s = [(m[j] + m[4 + j] + m[8 + j], m[4 + j] - m[8 + j] - m[12 + j]) for j in range(4)]  # A^T from the left
+    planes = m.new_empty((2, 2, k, n, th, tw))
+    for a in range(2):
+        torch.add(s[0][a] + s[1][a], s[2][a], out=planes[a, 0])
+        torch.sub(s[1][a] - s[2][a], s[3][a], out=planes[a, 1])
+    y = planes.permute(3, 2, 4, 0, 5, 1).reshape(n, k, 2 * th, 2 * tw)
+    return y[:, :, :height, :width]
+
+
+def output_transform_backward(dy: Tensor, th: int, tw: int) -> Tensor:
+    """Adjoint of `output_transform_forward`: dY (N, K, H, W) -> dM (16, K, N, TH, TW)."""
+    n, k, height, width = dy.shape
+    full = F.pad(dy, (0, 2 * tw - width, 0, 2 * th - height)).reshape(n, k, th, 2, tw, 2)
+    planes = full.permute(3, 5, 1, 0, 2, 4).contiguous()  # (2, 2, K, N, TH, TW)
+    dm = dy.new_empty((POSITIONS, k, n, th, tw))
+    # A = [[1, 0], [1, 1], [1, -1], [0, -1]]: the gradient of position i (row) is A[i] . (dY_0, dY_1)
+    rows = []
+    for a in range(2):
+        d0, d1 = planes[a, 0], planes[a, 1]
+        rows.append((d0, d0 + d1, d0 - d1, -d1))  # gradient w.r.t. s[j][a], j = 0..3
+    for j in range(4):
+        r0, r1 = rows[0][j], rows[1][j]
+        dm[j].copy_(r0)
+        torch.add(r0, r1, out=dm[4 + j])
+        torch.sub(r0, r1, out=dm[8 + j])
+        torch.neg(r1, out=dm[12 + j])
+    return dm
+
+
+class _InputTransform(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        ctx.height, ctx.width = x.shape[-2], x.shape[-1]
+        return input_transform_forward(x)
+
+    @staticmethod
+    def backward(ctx: Any, dv: Tensor) -> Tensor:
+        return input_transform_backward(dv.contiguous(), ctx.height, ctx.width)
+
+
+class _InputTransformReLU(torch.autograd.Function):
+    """ReLU(B^T d B) in one node: the ReLU runs in place on the transform's output, and its backward masks the
+    gradient before the adjoint transform (saves a full pass over V in each direction)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        ctx.height, ctx.width = x.shape[-2], x.shape[-1]
+        v = input_transform_forward(x).relu_()
+        ctx.save_for_backward(v)
+        return v
+
+    @staticmethod
+    def backward(ctx: Any, dv: Tensor) -> Tensor:
+        (v,) = ctx.saved_tensors
+        return input_transform_backward(dv.masked_fill(v <= 0, 0), ctx.height, ctx.width)
+
+
+class _OutputTransform(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, m: Tensor, height: int, width: int) -> Tensor:
+        ctx.tiles = m.shape[-2], m.shape[-1]
+        return output_transform_forward(m, height, width)
+
+    @staticmethod
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor, None, None]:
+        th, tw = ctx.tiles
+        return output_transform_backward(dy, th, tw), None, None
+
+
+def input_transform(x: Tensor) -> Tensor:
+    """Differentiable V = B^T d B: (N, C, H, W) -> (16, C, N, TH, TW) (see `input_transform_forward`)."""
+    return _InputTransform.apply(x)
+
+
+def input_transform_relu(x: Tensor) -> Tensor:
+    """Differentiable ReLU(B^T d B): (N, C, H, W) -> (16, C, N, TH, TW)."""
+    return _InputTransformReLU.apply(x)
+
+
+def output_transform(m: Tensor, height: int, width: int) -> Tensor:
+    """Differentiable Y = A^T M A: (16, K, N, TH, TW) -> (N, K, H, W) (see `output_transform_forward`)."""
+    return _OutputTransform.apply(m, height, width)
+
+
+def spatial_to_winograd(weight: Tensor) -> Tensor:
+    """U = G g G^T for every kernel. weight (K, C, 3, 3) -> (16, C, K), computed in float64 then cast back."""
+    g = _G.to(device=weight.device)
+    u = torch.einsum("ar,kcrs,bs->abck", g, weight.detach().to(torch.float64), g)
+    return u.reshape(POSITIONS, weight.shape[1], weight.shape[0]).to(weight.dtype).contiguous()
+
+
+def winograd_init_std(in_channels: int) -> float:
+    """Standard deviation of the paper's Winograd weight initialisation: variance scaling with factor 2*9/32
+    on a fan-in of 16*C (TensorFlow's convention for a (16, C, K) tensor)."""
+    return math.sqrt(2.0 * 9.0 / 32.0 / (POSITIONS * in_channels))
+
+
+class WinogradConv2d(nn.Module):
+    """3x3 stride-1 'same' convolution including its input ReLU, in one of the three modes (module docstring).
+
+    Parameters: `weight` (K, C, 3, 3) for `spatial`, (16, C, K) for `native` and `winograd_relu`; no bias (a
+    batch norm follows). Buffer `weight_mask` (bool, the weight's shape): False = pruned.
+    """
+
+    weight_mask: Tensor
+
+    def __init__(self, in_channels: int, out_channels: int, mode: Mode) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"WinogradConv2d: mode must be one of {MODES}, got {mode!r}")
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(f"WinogradConv2d: channels must be >= 1, got C={in_channels}, K={out_channels}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.mode: Mode = mode
+        if mode == "spatial":
+            weight = torch.empty(out_channels, in_channels, 3, 3)
+            nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu")
+        else:
+            weight = torch.randn(POSITIONS, in_channels, out_channels) * winograd_init_std(in_channels)
+        self.weight = nn.Parameter(weight)
+        self.register_buffer("weight_mask", torch.ones_like(weight, dtype=torch.bool))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, mode={self.mode}"
+
+    def masked_weight(self) -> Tensor:
+        """The weight the layer multiplies with: weight * mask (gradient flows only to unmasked entries)."""
+        return self.weight * self.weight_mask
+
+    def winograd_activation(self, x: Tensor) -> Tensor:
+        """The activations the element-wise stage multiplies, (16, C, N, TH, TW): ReLU(B^T x B) for
+        winograd_relu, B^T ReLU(x) B for native. Not defined for the spatial mode."""
+        if self.mode == "winograd_relu":
+            return input_transform_relu(x)
+        if self.mode == "native":
+            return input_transform(torch.relu(x))
+        raise ValueError("WinogradConv2d: a spatial layer has no Winograd-domain activation")
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "spatial":
+            return F.conv2d(torch.relu(x), self.masked_weight(), padding=1)
+        height, width = x.shape[-2], x.shape[-1]
+        v = self.winograd_activation(x)  # (16, C, N, TH, TW)
+        p, c, n, th, tw = v.shape
+        w = self.masked_weight()
+        if not torch.is_autocast_enabled(x.device.type):
+            w = w.to(v.dtype)
+        m = torch.bmm(w.transpose(1, 2), v.reshape(p, c, n * th * tw))  # (16, K, N*T): 16 batched GEMMs
+        return output_transform(m.view(p, self.out_channels, n, th, tw), height, width)

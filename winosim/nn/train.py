@@ -1,0 +1,481 @@
+"""Training with a density schedule: dense training, then magnitude pruning steps each followed by masked
+retraining (paper.md section 3), with atomic, resumable checkpoints.
+
+A run is a sequence of *phases*: phase 0 trains the dense model (`epochs`), phase i >= 1 prunes every
+Winograd-eligible layer to `densities[i-1]` (cumulative masks) and retrains for `retrain_epochs`. SGD with
+Nesterov momentum; the learning rate of a phase starts at `lr` (dense) or `retrain_lr` (retraining) and is
+divided by 10 at the fractions `lr_drops` of the phase (a fixed stand-in for "divide by 10 on plateaus" that
+makes the run a pure function of its configuration). The optimiser is re-created (momentum reset) at each
+pruning step.
+
+Everything random is derived from (seed, phase, epoch, batch), and a checkpoint stores the model, optimiser,
+position and running statistics, so a run killed anywhere and resumed from its last checkpoint ends bit for
+bit where an uninterrupted run would (on the same machine and torch build).
+
+Files in the run folder: `last.pt` (resume point, written atomically every `checkpoint_every_s` seconds, at
+every epoch end and at every phase end), `phase<i>_<tag>.pt` (the model at the end of each phase, e.g.
+`phase0_dense.pt`, `phase2_d0.60.pt`; what `winosim trace` reads), `metrics.jsonl` (one JSON line per epoch:
+accuracy, loss, learning rate, per-layer density, wall time), `config.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+import winosim
+from winosim.errors import ConfigError, WinosimError
+from winosim.nn.data import Dataset, derive_seed, load_dataset
+from winosim.nn.layers import MODES, spatial_to_winograd
+from winosim.nn.models import NETWORK_NAMES, WinoNet, build_model
+from winosim.nn.prune import layer_densities, network_density, prune_network
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "winosim-checkpoint"
+CHECKPOINT_VERSION = 1
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+
+
+class CheckpointError(WinosimError):
+    """A checkpoint that is missing, unreadable or does not fit the requested use."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run's result (run-time knobs like `max_steps` are not here)."""
+
+    network: str
+    mode: str
+    data: str
+    out: str
+    epochs: int = 30
+    densities: tuple[float, ...] = ()
+    retrain_epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.1
+    retrain_lr: float = 0.01
+    lr_drops: tuple[float, ...] = (0.5, 0.75)
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    num_classes: int | None = None
+    dropout: bool = True
+    precision: str = "auto"
+    train_limit: int | None = None
+    epoch_images: int | None = None
+    test_limit: int | None = None
+    init_from: str | None = None
+    checkpoint_every_s: float = 240.0
+
+    def __post_init__(self) -> None:
+        if self.network not in NETWORK_NAMES:
+            raise ConfigError(f"TrainConfig: network must be one of {NETWORK_NAMES}, got {self.network!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"TrainConfig: mode must be one of {MODES}, got {self.mode!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"TrainConfig: precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for name in ("epochs", "retrain_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"TrainConfig: {name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"TrainConfig: batch_size must be >= 1, got {self.batch_size}")
+        previous = 1.0
+        for d in self.densities:
+            if not 0.0 < d <= previous:
+                raise ConfigError(f"TrainConfig: densities must decrease within (0, 1], got {list(self.densities)}")
+            previous = d
+        for name in ("lr", "retrain_lr", "checkpoint_every_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"TrainConfig: {name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.momentum < 1 or self.weight_decay < 0:
+            raise ConfigError(
+                f"TrainConfig: momentum in [0, 1) and weight_decay >= 0, got {self.momentum}, {self.weight_decay}"
+            )
+        if any(not 0 < f < 1 for f in self.lr_drops):
+            raise ConfigError(f"TrainConfig: lr_drops must be fractions in (0, 1), got {list(self.lr_drops)}")
+        for name in ("train_limit", "epoch_images", "test_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"TrainConfig: {name} must be >= 1 or None, got {value}")
+        if self.init_from is not None and self.mode != "native":
+            raise ConfigError(f"TrainConfig: init_from (a spatial checkpoint) needs mode 'native', got {self.mode!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["densities"] = list(self.densities)
+        data["lr_drops"] = list(self.lr_drops)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"TrainConfig: unknown fields {sorted(unknown)}")
+        values = dict(data)
+        values["densities"] = tuple(values.get("densities", ()))
+        values["lr_drops"] = tuple(values.get("lr_drops", (0.5, 0.75)))
+        return cls(**values)
+
+    def phases(self) -> list[tuple[float | None, int, float]]:
+        """(density or None for dense, epochs, initial learning rate) per phase."""
+        return [(None, self.epochs, self.lr)] + [(d, self.retrain_epochs, self.retrain_lr) for d in self.densities]
+
+
+def phase_tag(density: float | None) -> str:
+    return "dense" if density is None else f"d{density:.2f}"
+
+
+@dataclass
+class TrainState:
+    """Where a run is; saved in every checkpoint. `batch` is the next batch of epoch `epoch` of `phase`."""
+
+    phase: int = 0
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    wall_s: float = 0.0
+    last_test_accuracy: float | None = None
+    dense_accuracy: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    finished: bool
+    steps: int
+    out: Path
+    state: TrainState
+
+
+def select_device(name: str | None = None) -> torch.device:
+    """`name` if given, else CUDA when present, else CPU."""
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic (AVX512-BF16 or AMX); without it bf16 autocast is emulated."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` -> bf16 on CUDA and on CPUs with native bf16, else fp32 (emulated bf16 measured ~10x slower)."""
+    if precision != "auto":
+        return precision
+    return "bf16" if device.type == "cuda" or cpu_has_native_bf16() else "fp32"
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast for `precision` "bf16" (after `resolve_precision`), else no autocast."""
+    if resolve_precision(precision, device) == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save to a temp file in the same folder, then rename over `path`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(text: str, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a winosim checkpoint with `weights_only=True`; CheckpointError on anything wrong."""
+    source = Path(path)
+    if not source.is_file():
+        raise CheckpointError(f"checkpoint not found: {source}")
+    try:
+        ckpt = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt / foreign files
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise CheckpointError(f"{source}: not a readable checkpoint ({type(exc).__name__}: {first_line})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{source}: not a winosim checkpoint")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{source}: checkpoint version {ckpt.get('version')!r} is not {CHECKPOINT_VERSION}")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> WinoNet:
+    """Rebuild the model stored in a checkpoint (eval mode, CPU)."""
+    config = TrainConfig.from_dict(ckpt["config"])
+    model = build_model(config.network, config.mode, config.num_classes, dropout=config.dropout)
+    model.load_state_dict(ckpt["model"])
+    return model.eval()
+
+
+def native_from_spatial(model: WinoNet, spatial_state: dict[str, torch.Tensor]) -> None:
+    """Load a spatial model's state into a native model: U = G (g * mask) G^T per Winograd layer, masks reset."""
+    state: dict[str, torch.Tensor] = {}
+    winograd_names = {geom.name for geom, _ in model.winograd_modules()}
+    for key, value in spatial_state.items():
+        prefix, _, leaf = key.rpartition(".")
+        if prefix in winograd_names:
+            if leaf == "weight":
+                mask = spatial_state[f"{prefix}.weight_mask"]
+                state[key] = spatial_to_winograd(value * mask)
+                state[f"{prefix}.weight_mask"] = torch.ones_like(state[key], dtype=torch.bool)
+            continue
+        state[key] = value
+    model.load_state_dict(state)
+
+
+def _optimizer(model: WinoNet, config: TrainConfig, lr: float) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        model.parameters(),
+        lr=lr,
+        momentum=config.momentum,
+        nesterov=config.momentum > 0,
+        weight_decay=config.weight_decay,
+    )
+
+
+@torch.no_grad()
+def evaluate(model: WinoNet, data: Dataset, device: torch.device, precision: str, batch_size: int = 256) -> float:
+    """Top-1 accuracy (fraction) of `model` on every image of `data`."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for x, y in data.test_batches(batch_size):
+        with autocast(device, precision):
+            logits = model(x.to(device))
+        correct += int((logits.argmax(1).cpu() == y).sum())
+    model.train(was_training)
+    return correct / len(data)
+
+
+def _checkpoint(
+    model: WinoNet, optimizer: torch.optim.Optimizer | None, config: TrainConfig, state: TrainState, **extra: Any
+) -> dict[str, Any]:
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "winosim_version": winosim.__version__,
+        "torch_version": str(torch.__version__),
+        "config": config.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "state": asdict(state),
+        **extra,
+    }
+
+
+def _lr_at(base: float, drops: tuple[float, ...], done: int, total: int) -> float:
+    fraction = done / total if total else 0.0
+    return base * 0.1 ** sum(fraction >= d for d in drops)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    device: str | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Run (or continue, with `resume`) the training described by `config` in the folder `config.out`.
+
+    With `resume`, the configuration stored in `out/last.pt` is used and `config` only names the folder.
+    `max_steps` stops this invocation after that many optimiser steps (a checkpoint is written first).
+    """
+    out = Path(config.out)
+    last = out / "last.pt"
+    ckpt: dict[str, Any] | None = None
+    if resume:
+        ckpt = load_checkpoint(last)
+        config = TrainConfig.from_dict({**ckpt["config"], "out": str(out)})
+    elif last.exists():
+        raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
+    dev = select_device(device)
+    train_set = load_dataset(config.data, "train").subset(config.train_limit)
+    test_set = load_dataset(config.data, "test").subset(config.test_limit)
+    classes = config.num_classes or train_set.num_classes
+    if config.num_classes is None:
+        config = TrainConfig.from_dict({**config.to_dict(), "num_classes": classes})
+
+    torch.manual_seed(config.seed)
+    model = build_model(config.network, config.mode, classes, dropout=config.dropout)
+    phases = config.phases()
+    state = TrainState()
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        state = TrainState(**ckpt["state"])
+    elif config.init_from:
+        source = load_checkpoint(config.init_from)
+        src_cfg = source["config"]
+        if src_cfg["network"] != config.network or src_cfg["mode"] != "spatial":
+            raise ConfigError(
+                f"--init-from {config.init_from}: needs a spatial {config.network} checkpoint, got "
+                f"{src_cfg['mode']} {src_cfg['network']}"
+            )
+        native_from_spatial(model, source["model"])
+    model.to(dev)
+    out.mkdir(parents=True, exist_ok=True)
+    optimizer = _optimizer(model, config, phases[min(state.phase, len(phases) - 1)][2])
+    if ckpt is not None and ckpt.get("optimizer") is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    atomic_write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n", out / "config.json")
+
+    segment_start = time.monotonic()
+    last_save = segment_start
+    steps_here = 0
+
+    def save() -> None:
+        nonlocal segment_start, last_save
+        now = time.monotonic()
+        state.wall_s += now - segment_start
+        segment_start = last_save = now
+        atomic_save(_checkpoint(model, optimizer, config, state), last)
+
+    while state.phase < len(phases):
+        density, epochs, base_lr = phases[state.phase]
+        per_epoch = train_set.batches_per_epoch(config.batch_size, config.epoch_images)
+        total = epochs * per_epoch
+        while state.epoch < epochs:
+            model.train()
+            epoch_start = time.monotonic()
+            epoch_start_batch = state.batch
+            batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = train_set.train_batches(
+                seed=derive_seed(config.seed, state.phase),
+                epoch=state.epoch,
+                batch_size=config.batch_size,
+                start_batch=state.batch,
+                epoch_images=config.epoch_images,
+            )
+            bar = tqdm(
+                total=per_epoch,
+                initial=state.batch,
+                disable=not progress,
+                leave=False,
+                dynamic_ncols=True,
+                desc=f"phase {state.phase} ({phase_tag(density)}) epoch {state.epoch + 1}/{epochs}",
+            )
+            for x, y in batches:
+                if max_steps is not None and steps_here >= max_steps:
+                    bar.close()
+                    save()
+                    return TrainResult(False, steps_here, out, state)
+                lr = _lr_at(base_lr, config.lr_drops, state.epoch * per_epoch + state.batch, total)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                torch.manual_seed(derive_seed(config.seed, state.phase, state.epoch, state.batch, 3))
+                x, y = x.to(dev), y.to(dev)
+                with autocast(dev, config.precision):
+                    logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                state.batch += 1
+                state.step += 1
+                steps_here += 1
+                state.loss_sum += float(loss.detach()) * len(y)
+                state.correct += int((logits.detach().argmax(1) == y).sum())
+                state.seen += len(y)
+                bar.update(1)
+                bar.set_postfix(loss=f"{state.loss_sum / state.seen:.3f}", acc=f"{state.correct / state.seen:.3f}")
+                if time.monotonic() - last_save >= config.checkpoint_every_s:
+                    save()
+            bar.close()
+            epoch_s = time.monotonic() - epoch_start
+            test_accuracy = evaluate(model, test_set, dev, config.precision)
+            record = {
+                "phase": state.phase,
+                "density": 1.0 if density is None else density,
+                "epoch": state.epoch + 1,
+                "epochs": epochs,
+                "step": state.step,
+                "lr": _lr_at(base_lr, config.lr_drops, (state.epoch + 1) * per_epoch - 1, total),
+                "train_loss": state.loss_sum / max(state.seen, 1),
+                "train_accuracy": state.correct / max(state.seen, 1),
+                "test_accuracy": test_accuracy,
+                "test_images": len(test_set),
+                "network_density": network_density(model),
+                "layer_density": layer_densities(model),
+                "train_images_per_s": (state.batch - epoch_start_batch) * config.batch_size / max(epoch_s, 1e-9),
+                "wall_s": state.wall_s + time.monotonic() - segment_start,
+            }
+            logger.info(
+                "phase %d epoch %d/%d: train loss %.4f acc %.4f, test acc %.4f",
+                state.phase,
+                state.epoch + 1,
+                epochs,
+                record["train_loss"],
+                record["train_accuracy"],
+                test_accuracy,
+            )
+            state.history.append(record)
+            state.last_test_accuracy = test_accuracy
+            state.epoch += 1
+            state.batch = 0
+            state.loss_sum, state.correct, state.seen = 0.0, 0, 0
+            save()
+            atomic_write_text(
+                "".join(json.dumps(r, sort_keys=True) + "\n" for r in state.history), out / "metrics.jsonl"
+            )
+        # end of phase: the model at this density
+        if state.last_test_accuracy is None or epochs == 0:
+            state.last_test_accuracy = evaluate(model, test_set, dev, config.precision)
+        if state.phase == 0:
+            state.dense_accuracy = state.last_test_accuracy
+        atomic_save(
+            _checkpoint(
+                model,
+                None,
+                config,
+                state,
+                accuracy=state.last_test_accuracy,
+                density=density,
+                dense_accuracy=state.dense_accuracy,
+                measured_density=network_density(model),
+            ),
+            out / f"phase{state.phase}_{phase_tag(density)}.pt",
+        )
+        state.phase += 1
+        state.epoch = 0
+        state.batch = 0
+        state.last_test_accuracy = None
+        if state.phase < len(phases):
+            next_density, _, next_lr = phases[state.phase]
+            assert next_density is not None
+            prune_network(model, next_density)
+            optimizer = _optimizer(model, config, next_lr)
+        save()
+    return TrainResult(True, steps_here, out, state)
