@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import os
 import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
@@ -160,23 +161,29 @@ def arch_from_dict(data: Mapping[str, Any], *, base: Arch | None = None, where: 
         raise ConfigError(f"{where}: {exc}") from None
 
 
+def read_yaml_file(path: str | os.PathLike[str], what: str) -> Any:
+    """Parse a YAML file (an empty file is {}); a missing, unreadable or invalid file raises one-line
+    ConfigError naming `what` ("architecture file", "grid file")."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {source}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: cannot read {what} ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return data if data is not None else {}
+
+
 def load_arch(path: str | Path) -> Arch:
     """Read an architecture YAML file (a nested mapping; see winosim/presets/default.yaml).
 
     Keys the file omits take the values of the built-in `Arch()` defaults, which equal the default preset.
     """
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"architecture file not found: {source}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read architecture file ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return arch_from_dict(data if data is not None else {}, where=str(source))
+    return arch_from_dict(read_yaml_file(path, "architecture file"), where=str(path))
 
 
 @functools.cache

@@ -172,18 +172,9 @@ def grid_from_mapping(data: Any, where: str) -> Grid:
 
 def grid_from_yaml(path: str | os.PathLike[str]) -> Grid:
     """Read a grid file: a YAML mapping of parameter -> list of values (optionally under a `grid:` key)."""
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"grid file not found: {source}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: cannot read grid file ({exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return grid_from_mapping(data if data is not None else {}, str(source))
+    from winosim.archio import read_yaml_file
+
+    return grid_from_mapping(read_yaml_file(path, "grid file"), str(path))
 
 
 def typed_value(text: str) -> Scalar:
