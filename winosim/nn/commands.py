@@ -1,9 +1,10 @@
-"""Command-line front ends of the torch pipeline: `winosim train` and `winosim trace`.
+"""Command-line front ends of the torch pipeline: `winosim train`, `winosim trace` and `winosim curve`.
 
-`train_main(argv)` and `trace_main(argv)` parse their arguments, run `winosim.nn.train.train` /
-`winosim.nn.extract.extract_trace`, print a short summary and return 0. Bad input raises a WinosimError,
+`train_main(argv)`, `trace_main(argv)` and `curve_main(argv)` parse their arguments, run
+`winosim.nn.train.train` / `winosim.nn.extract.extract_trace` / the density search of `winosim.nn.search`,
+print a short summary and return 0. Bad input raises a WinosimError,
 which the dispatcher (`winosim.cli`) turns into one `winosim: error: ...` line and exit status 2;
-`python -m winosim.nn.commands {train,trace} ...` does the same without the dispatcher.
+`python -m winosim.nn.commands {train,trace,curve} ...` does the same without the dispatcher.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import logging
 import shlex
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from winosim.errors import ConfigError, WinosimError
 from winosim.nn.layers import MODES
 from winosim.nn.models import NETWORK_NAMES
-from winosim.nn.train import PRECISIONS, TrainConfig, train
+from winosim.nn.train import PRECISIONS, TrainConfig, atomic_write_text, train
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -66,6 +68,12 @@ def _train_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--epoch-images", type=int, default=None, help="images per epoch (a random subset each epoch)")
+    p.add_argument(
+        "--retrain-epoch-images",
+        type=int,
+        default=None,
+        help="images per epoch of the retraining phases (default: --epoch-images)",
+    )
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
     p.add_argument("--init-from", default=None, help="native only: start from a spatial checkpoint (U = G g G^T)")
     p.add_argument("--checkpoint-every-s", type=float, default=240.0, help="seconds between mid-epoch checkpoints")
@@ -116,6 +124,7 @@ def train_main(argv: list[str]) -> int:
             precision=args.precision,
             train_limit=args.train_limit,
             epoch_images=args.epoch_images,
+            retrain_epoch_images=args.retrain_epoch_images,
             test_limit=args.test_limit,
             init_from=args.init_from,
             checkpoint_every_s=args.checkpoint_every_s,
@@ -143,7 +152,19 @@ def _trace_parser() -> argparse.ArgumentParser:
         prog="winosim trace",
         description="Extract one trace (one variant per checkpoint, same network) from trained checkpoints.",
     )
-    p.add_argument("checkpoints", nargs="+", help="checkpoints written by winosim train (e.g. runs/x/phase3_d0.50.pt)")
+    p.add_argument(
+        "checkpoints",
+        nargs="+",
+        help="checkpoints written by winosim train (e.g. runs/x/phase3_d0.50.pt), or run folders with --select-within",
+    )
+    p.add_argument(
+        "--select-within",
+        type=float,
+        default=None,
+        metavar="POINTS",
+        help="arguments are run folders: take from each the lowest-density checkpoint whose test accuracy is within "
+        "POINTS percentage points of its dense model (the density search; its curve goes into the trace)",
+    )
     p.add_argument("--data", required=True, help="dataset folder (its test split is used)")
     p.add_argument("--out", required=True, help="trace file to write (.npz)")
     p.add_argument("--images", type=int, default=8, help="test images behind the activation masks (default 8)")
@@ -154,6 +175,54 @@ def _trace_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
     return p
+
+
+def _resolve_checkpoints(
+    arguments: list[str], within_points: float | None
+) -> tuple[list[str], list[dict[str, Any]] | None]:
+    """Checkpoint paths as given, or (with `within_points`) the density search's pick from each run folder."""
+    from winosim.nn.search import curve_table, density_curve
+
+    if within_points is None:
+        folders = [a for a in arguments if Path(a).is_dir()]
+        if folders:
+            raise ConfigError(
+                f"{folders[0]} is a run folder: pass --select-within POINTS to choose its checkpoint by the density "
+                "search, or name a phase checkpoint"
+            )
+        return arguments, None
+    curves = [density_curve(a) for a in arguments]
+    print(curve_table(curves, within_points))
+    for curve in curves:
+        if not curve.complete:
+            print(f"trace: note: {curve.run} has not finished its schedule; selecting from the phases it has")
+    return [str(c.select(within_points).checkpoint) for c in curves], [c.to_dict(within_points) for c in curves]
+
+
+def _curve_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="winosim curve",
+        description="Accuracy against weight density along the pruning schedule of training runs, and the lowest "
+        "density within a tolerance of each run's dense accuracy (the density search).",
+    )
+    p.add_argument("runs", nargs="+", help="run folders written by winosim train")
+    p.add_argument("--within", type=float, default=1.0, metavar="POINTS", help="tolerance in points (default 1.0)")
+    p.add_argument("--output", default=None, help="write the Markdown table to this file (atomically)")
+    return p
+
+
+def curve_main(argv: list[str]) -> int:
+    """`winosim curve RUN...`: print (or write) the density-search table."""
+    from winosim.nn.search import curve_table, density_curve
+
+    args = _curve_parser().parse_args(argv)
+    table = curve_table([density_curve(r) for r in args.runs], args.within)
+    if args.output:
+        atomic_write_text(table, Path(args.output))
+        print(f"curve: wrote {args.output}")
+    else:
+        print(table, end="")
+    return 0
 
 
 def trace_main(argv: list[str]) -> int:
@@ -168,8 +237,9 @@ def trace_main(argv: list[str]) -> int:
         raise ConfigError(f"--out must end in .npz, got {args.out!r}")
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     command = "python -m winosim trace " + shlex.join(argv)
+    checkpoints, searches = _resolve_checkpoints(args.checkpoints, args.select_within)
     trace = extract_trace(
-        args.checkpoints,
+        checkpoints,
         args.data,
         images=args.images,
         seed=args.seed,
@@ -178,6 +248,7 @@ def trace_main(argv: list[str]) -> int:
         device=args.device,
         precision=args.precision,
         command=command,
+        searches=searches,
     )
     path = write_trace(trace, args.out)
     size = Path(path).stat().st_size
@@ -193,9 +264,9 @@ def trace_main(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """`python -m winosim.nn.commands {train,trace} ...` (a stand-in for the winosim dispatcher)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    commands = {"train": train_main, "trace": trace_main}
+    commands = {"train": train_main, "trace": trace_main, "curve": curve_main}
     if not args or args[0] not in commands:
-        print("usage: python -m winosim.nn.commands {train,trace} ...", file=sys.stderr)
+        print("usage: python -m winosim.nn.commands {train,trace,curve} ...", file=sys.stderr)
         return 2
     try:
         return commands[args[0]](args[1:])

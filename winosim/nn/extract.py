@@ -17,7 +17,7 @@ model's accuracy recorded at training time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +125,14 @@ def extract_trace(
     device: str | None = None,
     precision: str = "fp32",
     command: str = "",
+    searches: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> Trace:
-    """Build a trace with one variant per checkpoint (all of the same network)."""
+    """Build a trace with one variant per checkpoint (all of the same network). `searches`, one per checkpoint,
+    is the density search that chose it (`DensityCurve.to_dict`), stored in the variant's recipe."""
     if not checkpoints:
         raise ConfigError("trace: give at least one checkpoint")
+    if searches is not None and len(searches) != len(checkpoints):
+        raise ConfigError(f"trace: {len(searches)} density searches for {len(checkpoints)} checkpoints")
     dev = select_device(device)
     loaded = [load_checkpoint(path) for path in checkpoints]
     configs = [TrainConfig.from_dict(c["config"]) for c in loaded]
@@ -148,7 +152,8 @@ def extract_trace(
 
     variants: list[Variant] = []
     geometry = None
-    for path, ckpt, cfg, name in zip(checkpoints, loaded, configs, variant_names, strict=True):
+    search_of = list(searches) if searches is not None else [None] * len(checkpoints)
+    for path, ckpt, cfg, name, search in zip(checkpoints, loaded, configs, variant_names, search_of, strict=True):
         model = model_from_checkpoint(ckpt).to(dev)
         geometry = model.geometry
         accuracy = evaluate(model, test_set, dev, precision)
@@ -175,6 +180,7 @@ def extract_trace(
             "precision": cfg.precision,
             "train_limit": cfg.train_limit,
             "epoch_images": cfg.epoch_images,
+            "retrain_epoch_images": cfg.retrain_epoch_images,
             "init_from": Path(cfg.init_from).name if cfg.init_from else None,
             "seed": cfg.seed,
             "steps": state.get("step"),
@@ -184,6 +190,8 @@ def extract_trace(
             "measured_weight_density": ckpt.get("measured_density"),
             "dense_accuracy_source": dense_source,
         }
+        if search is not None:
+            recipe["density_search"] = dict(search)
         variants.append(
             Variant(
                 name=name,

@@ -76,6 +76,7 @@ class TrainConfig:
     precision: str = "auto"
     train_limit: int | None = None
     epoch_images: int | None = None
+    retrain_epoch_images: int | None = None
     test_limit: int | None = None
     init_from: str | None = None
     checkpoint_every_s: float = 240.0
@@ -106,7 +107,7 @@ class TrainConfig:
             )
         if any(not 0 < f < 1 for f in self.lr_drops):
             raise ConfigError(f"TrainConfig: lr_drops must be fractions in (0, 1), got {list(self.lr_drops)}")
-        for name in ("train_limit", "epoch_images", "test_limit"):
+        for name in ("train_limit", "epoch_images", "retrain_epoch_images", "test_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"TrainConfig: {name} must be >= 1 or None, got {value}")
@@ -128,6 +129,12 @@ class TrainConfig:
         values["densities"] = tuple(values.get("densities", ()))
         values["lr_drops"] = tuple(values.get("lr_drops", (0.5, 0.75)))
         return cls(**values)
+
+    def images_per_epoch(self, phase: int) -> int | None:
+        """Images per epoch in `phase` (None: the whole training set); retraining may use a shorter epoch."""
+        if phase > 0 and self.retrain_epoch_images is not None:
+            return self.retrain_epoch_images
+        return self.epoch_images
 
     def phases(self) -> list[tuple[float | None, int, float]]:
         """(density or None for dense, epochs, initial learning rate) per phase."""
@@ -366,7 +373,8 @@ def train(
 
     while state.phase < len(phases):
         density, epochs, base_lr = phases[state.phase]
-        per_epoch = train_set.batches_per_epoch(config.batch_size, config.epoch_images)
+        epoch_images = config.images_per_epoch(state.phase)
+        per_epoch = train_set.batches_per_epoch(config.batch_size, epoch_images)
         total = epochs * per_epoch
         while state.epoch < epochs:
             model.train()
@@ -377,7 +385,7 @@ def train(
                 epoch=state.epoch,
                 batch_size=config.batch_size,
                 start_batch=state.batch,
-                epoch_images=config.epoch_images,
+                epoch_images=epoch_images,
             )
             bar = tqdm(
                 total=per_epoch,

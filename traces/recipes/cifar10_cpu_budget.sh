@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Train the three variants of one network on CIFAR-10 with the CPU-budget recipe of traces/README.md, then
+# extract its trace. Resumable: re-running continues each run from its last checkpoint.
+#
+#   bash traces/recipes/cifar10_cpu_budget.sh vgg_nagadomi train   # ~115 min of one core
+#   bash traces/recipes/cifar10_cpu_budget.sh vgg_nagadomi trace   # density search + traces/vgg_nagadomi.npz
+#   bash traces/recipes/cifar10_cpu_budget.sh resnet18 train       # ~125 min of one core
+#   bash traces/recipes/cifar10_cpu_budget.sh resnet18 trace
+#
+# Environment: DATA (CIFAR-10 folder, default ../shared/data/cifar10), RUNS (run folders, default runs/),
+# PYTHON (default python), THREADS (torch threads per process, default 1).
+set -euo pipefail
+network=${1:?usage: $0 vgg_nagadomi|resnet18 train|trace}
+stage=${2:?usage: $0 vgg_nagadomi|resnet18 train|trace}
+DATA=${DATA:-../shared/data/cifar10}
+RUNS=${RUNS:-runs}
+PYTHON=${PYTHON:-python}
+THREADS=${THREADS:-1}
+
+case $network in
+vgg_nagadomi)
+    prefix=vgg
+    dense="--epochs 7 --epoch-images 8000"                      # 56,000 images
+    search="--densities 0.7,0.5,0.4,0.3,0.25,0.2,0.15,0.1 --retrain-epochs 1 --retrain-epoch-images 3000"
+    test="--test-limit 2000"
+    extract="--images 16 --test-limit 10000"
+    ;;
+resnet18)
+    prefix=resnet18
+    dense="--epochs 4 --epoch-images 7000"                      # 28,000 images
+    search="--densities 0.6,0.45,0.35,0.25,0.18,0.12 --retrain-epochs 1 --retrain-epoch-images 1280"
+    test="--test-limit 1000"
+    extract="--images 8 --test-limit 2000"
+    ;;
+*) echo "unknown network $network (vgg_nagadomi or resnet18)" >&2; exit 2 ;;
+esac
+
+common="--network $network --data $DATA --batch-size 64 --lr 0.05 --retrain-lr 0.01 --no-dropout --precision fp32 $test"
+
+train() { # run folder, method-specific arguments
+    local out=$RUNS/$1; shift
+    mkdir -p "$out"
+    if [ -f "$out/last.pt" ]; then
+        $PYTHON -m winosim train --out "$out" --resume --threads "$THREADS" --no-progress >>"$out/log.txt" 2>&1
+    else
+        $PYTHON -m winosim train $common --out "$out" --threads "$THREADS" --checkpoint-every-s 180 --no-progress \
+            "$@" >>"$out/log.txt" 2>&1
+    fi
+    echo "$(date -u +%FT%TZ) $out done" >>"$RUNS/$prefix.driver.log"
+}
+
+case $stage in
+train)
+    mkdir -p "$RUNS"
+    echo "$(date -u +%FT%TZ) $network train start" >>"$RUNS/$prefix.driver.log"
+    train ${prefix}_spatial --method spatial $dense $search
+    train ${prefix}_winograd_relu --method winograd_relu $dense $search
+    train ${prefix}_native --method native --init-from "$RUNS/${prefix}_spatial/phase0_dense.pt" --epochs 0 $search
+    ;;
+trace)
+    $PYTHON -m winosim trace --select-within 1.0 "$RUNS/${prefix}_spatial" "$RUNS/${prefix}_native" \
+        "$RUNS/${prefix}_winograd_relu" --data "$DATA" $extract --seed 0 --threads "$THREADS" \
+        --out "traces/$network.npz"
+    ;;
+*) echo "unknown stage $stage (train or trace)" >&2; exit 2 ;;
+esac
