@@ -6,20 +6,26 @@ this times one forward + backward pass of `WinogradConv2d(mode="winograd_relu")`
 prints the time ratio (Winograd / conv2d; < 1 means the Winograd layer is faster). Both run in this process
 on the same inputs, so the ratio is meaningful on a shared machine even when the absolute times are not.
 
-    PYTHONPATH=. python benchmarks/bench_nn.py [--batch 32] [--repeats 5] [--threads 2]
+    python benchmarks/bench_nn.py [--batch 32] [--repeats 5] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from winosim.nn.layers import WinogradConv2d
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from winosim.nn.layers import WinogradConv2d  # noqa: E402
 
 SHAPES = [(64, 32), (128, 16), (256, 8), (512, 4)]  # (channels, map side) of the CIFAR ResNet-18 stages
 

@@ -3,15 +3,43 @@ size budget, and (for traces from trained models) states accuracies and densitie
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from winosim.geometry import NETWORKS, network
 from winosim.trace import load_trace
 
-TRACES = sorted((Path(__file__).resolve().parents[1] / "traces").glob("*.npz"))
+TRACES_DIR = Path(__file__).resolve().parents[1] / "traces"
+TRACES = sorted(TRACES_DIR.glob("*.npz"))
 MAX_BYTES = 16 * 1024 * 1024
+TRAINED = {"resnet18.npz": "resnet18_cifar", "vgg_nagadomi.npz": "vgg_nagadomi"}  # issue 6: file -> geometry
+
+
+@pytest.mark.parametrize("name", sorted(TRAINED))
+def test_the_trained_traces_are_shipped(name: str) -> None:
+    trace = load_trace(TRACES_DIR / name)
+    assert trace.network == TRAINED[name] and not trace.provenance.synthetic
+    assert "cifar" in trace.provenance.dataset.lower()
+    for variant in trace.variants:
+        assert "density_search" in variant.recipe, f"{name}: {variant.name} was not chosen by the density search"
+
+
+def check_density_search(search: dict[str, Any], target_density: float, checkpoint: str) -> None:
+    """The recorded search is a well-formed curve, and the traced checkpoint is the one its rule selects."""
+    points = search["points"]
+    assert points[0]["density"] == 1.0 and points[0]["phase"] == 0
+    assert [p["phase"] for p in points] == list(range(len(points)))
+    assert all(a["density"] > b["density"] for a, b in itertools.pairwise(points))
+    assert [p["density"] for p in points[1:]] == search["schedule"][: len(points) - 1]
+    assert search["complete"] == (len(points) == len(search["schedule"]) + 1)
+    floor = points[0]["accuracy"] - search["within_points"] / 100.0
+    passing = [p for p in points if p["accuracy"] >= floor - 1e-12]
+    chosen = min(passing, key=lambda p: p["density"])
+    assert search["selected_density"] == chosen["density"] == target_density
+    assert search["selected_checkpoint"] == chosen["checkpoint"] == checkpoint
 
 
 @pytest.mark.skipif(not TRACES, reason="no traces shipped in traces/")
@@ -34,3 +62,5 @@ def test_shipped_trace(path: Path) -> None:
         assert trace.weight_density(variant) == pytest.approx(variant.target_density, abs=1e-3)
         assert variant.recipe["method"] == variant.method
         assert 0.0 < trace.activation_density(variant) < 1.0
+        if "density_search" in variant.recipe:
+            check_density_search(variant.recipe["density_search"], variant.target_density, variant.recipe["checkpoint"])
