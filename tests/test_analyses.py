@@ -21,6 +21,7 @@ SCRIPTS = {
     "multiply_tables.py": ("multiplies-", "density-"),
     "pe_scaling.py": ("pe-scaling-", "pe-scaling-"),
     "arch_sensitivity.py": ("arch-sensitivity-", "arch-sensitivity-"),
+    "trace_cards.py": ("card-", "card-"),
 }
 """Each script and the prefixes of the Markdown tables and of the PNG figures it writes."""
 

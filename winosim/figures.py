@@ -67,7 +67,7 @@ def save_png(figure: Figure, path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def _new_figure(width_in: float, height_in: float) -> Figure:
+def new_figure(width_in: float, height_in: float) -> Figure:
     return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
 
 
@@ -138,7 +138,7 @@ def speedup_vs_pe_figure(table: pd.DataFrame, grid_columns: Sequence[str] = ()) 
     rows, note = hold_other_axes(table, grid_columns, [pe, *(c for c in PE_COLUMNS)])
     totals = with_reference_ratio(method_totals(rows, [pe]), "cycles", "speedup")
     traces = list(dict.fromkeys(totals["trace"]))
-    figure = _new_figure(9.0, 3.4 * len(traces))
+    figure = new_figure(9.0, 3.4 * len(traces))
     axes = figure.subplots(len(traces), 2, squeeze=False)
     for row, trace in enumerate(traces):
         data = totals[totals["trace"] == trace]
@@ -168,7 +168,7 @@ def energy_breakdown_figure(table: pd.DataFrame, point: int | None = None, grid_
     parts = energy_component_columns(rows)
     totals = method_totals(rows)
     traces = list(dict.fromkeys(totals["trace"]))
-    figure = _new_figure(8.0, 3.6 * len(traces))
+    figure = new_figure(8.0, 3.6 * len(traces))
     axes = figure.subplots(len(traces), 1, squeeze=False)
     for row, trace in enumerate(traces):
         ax = axes[row][0]
@@ -203,7 +203,7 @@ def cycle_attribution_figure(
     if rows.empty:
         raise ConfigError(f"results have no rows of method {method!r}")
     traces = list(dict.fromkeys(rows["trace"]))
-    figure = _new_figure(10.0, 6.0 * len(traces))
+    figure = new_figure(10.0, 6.0 * len(traces))
     axes = figure.subplots(2 * len(traces), 1, squeeze=False)
     for row, trace in enumerate(traces):
         absolute, share = axes[2 * row][0], axes[2 * row + 1][0]
@@ -240,7 +240,7 @@ def layer_cycles_figure(table: pd.DataFrame, point: int | None = None, grid_colu
     _require(table, ["cycles"], "the per-layer cycles figure")
     rows, chosen = _select_point(table, point, grid_columns)
     traces = list(dict.fromkeys(rows["trace"]))
-    figure = _new_figure(11.0, 3.8 * len(traces))
+    figure = new_figure(11.0, 3.8 * len(traces))
     axes = figure.subplots(len(traces), 1, squeeze=False)
     for row, trace in enumerate(traces):
         ax = axes[row][0]
@@ -283,7 +283,7 @@ def layer_density_figure(trace: Trace, name: str = "") -> Figure:
     layers = [layer.name for layer in trace.layers]
     weight = np.array([[float(v.masks[i].weight.mean()) for v in variants] for i in range(len(layers))])
     activation = np.array([[float(v.masks[i].activation.mean()) for v in variants] for i in range(len(layers))])
-    figure = _new_figure(2.0 + 1.6 * len(variants), 1.6 + 0.24 * len(layers))
+    figure = new_figure(2.0 + 1.6 * len(variants), 1.6 + 0.24 * len(layers))
     axes = figure.subplots(1, 2, squeeze=False)[0]
     for ax, data, what in ((axes[0], weight, "weights"), (axes[1], activation, "input activations")):
         image = ax.imshow(data, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
@@ -312,7 +312,7 @@ def position_density_figure(trace: Trace, variant: str, name: str = "") -> Figur
     p = trace.winograd_m + 2
     columns = min(len(layer_ids), 8)
     blocks = -(-len(layer_ids) // columns)
-    figure = _new_figure(1.3 * columns + 1.2, 2.9 * blocks + 0.6)
+    figure = new_figure(1.3 * columns + 1.2, 2.9 * blocks + 0.6)
     axes = figure.subplots(2 * blocks, columns, squeeze=False)
     for ax in axes.ravel():
         ax.set_axis_off()

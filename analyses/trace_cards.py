@@ -1,0 +1,206 @@
+"""A card for every trace from trained models: what each variant is, the density search that chose it, and
+whether the paper's multiply claim holds on it.
+
+For each non-synthetic trace in traces/, read only from the trace (its metadata and masks):
+- per variant: method, measured weight density of the Winograd layers, test accuracy and its dense model's,
+  mean activation density in the multiply domain, training images, steps and wall time;
+- the paper's claim (paper.md section 5) checked on the model: Winograd-ReLU's multiply reduction against
+  dense spatial and dense Winograd, and against the two pruned baselines, over the Winograd layers and over
+  the whole network (exact zero-skipping counts, `winosim.counts`);
+- the density search of each variant (accuracy against density along its pruning schedule, and the point
+  selected), as a table and as a figure.
+
+Writes analyses/out/card-<trace>.md and card-<trace>-curve.png.
+
+    python analyses/trace_cards.py [--traces DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _shared import arguments, header, shipped_traces, write_markdown
+
+from winosim.counts import count_trace
+from winosim.figures import new_figure, save_png
+from winosim.report import multiplies_frame
+from winosim.trace import Trace, Variant
+
+PAPER_REDUCTION = 10.0
+"""Winograd-ReLU's multiply reduction the paper reports (10.4x VGG-nagadomi, 10.8x ResNet-18; paper.md 5)."""
+PAPER_ADVANTAGE = (2.0, 3.0)
+"""...and its advantage over the pruned spatial and native pruned Winograd baselines."""
+TRAIN_SET_IMAGES = 50_000
+
+
+def _images(per_epoch: Any, epochs: int) -> int:
+    return int(per_epoch or TRAIN_SET_IMAGES) * epochs
+
+
+def _training(recipe: dict[str, Any]) -> tuple[str, str]:
+    """(dense training, retraining) in images, from the variant's recipe."""
+    dense = "from `spatial`'s dense model" if recipe.get("init_from") else "-"
+    if not recipe.get("init_from") and recipe.get("dense_epochs"):
+        images = _images(recipe.get("epoch_images"), recipe["dense_epochs"])
+        dense = f"{images:,} images ({recipe['dense_epochs']} x {recipe.get('epoch_images') or 'all'})"
+    steps = len(recipe.get("densities", []))
+    per_step = _images(
+        recipe.get("retrain_epoch_images") or recipe.get("epoch_images"), recipe.get("retrain_epochs_per_step", 0)
+    )
+    return dense, f"{steps} steps x {per_step:,} images"
+
+
+def variant_table(trace: Trace) -> str:
+    lines = [
+        "| variant | method | weight density (Winograd layers) | test accuracy | its dense model | change (points) "
+        "| activation density (multiply domain) | dense training | pruning + retraining | steps | wall time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in trace.variants:
+        recipe = dict(v.recipe)
+        dense, retrain = _training(recipe)
+        acc, dense_acc = v.accuracy or 0.0, v.dense_accuracy or 0.0
+        lines.append(
+            f"| `{v.name}` | {v.method} | {trace.weight_density(v):.3f} | {100 * acc:.2f}% | {100 * dense_acc:.2f}% | "
+            f"{100 * (acc - dense_acc):+.2f} | {trace.activation_density(v):.3f} | {dense} | {retrain} | "
+            f"{recipe.get('steps', '?'):,} | {recipe.get('train_wall_s', 0.0):,.0f} s |"
+        )
+    images = {dict(v.recipe).get("test_images_for_accuracy") for v in trace.variants}
+    lines += [
+        "",
+        f"Accuracies: top-1 on the first {', '.join(str(i) for i in sorted(images, key=str))} test images, measured "
+        "when the trace was extracted (each variant's dense model re-measured the same way). Wall time: the run's "
+        "training time up to the selected checkpoint (for `native`, its retraining only).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def claim_table(trace: Trace) -> str:
+    frame = multiplies_frame(trace, count_trace(trace), 64, 16)
+    lines = [
+        "| scope | Winograd-ReLU multiplies / image | vs dense spatial | vs dense Winograd | vs pruned spatial "
+        "| vs native pruned Winograd |",
+        "|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for scope, label in (("winograd_layers", "Winograd layers"), ("total", "whole network")):
+        rows = frame[frame.scope == scope].set_index("method")["multiplies_per_image"]
+        wr = float(rows["winograd_relu"])
+        methods = ("dense_spatial", "dense_winograd", "pruned_spatial", "native_winograd")
+        ratios = {m: float(rows[m]) / wr for m in methods}
+        lines.append(
+            f"| {label} | {wr:,.0f} | {ratios['dense_spatial']:.2f}x | {ratios['dense_winograd']:.2f}x | "
+            f"{ratios['pruned_spatial']:.2f}x | {ratios['native_winograd']:.2f}x |"
+        )
+        low, high = PAPER_ADVANTAGE
+        baselines = [ratios["pruned_spatial"], ratios["native_winograd"]]
+        verdicts.append(
+            f"- {label}: >= {PAPER_REDUCTION:g}x fewer multiplies than dense spatial: "
+            f"**{'yes' if ratios['dense_spatial'] >= PAPER_REDUCTION else 'no'}** ({ratios['dense_spatial']:.2f}x); "
+            f"{low:g}-{high:g}x fewer than both pruned baselines: "
+            f"**{'yes' if min(baselines) >= low else 'no'}** ({baselines[0]:.2f}x pruned spatial, "
+            f"{baselines[1]:.2f}x native)"
+        )
+    lines += ["", *verdicts, ""]
+    searched = all(_search(v) is not None for v in trace.variants)
+    lines.append(
+        "Exact zero-skipping multiplies from the masks, per image over the trace's sample images. "
+        + (
+            "Each variant is at its own density (the density search below), as in the paper's comparison. "
+            if searched
+            else "The variants were NOT chosen by a density search: the comparison is at the densities they have. "
+        )
+        + "The stem, 1x1 shortcuts and FC layers stay spatial and unpruned in every method (they are in "
+        "`whole network`)."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _search(v: Variant) -> dict[str, Any] | None:
+    search = dict(v.recipe).get("density_search")
+    return dict(search) if isinstance(search, dict) else None
+
+
+def search_table(trace: Trace) -> str:
+    lines = [
+        "| variant | density | test accuracy | vs dense (points) | test images | selected |",
+        "|---|---|---|---|---|---|",
+    ]
+    rules = set()
+    for v in trace.variants:
+        search = _search(v)
+        if search is None:
+            lines.append(f"| `{v.name}` | (no density search recorded) | | | | |")
+            continue
+        rules.add(search["rule"])
+        dense = search["points"][0]["accuracy"]
+        for p in search["points"]:
+            chosen = "**yes**" if p["checkpoint"] == search["selected_checkpoint"] else ""
+            delta = 100 * (p["accuracy"] - dense)
+            lines.append(
+                f"| `{v.name}` | {p['density']:.2f} | {100 * p['accuracy']:.2f}% | {delta:+.2f} "
+                f"| {p['test_images']} | {chosen} |"
+            )
+        if not search["complete"]:
+            lines.append(f"| `{v.name}` | (schedule {search['schedule']} not finished) | | | | |")
+    lines += [
+        "",
+        f"Rule: {'; '.join(sorted(rules)) or 'none recorded'}. Accuracies here are the ones measured at the end of "
+        "each training phase on the run's test subset (the selection's input), not the re-measured ones above.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def curve_figure(trace: Trace, title: str) -> Any:
+    figure = new_figure(6.4, 4.0)
+    axes = figure.add_subplot(1, 1, 1)
+    for v in trace.variants:
+        search = _search(v)
+        if search is None:
+            continue
+        points = search["points"]
+        xs = [p["density"] for p in points]
+        ys = [100 * p["accuracy"] for p in points]
+        (line,) = axes.plot(xs, ys, marker="o", label=f"{v.name} ({v.method})")
+        chosen = next(p for p in points if p["checkpoint"] == search["selected_checkpoint"])
+        axes.plot([chosen["density"]], [100 * chosen["accuracy"]], marker="*", markersize=14, color=line.get_color())
+        floor = 100 * points[0]["accuracy"] - search["within_points"]
+        axes.axhline(floor, linestyle=":", linewidth=0.8, color=line.get_color())
+    axes.set_xlim(1.02, 0.0)
+    axes.set_xlabel("weight density of the Winograd layers (pruning schedule, left to right)")
+    axes.set_ylabel("test accuracy (%)")
+    axes.set_title(title)
+    axes.legend(fontsize=8)
+    axes.grid(alpha=0.3)
+    return figure
+
+
+def main() -> None:
+    args = arguments(__doc__.splitlines()[0])
+    for path, trace in shipped_traces(args.traces):
+        if trace.provenance.synthetic:
+            continue
+        stem = f"card-{path.stem}"
+        parts = [
+            header(f"Trace card: {path.stem}", path, trace),
+            "## Variants",
+            "",
+            variant_table(trace),
+            "## The paper's claim on this model",
+            "",
+            claim_table(trace),
+            "## Density search",
+            "",
+            search_table(trace),
+        ]
+        if any(_search(v) is not None for v in trace.variants):
+            parts += [f"![accuracy against density]({stem}-curve.png)", ""]
+            title = f"{path.stem}: accuracy along the pruning schedule (star: selected)"
+            save_png(curve_figure(trace, title), args.out / f"{stem}-curve.png")
+        write_markdown(args.out / f"{stem}.md", "\n".join(parts))
+
+
+if __name__ == "__main__":
+    main()
