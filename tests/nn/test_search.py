@@ -4,6 +4,7 @@ rule (lowest density within a tolerance of the run's own dense accuracy), and th
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,14 @@ def _fake_run(folder: Path, accuracies: dict[float, float], schedule: tuple[floa
         }
         torch.save(ckpt, folder / f"phase{phase}_{tag}.pt")
     return folder
+
+
+def _tiny_run(data: Path, out: Path, **values: Any) -> TrainConfig:
+    """One dense epoch and two pruning steps (0.6, 0.3) of VGG-nagadomi on a few images."""
+    common: dict[str, Any] = dict(epochs=1, densities=(0.6, 0.3), retrain_epochs=1, test_limit=16)
+    return TrainConfig(
+        network="vgg_nagadomi", data=str(data), out=str(out), precision="fp32", dropout=False, **common, **values
+    )
 
 
 def test_selects_the_lowest_density_within_the_tolerance(tmp_path: Path) -> None:
@@ -95,22 +104,8 @@ def test_bad_run_folders_fail_with_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_retraining_epochs_can_be_shorter_than_dense_epochs(random_data: Path, tmp_path: Path) -> None:
-    config = TrainConfig(
-        network="vgg_nagadomi",
-        mode="spatial",
-        data=str(random_data),
-        out=str(tmp_path / "run"),
-        epochs=1,
-        densities=(0.6, 0.3),
-        retrain_epochs=1,
-        batch_size=8,
-        epoch_images=32,
-        retrain_epoch_images=8,
-        test_limit=8,
-        precision="fp32",
-        dropout=False,
-    )
-    result = train(config)
+    config = _tiny_run(random_data, tmp_path / "run", mode="spatial", batch_size=8, epoch_images=32)
+    result = train(replace(config, retrain_epoch_images=8, test_limit=8))
     assert result.finished
     assert [r["step"] for r in result.state.history] == [4, 5, 6]  # 32 / 8 dense steps, then 8 / 8 per retrain
 
@@ -124,21 +119,7 @@ def test_real_run_curve_and_trace_select_within(
     from winosim.trace import load_trace
 
     out = tmp_path / "run"
-    config = TrainConfig(
-        network="vgg_nagadomi",
-        mode="winograd_relu",
-        data=str(random_data),
-        out=str(out),
-        epochs=1,
-        densities=(0.6, 0.3),
-        retrain_epochs=1,
-        batch_size=16,
-        train_limit=16,
-        test_limit=16,
-        precision="fp32",
-        dropout=False,
-    )
-    result = train(config)
+    result = train(_tiny_run(random_data, out, mode="winograd_relu", batch_size=16, train_limit=16))
     curve = density_curve(out)
     logged = {r["phase"]: r["test_accuracy"] for r in result.state.history}
     assert [p.accuracy for p in curve.points] == [logged[0], logged[1], logged[2]]
