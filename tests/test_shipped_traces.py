@@ -36,8 +36,8 @@ def check_density_search(search: dict[str, Any], target_density: float, checkpoi
     assert [p["density"] for p in points[1:]] == search["schedule"][: len(points) - 1]
     assert search["complete"] == (len(points) == len(search["schedule"]) + 1)
     floor = points[0]["accuracy"] - search["within_points"] / 100.0
-    failing = [i for i, p in enumerate(points) if p["accuracy"] < floor - 1e-12] + [len(points)]
-    chosen = points[failing[0] - 1]  # the last point before the first one below the tolerance
+    passing = [p for p in points if p["accuracy"] >= floor - 1e-12]
+    chosen = min(passing, key=lambda p: p["density"])
     assert search["selected_density"] == chosen["density"] == target_density
     assert search["selected_checkpoint"] == chosen["checkpoint"] == checkpoint
 

@@ -64,12 +64,12 @@ def test_selects_the_lowest_density_within_the_tolerance(tmp_path: Path) -> None
     assert curve.select(1.0).checkpoint.name == "phase2_d0.50.pt"
 
 
-def test_the_search_stops_at_the_first_failure_and_a_point_at_the_tolerance_passes(tmp_path: Path) -> None:
-    """'Stays within': a point that passes again after a failing one (noise) is not taken."""
+def test_a_point_exactly_at_the_tolerance_passes_and_later_passing_points_count(tmp_path: Path) -> None:
+    """The rule is 'the lowest passing density', not 'stop at the first failure'."""
     curve = density_curve(_fake_run(tmp_path / "r", {1.0: 0.80, 0.5: 0.79, 0.4: 0.70, 0.3: 0.795}))
-    assert curve.select(1.0).density == 0.5  # 0.4 falls 10 points; 0.3 passing again does not count
-    assert curve.select(10.0).density == 0.3  # exactly 10 points below: passes
-    assert curve.select(0.5).density == 1.0  # the first step already falls 1 point: the dense model itself
+    assert curve.select(1.0).density == 0.3
+    assert curve.select(0.5).density == 0.3  # exactly 0.5 points below: passes
+    assert curve.select(0.1).density == 1.0  # nothing pruned qualifies: the dense model itself
 
 
 def test_curve_dict_records_rule_and_selection(tmp_path: Path) -> None:

@@ -162,9 +162,8 @@ def _trace_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="POINTS",
-        help="arguments are run folders: take from each the lowest-density checkpoint that stays within POINTS "
-        "percentage points of its dense model's test accuracy (the density search, docs/training.md; its curve goes "
-        "into the trace)",
+        help="arguments are run folders: take from each the lowest-density checkpoint whose test accuracy is within "
+        "POINTS percentage points of its dense model (the density search; its curve goes into the trace)",
     )
     p.add_argument("--data", required=True, help="dataset folder (its test split is used)")
     p.add_argument("--out", required=True, help="trace file to write (.npz)")
@@ -204,7 +203,7 @@ def _curve_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="winosim curve",
         description="Accuracy against weight density along the pruning schedule of training runs, and the lowest "
-        "density that stays within a tolerance of each run's dense accuracy (the density search).",
+        "density within a tolerance of each run's dense accuracy (the density search).",
     )
     p.add_argument("runs", nargs="+", help="run folders written by winosim train")
     p.add_argument("--within", type=float, default=1.0, metavar="POINTS", help="tolerance in points (default 1.0)")
