@@ -47,7 +47,7 @@ def _training(recipe: dict[str, Any]) -> tuple[str, str]:
     per_step = _images(
         recipe.get("retrain_epoch_images") or recipe.get("epoch_images"), recipe.get("retrain_epochs_per_step", 0)
     )
-    return dense, f"{steps} steps x {per_step:,} images"
+    return dense, f"{steps} step{'' if steps == 1 else 's'} x {per_step:,} images"
 
 
 def variant_table(trace: Trace) -> str:
@@ -98,7 +98,7 @@ def claim_table(trace: Trace) -> str:
         verdicts.append(
             f"- {label}: >= {PAPER_REDUCTION:g}x fewer multiplies than dense spatial: "
             f"**{'yes' if ratios['dense_spatial'] >= PAPER_REDUCTION else 'no'}** ({ratios['dense_spatial']:.2f}x); "
-            f"{low:g}-{high:g}x fewer than both pruned baselines: "
+            f"at least {low:g}x fewer than both pruned baselines (the paper: {low:g}-{high:g}x): "
             f"**{'yes' if min(baselines) >= low else 'no'}** ({baselines[0]:.2f}x pruned spatial, "
             f"{baselines[1]:.2f}x native)"
         )

@@ -478,7 +478,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     readme = (REPO / "README.md").read_text()
     opening = readme.split("```bash\n")[1].split("```")[0]
     commands = [line for line in opening.splitlines() if line and not line.startswith("#")]
-    assert commands[0].startswith("pip install -e . && python -m winosim run --trace traces/synthetic-")
+    assert commands[0] == "pip install -e . && python -m winosim run --trace traces/resnet18.npz --pe 64"
     test_command = [part.strip() for part in commands[1].split("&&")]
     ci_lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and line[0] != "#"]
     assert ci_lines[0] == "set -euo pipefail"
