@@ -9,7 +9,7 @@
 #
 # Environment: DATA (CIFAR-10 folder, default ../shared/data/cifar10), RUNS (run folders, default runs/),
 # PYTHON (default python), THREADS (torch threads per process, default 1), RECIPE (budget, the default: what
-# made the shipped traces; or full: whole-dataset epochs aimed at the >= 90% goal, for a GPU; never run here).
+# made the shipped traces; or full: whole-dataset epochs aimed at the >= 90% goal, for a GPU; not finished here).
 set -euo pipefail
 network=${1:?usage: $0 vgg_nagadomi|resnet18 train|trace}
 stage=${2:?usage: $0 vgg_nagadomi|resnet18 train|trace}
