@@ -49,3 +49,20 @@ def test_a_script_reproduces_its_committed_tables(script: str, tmp_path: Path) -
     made_figures = sorted(p.name for p in tmp_path.glob(f"{figures}*.png"))
     assert made_figures, f"{script} wrote no figure"
     assert made_figures == sorted(p.name for p in COMMITTED.glob(f"{figures}*.png"))
+
+
+def test_traces_readme_quotes_the_variant_table_of_every_trained_trace() -> None:
+    """traces/README.md's per-variant tables are the cards' tables, made from the traces (so they cannot drift)."""
+    sys.path.insert(0, str(ANALYSES))
+    try:
+        import trace_cards
+    finally:
+        sys.path.remove(str(ANALYSES))
+    from winosim.trace import load_trace
+
+    readme = (ROOT / "traces" / "README.md").read_text(encoding="utf-8")
+    trained = [t for t in map(load_trace, sorted((ROOT / "traces").glob("*.npz"))) if not t.provenance.synthetic]
+    assert trained
+    for trace in trained:
+        table = trace_cards.variant_table(trace).split("\n\n")[0]
+        assert table in readme, f"traces/README.md lacks the current variant table of the {trace.network} trace"
