@@ -21,7 +21,7 @@ import torch
 from winosim.errors import ConfigError, WinosimError
 from winosim.nn.layers import MODES
 from winosim.nn.models import NETWORK_NAMES
-from winosim.nn.train import PRECISIONS, TrainConfig, atomic_write_text, train
+from winosim.nn.train import PRECISIONS, SCHEDULES, TrainConfig, atomic_write_text, train
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -77,6 +77,17 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
     p.add_argument("--init-from", default=None, help="native only: start from a spatial checkpoint (U = G g G^T)")
     p.add_argument("--checkpoint-every-s", type=float, default=240.0, help="seconds between mid-epoch checkpoints")
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="step",
+        help="learning-rate schedule: step (divide by 10 at --lr-drops) or onecycle (linear warm-up over "
+        "--warmup of the dense phase, then linear decay to --final-lr-fraction; retraining phases decay linearly)",
+    )
+    p.add_argument("--warmup", type=float, default=0.25, help="onecycle: warm-up fraction of the dense phase")
+    p.add_argument("--final-lr-fraction", type=float, default=0.001, help="onecycle: last rate / peak rate")
+    p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss (e.g. 0.1)")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster conv2d on CPU)")
     p.add_argument("--max-steps", type=int, default=None, help="stop this invocation after N steps (resumable)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -128,6 +139,11 @@ def train_main(argv: list[str]) -> int:
             test_limit=args.test_limit,
             init_from=args.init_from,
             checkpoint_every_s=args.checkpoint_every_s,
+            schedule=args.schedule,
+            warmup=args.warmup,
+            final_lr_fraction=args.final_lr_fraction,
+            label_smoothing=args.label_smoothing,
+            channels_last=args.channels_last,
         )
     result = train(
         config, resume=args.resume, max_steps=args.max_steps, device=args.device, progress=not args.no_progress

@@ -47,6 +47,7 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "winosim-checkpoint"
 CHECKPOINT_VERSION = 1
 PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+SCHEDULES: tuple[str, ...] = ("step", "onecycle")
 
 
 class CheckpointError(WinosimError):
@@ -80,12 +81,26 @@ class TrainConfig:
     test_limit: int | None = None
     init_from: str | None = None
     checkpoint_every_s: float = 240.0
+    schedule: str = "step"
+    warmup: float = 0.25
+    final_lr_fraction: float = 0.001
+    label_smoothing: float = 0.0
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.network not in NETWORK_NAMES:
             raise ConfigError(f"TrainConfig: network must be one of {NETWORK_NAMES}, got {self.network!r}")
         if self.mode not in MODES:
             raise ConfigError(f"TrainConfig: mode must be one of {MODES}, got {self.mode!r}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"TrainConfig: schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if not 0 <= self.warmup < 1 or not 0 <= self.final_lr_fraction <= 1:
+            raise ConfigError(
+                f"TrainConfig: warmup in [0, 1) and final_lr_fraction in [0, 1], got {self.warmup}, "
+                f"{self.final_lr_fraction}"
+            )
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"TrainConfig: label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"TrainConfig: precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("epochs", "retrain_epochs"):
@@ -135,6 +150,25 @@ class TrainConfig:
         if phase > 0 and self.retrain_epoch_images is not None:
             return self.retrain_epoch_images
         return self.epoch_images
+
+    def lr_at(self, phase: int, done: int, total: int) -> float:
+        """Learning rate of the step after `done` of the `total` steps of `phase`.
+
+        `step`: the phase's initial rate divided by 10 at each fraction of `lr_drops`. `onecycle`: the dense
+        phase warms up linearly over the fraction `warmup` to `lr`, then decays linearly to
+        `lr * final_lr_fraction`; each retraining phase decays linearly from `retrain_lr` the same way (no
+        warm-up: it starts from a trained model).
+        """
+        base = self.lr if phase == 0 else self.retrain_lr
+        fraction = done / total if total else 0.0
+        if self.schedule == "step":
+            return base * 0.1 ** sum(fraction >= d for d in self.lr_drops)
+        warmup = self.warmup if phase == 0 else 0.0
+        position = (done + 1) / total if total else 1.0
+        if position <= warmup:
+            return base * position / warmup
+        decay = (position - warmup) / (1.0 - warmup)
+        return base * (1.0 - decay * (1.0 - self.final_lr_fraction))
 
     def phases(self) -> list[tuple[float | None, int, float]]:
         """(density or None for dense, epochs, initial learning rate) per phase."""
@@ -304,9 +338,23 @@ def _checkpoint(
     }
 
 
-def _lr_at(base: float, drops: tuple[float, ...], done: int, total: int) -> float:
-    fraction = done / total if total else 0.0
-    return base * 0.1 ** sum(fraction >= d for d in drops)
+def _format_s(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def _remaining_images(config: TrainConfig, state: TrainState, train_images: int) -> int:
+    """Training images still to go in the whole run from `state` (the ETA's numerator)."""
+    remaining = 0
+    for phase, (_, epochs, _) in enumerate(config.phases()):
+        if phase < state.phase:
+            continue
+        per_epoch = min(config.images_per_epoch(phase) or train_images, train_images)
+        done = state.epoch * per_epoch + state.batch * config.batch_size if phase == state.phase else 0
+        remaining += max(epochs * per_epoch - done, 0)
+    return remaining
 
 
 def train(
@@ -354,6 +402,8 @@ def train(
             )
         native_from_spatial(model, source["model"])
     model.to(dev)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)
     out.mkdir(parents=True, exist_ok=True)
     optimizer = _optimizer(model, config, phases[min(state.phase, len(phases) - 1)][2])
     if ckpt is not None and ckpt.get("optimizer") is not None:
@@ -364,6 +414,21 @@ def train(
     last_save = segment_start
     steps_here = 0
 
+    rate_start = (time.monotonic(), state.step)
+
+    def progress_line(density: float | None, epochs: int, per_epoch: int, note: str = "") -> None:
+        """Append one line to `progress.log`: where the run is, images/s since this invocation began, ETA."""
+        elapsed = time.monotonic() - rate_start[0]
+        rate = (state.step - rate_start[1]) * config.batch_size / max(elapsed, 1e-9)
+        eta = _remaining_images(config, state, len(train_set)) / rate if rate > 0 else float("inf")
+        line = (
+            f"{time.strftime('%Y-%m-%dT%H:%M:%S')} phase {state.phase} ({phase_tag(density)}) "
+            f"epoch {min(state.epoch + 1, max(epochs, 1))}/{epochs} batch {state.batch}/{per_epoch} "
+            f"step {state.step} | {rate:.1f} images/s | run ETA {_format_s(eta) if rate > 0 else '?'}"
+        )
+        with (out / "progress.log").open("a") as handle:
+            handle.write(line + (f" | {note}" if note else "") + "\n")
+
     def save() -> None:
         nonlocal segment_start, last_save
         now = time.monotonic()
@@ -372,7 +437,7 @@ def train(
         atomic_save(_checkpoint(model, optimizer, config, state), last)
 
     while state.phase < len(phases):
-        density, epochs, base_lr = phases[state.phase]
+        density, epochs, _ = phases[state.phase]
         epoch_images = config.images_per_epoch(state.phase)
         per_epoch = train_set.batches_per_epoch(config.batch_size, epoch_images)
         total = epochs * per_epoch
@@ -400,14 +465,16 @@ def train(
                     bar.close()
                     save()
                     return TrainResult(False, steps_here, out, state)
-                lr = _lr_at(base_lr, config.lr_drops, state.epoch * per_epoch + state.batch, total)
+                lr = config.lr_at(state.phase, state.epoch * per_epoch + state.batch, total)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 torch.manual_seed(derive_seed(config.seed, state.phase, state.epoch, state.batch, 3))
                 x, y = x.to(dev), y.to(dev)
+                if config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 with autocast(dev, config.precision):
                     logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
+                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -421,6 +488,7 @@ def train(
                 bar.set_postfix(loss=f"{state.loss_sum / state.seen:.3f}", acc=f"{state.correct / state.seen:.3f}")
                 if time.monotonic() - last_save >= config.checkpoint_every_s:
                     save()
+                    progress_line(density, epochs, per_epoch)
             bar.close()
             epoch_s = time.monotonic() - epoch_start
             test_accuracy = evaluate(model, test_set, dev, config.precision)
@@ -430,7 +498,7 @@ def train(
                 "epoch": state.epoch + 1,
                 "epochs": epochs,
                 "step": state.step,
-                "lr": _lr_at(base_lr, config.lr_drops, (state.epoch + 1) * per_epoch - 1, total),
+                "lr": config.lr_at(state.phase, (state.epoch + 1) * per_epoch - 1, total),
                 "train_loss": state.loss_sum / max(state.seen, 1),
                 "train_accuracy": state.correct / max(state.seen, 1),
                 "test_accuracy": test_accuracy,
@@ -455,6 +523,7 @@ def train(
             state.batch = 0
             state.loss_sum, state.correct, state.seen = 0.0, 0, 0
             save()
+            progress_line(density, epochs, per_epoch, f"test accuracy {test_accuracy:.4f}")
             atomic_write_text(
                 "".join(json.dumps(r, sort_keys=True) + "\n" for r in state.history), out / "metrics.jsonl"
             )
