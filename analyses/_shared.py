@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from winosim.arch import default_arch  # noqa: E402  (after making the checkout importable)
-from winosim.commands import write_text_atomic  # noqa: E402
+from winosim.files import atomic_write_text  # noqa: E402
 from winosim.trace import Trace, load_trace  # noqa: E402
 
 TRACES_DIR = ROOT / "traces"
@@ -62,8 +62,7 @@ def header(title: str, path: Path, trace: Trace) -> str:
 
 
 def write_markdown(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_text_atomic(path, text)
+    return atomic_write_text(path, text)
 
 
 def _size(n_bytes: int) -> str:

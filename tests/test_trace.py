@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from winosim.errors import ConfigError, TraceError
+from winosim.errors import ConfigError, OutputError, TraceError
 from winosim.geometry import LayerGeometry
 from winosim.trace import (
     SCHEMA_VERSION,
@@ -207,14 +207,14 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path: Path, monke
         return real(array)
 
     monkeypatch.setattr(trace_module, "_npy_bytes", failing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         write_trace(_trace(), tmp_path / "new.npz")
     assert list(tmp_path.iterdir()) == []
 
     old = tmp_path / "old.npz"
     old.write_bytes(b"previous content")
     calls["n"] = 0
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(OutputError, match="disk full"):
         write_trace(_trace(), old)
     assert old.read_bytes() == b"previous content"
     assert [p.name for p in tmp_path.iterdir()] == ["old.npz"]

@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry
+from winosim.integers import ceil_div
 from winosim.trace import Trace, Variant
 from winosim.winograd import transform_for
 
@@ -108,7 +109,7 @@ def spatial_multiplies(weight_kcrs: NDArray[np.bool_], act_nchw: NDArray[np.bool
 def dense_multiplies(layer: LayerGeometry, domain: str, images: int, winograd_m: int = 2) -> int:
     """Closed-form multiplies with no skipping: K*C*R*S*Ho*Wo (spatial) or K*C*P*TH*TW (Winograd), x N."""
     if domain == "winograd":
-        th, tw = -(-layer.out_height // winograd_m), -(-layer.out_width // winograd_m)
+        th, tw = ceil_div(layer.out_height, winograd_m), ceil_div(layer.out_width, winograd_m)
         return layer.out_channels * layer.in_channels * (winograd_m + 2) ** 2 * th * tw * images
     return layer.dense_spatial_multiplies() * images
 
@@ -117,7 +118,7 @@ def _transform_adds(layer: LayerGeometry, domain: str, images: int, winograd_m: 
     if domain != "winograd":
         return 0, 0
     transform = transform_for(winograd_m, 3)
-    th, tw = -(-layer.out_height // winograd_m), -(-layer.out_width // winograd_m)
+    th, tw = ceil_div(layer.out_height, winograd_m), ceil_div(layer.out_width, winograd_m)
     tiles = th * tw * images
     return (
         transform.input_cost().adds * layer.in_channels * tiles,

@@ -11,5 +11,9 @@ class ConfigError(WinosimError, ValueError):
     """An invalid configuration value (architecture, geometry, transform, command-line option)."""
 
 
+class OutputError(WinosimError):
+    """An output file that cannot be written (missing folder, no permission, a directory in the way)."""
+
+
 class TraceError(WinosimError):
     """A trace file that is missing, unreadable, foreign, corrupt or inconsistent with its geometry."""

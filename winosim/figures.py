@@ -13,7 +13,6 @@ SYNTHETIC warning in their title.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from winosim.errors import ConfigError
+from winosim.files import atomic_write
+from winosim.integers import ceil_div
 from winosim.report import METHOD_LABELS
 from winosim.sweep import METHOD_ORDER
 from winosim.tables import energy_component_columns, method_totals, point_labels, with_reference_ratio
@@ -52,19 +53,8 @@ _COLORS: Mapping[str, str] = {
 
 def save_png(figure: Figure, path: str | os.PathLike[str]) -> Path:
     """Write `figure` as a PNG atomically (temp file + rename), fixed DPI, no metadata that varies."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        FigureCanvasAgg(figure)  # the Agg canvas, whatever backend pyplot may have elsewhere
-        figure.savefig(tmp_name, format="png", dpi=DPI, metadata={"Software": None})
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
+    FigureCanvasAgg(figure)  # the Agg canvas, whatever backend pyplot may have elsewhere
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI, metadata={"Software": None}))
 
 
 def new_figure(width_in: float, height_in: float) -> Figure:
@@ -311,7 +301,7 @@ def position_density_figure(trace: Trace, variant: str, name: str = "") -> Figur
         raise ConfigError(f"variant {variant!r} has no Winograd-domain layers")
     p = trace.winograd_m + 2
     columns = min(len(layer_ids), 8)
-    blocks = -(-len(layer_ids) // columns)
+    blocks = ceil_div(len(layer_ids), columns)
     figure = new_figure(1.3 * columns + 1.2, 2.9 * blocks + 0.6)
     axes = figure.subplots(2 * blocks, columns, squeeze=False)
     for ax in axes.ravel():

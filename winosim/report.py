@@ -28,6 +28,7 @@ import pandas as pd
 
 from winosim.counts import METHODS, LayerCount, available
 from winosim.errors import ConfigError
+from winosim.integers import ceil_div
 from winosim.trace import Trace
 
 FORMATS: tuple[str, ...] = ("table", "md", "csv", "json", "latex")
@@ -201,8 +202,8 @@ def with_ideal_cycles(frame: pd.DataFrame, pe_count: int, multipliers_per_pe: in
     per_cycle = pe_count * multipliers_per_pe
     result = frame.copy()
     multiplies = frame["multiplies"].astype("Int64")
-    result["ideal_cycles_bound"] = -((-multiplies) // per_cycle)
-    per_image = -((-multiplies) // (per_cycle * frame["images"].astype("Int64")))
+    result["ideal_cycles_bound"] = ceil_div(multiplies, per_cycle)
+    per_image = ceil_div(multiplies, per_cycle * frame["images"].astype("Int64"))
     result["ideal_cycles_bound_per_image"] = per_image.astype("Int64")
     return result
 

@@ -31,6 +31,7 @@ from winosim.cost import ACCUMULATOR_BITS, energy_breakdown
 from winosim.counts import METHODS, available
 from winosim.energy import EnergyTable, energy_table
 from winosim.errors import ConfigError
+from winosim.integers import ceil_div
 from winosim.sim.pe_array import pass_compute, zero_handling
 from winosim.sim.pipeline import PassTiming, attribute, run_layer, solve_layer
 from winosim.sim.plan import (
@@ -56,10 +57,6 @@ ENGINES: tuple[str, ...] = ("events", "recurrence")
 """Timing engines: the simpy event model, or the exact recurrences of the same model."""
 
 Progress = Callable[[int, int], None]
-
-
-def _ceil_div(values: np.ndarray, divisor: int) -> np.ndarray:
-    return -(-values // divisor)
 
 
 def multiply_counts(work: LayerWork, arch: Arch) -> tuple[int, int, int, int]:
@@ -139,7 +136,7 @@ def _traffic(work: LayerWork, plan: LayerPlan, arch: Arch) -> _Traffic:
     read_meta = np.where(first_of_block, weight_meta[:, None], 0) + np.where(fetch_inputs, input_meta[None, :], 0)
     write = ksizes[:, None] * out_pixels[None, :] * wb
 
-    weight_rereads = int(_ceil_div(tiles, plan.chunk_columns).sum())  # weights read once per chunk of a pass
+    weight_rereads = int(ceil_div(tiles, plan.chunk_columns).sum())  # weights read once per chunk of a pass
     if work.domain == "winograd":
         buffer_input = blocks * work.positions * layer.in_channels * int(tiles.sum()) * wb
     else:
@@ -190,18 +187,18 @@ def simulate_layer(work: LayerWork, arch: Arch, table: EnergyTable, *, engine: E
 
     if winograd:
         in_adds, out_adds = work.memo.get("transform_adds", lambda: _transform_adds(work))
-        it_cycles = _ceil_div(layer.in_channels * tiles, arch.input_transform.tiles_per_cycle_total).tolist() * blocks
-        ot_cycles = _ceil_div(np.outer(ksizes, tiles), arch.output_transform.tiles_per_cycle_total).ravel().tolist()
+        it_cycles = ceil_div(layer.in_channels * tiles, arch.input_transform.tiles_per_cycle_total).tolist() * blocks
+        ot_cycles = ceil_div(np.outer(ksizes, tiles), arch.output_transform.tiles_per_cycle_total).ravel().tolist()
     else:
         in_adds = out_adds = 0
         it_cycles = ot_cycles = [0] * plan.passes
 
     timing = PassTiming(
-        read_cycles=_ceil_div(traffic.read_bytes, bandwidth).tolist(),
+        read_cycles=ceil_div(traffic.read_bytes, bandwidth).tolist(),
         input_transform_cycles=it_cycles,
         compute_cycles=compute.makespan_cycles.tolist(),
         output_transform_cycles=ot_cycles,
-        write_cycles=_ceil_div(traffic.write_bytes, bandwidth).tolist(),
+        write_cycles=ceil_div(traffic.write_bytes, bandwidth).tolist(),
         has_transforms=winograd,
     )
     if engine == "recurrence":

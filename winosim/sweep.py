@@ -49,6 +49,7 @@ import yaml
 import winosim
 from winosim.counts import METHODS
 from winosim.errors import ConfigError, TraceError, WinosimError
+from winosim.files import atomic_write, atomic_write_text
 from winosim.trace import Trace, load_trace
 
 log = logging.getLogger(__name__)
@@ -409,21 +410,6 @@ def point_key(evaluator: Evaluator, trace_sha256: str, params: Mapping[str, Scal
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _atomic_write(target: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temp file in the same folder, then rename over `target` (never a partial file)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are ordinary files
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _point_path(out_dir: Path, key: str) -> Path:
     return out_dir / POINTS_DIR / f"{key}.parquet"
 
@@ -435,9 +421,9 @@ def _infeasible_path(out_dir: Path, key: str) -> Path:
 def store_point(out_dir: Path, key: str, result: pd.DataFrame | Infeasible) -> None:
     if isinstance(result, Infeasible):
         text = json.dumps({"infeasible": result.message}) + "\n"
-        _atomic_write(_infeasible_path(out_dir, key), lambda tmp: _write_text(tmp, text))
+        atomic_write_text(_infeasible_path(out_dir, key), text)
     else:
-        _atomic_write(_point_path(out_dir, key), lambda tmp: result.to_parquet(tmp, index=False, engine="pyarrow"))
+        atomic_write(_point_path(out_dir, key), lambda tmp: result.to_parquet(tmp, index=False, engine="pyarrow"))
 
 
 def load_point(out_dir: Path, key: str) -> pd.DataFrame | Infeasible | None:
@@ -674,10 +660,6 @@ def assemble(
     return table, param_columns
 
 
-def _write_text(tmp: Path, text: str) -> None:
-    tmp.write_text(text, encoding="utf-8")
-
-
 def _write_csv(frame: pd.DataFrame, tmp: Path) -> None:
     frame.to_csv(tmp, index=False, lineterminator="\n")
 
@@ -769,8 +751,8 @@ def run_sweep(
     table, param_columns = assemble(tasks, frames, grid)
     parquet_path = out / RESULTS_PARQUET
     csv_path = out / RESULTS_CSV
-    _atomic_write(parquet_path, lambda tmp: table.to_parquet(tmp, index=False, engine="pyarrow"))
-    _atomic_write(csv_path, lambda tmp: _write_csv(table, tmp))
+    atomic_write(parquet_path, lambda tmp: table.to_parquet(tmp, index=False, engine="pyarrow"))
+    atomic_write(csv_path, lambda tmp: _write_csv(table, tmp))
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
@@ -787,7 +769,7 @@ def run_sweep(
     }
     manifest_path = out / MANIFEST_NAME
     manifest_text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
-    _atomic_write(manifest_path, lambda tmp: _write_text(tmp, manifest_text))
+    atomic_write_text(manifest_path, manifest_text)
     return SweepSummary(
         out, total, reused, len(todo), len(infeasible), len(table), parquet_path, csv_path, manifest_path
     )

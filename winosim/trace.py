@@ -20,7 +20,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -32,7 +31,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from winosim.errors import ConfigError, TraceError
+from winosim.files import atomic_write
 from winosim.geometry import LayerGeometry
+from winosim.integers import ceil_div
 
 FORMAT_NAME = "winosim-trace"
 SCHEMA_VERSION = 1
@@ -147,7 +148,7 @@ class Trace:
     def tiles(self, layer: LayerGeometry) -> tuple[int, int]:
         """Output tile grid of a Winograd layer for F(m x m, 3x3)."""
         m = self.winograd_m
-        return -(-layer.out_height // m), -(-layer.out_width // m)
+        return ceil_div(layer.out_height, m), ceil_div(layer.out_width, m)
 
     def expected_shapes(self, variant: Variant, layer: LayerGeometry) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(weight shape, activation shape) that `variant`'s masks of `layer` must have."""
@@ -222,9 +223,9 @@ def unpack_mask(packed: NDArray[np.uint8], shape: tuple[int, ...], what: str) ->
     count = math.prod(shape)
     if packed.dtype != np.uint8 or packed.ndim != 1:
         raise TraceError(f"{what}: expected a 1-D uint8 bit-packed array, got {packed.dtype} with shape {packed.shape}")
-    if packed.size != -(-count // 8):
+    if packed.size != ceil_div(count, 8):
         raise TraceError(
-            f"{what}: holds {packed.size} bytes, the geometry {shape} needs {-(-count // 8)} "
+            f"{what}: holds {packed.size} bytes, the geometry {shape} needs {ceil_div(count, 8)} "
             "(mask shape disagrees with the geometry)"
         )
     bits = np.unpackbits(packed, bitorder="little")
@@ -307,21 +308,16 @@ def write_trace(trace: Trace, path: str | os.PathLike[str]) -> Path:
             weight_key, act_key = _mask_keys(vi, li)
             members[weight_key] = pack_mask(masks.weight)
             members[act_key] = pack_mask(masks.activation)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle, zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for key in sorted(members):
                 info = zipfile.ZipInfo(_member(key), date_time=_ZIP_TIME)
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 archive.writestr(info, _npy_bytes(members[key]), compresslevel=6)
-        os.chmod(tmp_name, 0o644)  # mkstemp creates 0600; a trace is an ordinary shareable file
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
+
+    return atomic_write(target, write)
 
 
 # --------------------------------------------------------------------------- loading
@@ -496,7 +492,7 @@ def mask_shapes(
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(weight shape, activation shape) of a layer's masks for a variant of `method` with N = `images`."""
     if method != "spatial" and layer.kind == "winograd":
-        th, tw = -(-layer.out_height // winograd_m), -(-layer.out_width // winograd_m)
+        th, tw = ceil_div(layer.out_height, winograd_m), ceil_div(layer.out_width, winograd_m)
         p = (winograd_m + 2) ** 2
         return (layer.out_channels, layer.in_channels, p), (images, layer.in_channels, th, tw, p)
     return (

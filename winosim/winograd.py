@@ -23,6 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from winosim.errors import ConfigError
+from winosim.integers import ceil_div
 
 FloatArray = NDArray[np.float64]
 
@@ -185,7 +186,7 @@ def tile_grid(height: int, width: int, m: int) -> tuple[int, int]:
     """Number of output tiles (rows, columns) covering an H x W 'same' output: ceil(H/m), ceil(W/m)."""
     if height < 1 or width < 1:
         raise ConfigError(f"tile_grid: height and width must be >= 1, got {height}x{width}")
-    return -(-height // m), -(-width // m)
+    return ceil_div(height, m), ceil_div(width, m)
 
 
 def tile(x: NDArray[np.floating], transform: WinogradTransform) -> NDArray[np.floating]:

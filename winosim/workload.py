@@ -31,7 +31,6 @@ the work and the key: it never changes a result, and it is empty again after pic
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from numpy.typing import NDArray
 from winosim.counts import DENSE_METHODS, METHODS, SPARSE_METHOD_SOURCE, available
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry
+from winosim.integers import ceil_div
 from winosim.trace import Trace, Variant
 
 Domain = Literal["winograd", "spatial"]
@@ -149,7 +149,7 @@ class LayerWork:
 
     @property
     def segments_per_row(self) -> int:
-        return -(-self.columns_per_row // SEGMENT_COLUMNS)
+        return ceil_div(self.columns_per_row, SEGMENT_COLUMNS)
 
     def segment_widths(self) -> IntArray:
         """Columns of each segment of a row: (segments_per_row,)."""
@@ -212,7 +212,7 @@ def _winograd_segments(act: NDArray[np.bool_]) -> NDArray[np.uint8]:
     """(N, C, TH, TW, P) bool -> (N*TH*segments, C*P) uint8 counts over each segment of a tile row."""
     n, c, th, tw, p = act.shape
     bits = act.view(np.uint8)
-    segments = -(-tw // SEGMENT_COLUMNS)
+    segments = ceil_div(tw, SEGMENT_COLUMNS)
     counts = np.zeros((n, c, th, segments, p), dtype=np.uint8)
     for offset in range(min(SEGMENT_COLUMNS, tw)):  # uint8 slice adds (at most SEGMENT_COLUMNS per count)
         columns = bits[:, :, :, offset::SEGMENT_COLUMNS]
@@ -273,7 +273,7 @@ def lower_layer(trace: Trace, layer_index: int, method: str, variant: Variant | 
         domain = variant.domain(layer)
     if domain == "winograd":
         positions = (m + 2) ** 2
-        rows_per_image, columns_per_row = -(-layer.out_height // m), -(-layer.out_width // m)
+        rows_per_image, columns_per_row = ceil_div(layer.out_height, m), ceil_div(layer.out_width, m)
     else:
         positions = layer.kernel * layer.kernel
         rows_per_image, columns_per_row = layer.out_height, layer.out_width
@@ -311,7 +311,7 @@ def lower_layer(trace: Trace, layer_index: int, method: str, variant: Variant | 
         act_sq = _spatial_segments(masks.activation, layer)
         input_nnz_hw = _channel_counts(masks.activation)
         input_nnz_hw.setflags(write=False)
-    segments = -(-columns_per_row // SEGMENT_COLUMNS)
+    segments = ceil_div(columns_per_row, SEGMENT_COLUMNS)
     by_row = act_sq.reshape(-1, segments, act_sq.shape[1])
     act_rq = by_row[:, 0].astype(np.int32)
     for segment in range(1, segments):
@@ -354,13 +354,3 @@ def lower(trace: Trace, methods: tuple[str, ...] | None = None) -> Workload:
         layers=trace.layers,
         works=tuple(works),
     )
-
-
-def ceil_div(a: int, b: int) -> int:
-    """ceil(a / b) for non-negative integers."""
-    return -(-a // b)
-
-
-def index_bits(columns: int) -> int:
-    """Bits of a column index among `columns` (0 for a single column)."""
-    return math.ceil(math.log2(columns)) if columns > 1 else 0

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from winosim.commands import command_parser, write_text_atomic
+from winosim.commands import command_parser
 from winosim.errors import ConfigError
+from winosim.files import atomic_write_text
 from winosim.report import Column, fmt_millions, frame_records, render_text_table
 from winosim.trace import Trace, Variant, load_trace, trace_metadata
 
@@ -266,7 +267,7 @@ def main(argv: list[str]) -> int:
     else:
         text = render_inspect_text(trace, args.trace, args.layer)
     if args.output:
-        write_text_atomic(args.output, text)
+        atomic_write_text(args.output, text, create_folder=False)
         logger.info("wrote %s", args.output)
     else:
         print(text, end="")

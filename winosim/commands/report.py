@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from winosim.commands import CommandParser, command_parser, write_text_atomic
+from winosim.commands import CommandParser, command_parser
 from winosim.errors import ConfigError
+from winosim.files import atomic_write_text
 from winosim.report import FORMATS, render_csv, render_json
 from winosim.sweep import load_results, trace_for_figures
 from winosim.tables import RATIOS, ratio_table, render_ratio_table
@@ -77,7 +78,7 @@ def main(argv: list[str]) -> int:
             for k, w in wides.items()
         )
     if args.output:
-        write_text_atomic(args.output, text)
+        atomic_write_text(args.output, text, create_folder=False)
     else:
         sys.stdout.write(text)
 

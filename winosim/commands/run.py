@@ -23,9 +23,10 @@ import pandas as pd
 from winosim import __version__
 from winosim.arch import Arch
 from winosim.archio import add_arch_arguments, apply_overrides, arch_from_args, arch_to_flat_dict
-from winosim.commands import CommandParser, OutputError, command_parser, positive_int, write_text_atomic
+from winosim.commands import CommandParser, command_parser, positive_int
 from winosim.counts import METHODS, available, count_trace
-from winosim.errors import ConfigError
+from winosim.errors import ConfigError, OutputError
+from winosim.files import atomic_write_text
 from winosim.report import (
     COLUMN_DOCS,
     FORMATS,
@@ -175,8 +176,8 @@ def _write_out_dir(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
-    write_text_atomic(out_dir / "run.csv", render_csv(frame))
-    write_text_atomic(out_dir / "run.json", render_json(frame, meta))
+    atomic_write_text(out_dir / "run.csv", render_csv(frame))
+    atomic_write_text(out_dir / "run.json", render_json(frame, meta))
     if sim is None:
         return
     from winosim.figures import (
@@ -234,7 +235,7 @@ def main(argv: list[str]) -> int:
     if args.out:
         _write_out_dir(Path(args.out), frame, sim, meta, args.trace)
     if args.output:
-        write_text_atomic(args.output, text)
+        atomic_write_text(args.output, text, create_folder=False)
         logger.info("wrote %s", args.output)
     else:
         print(text, end="")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from winosim.commands import OutputError, command_parser, positive_int
+from winosim.commands import command_parser, positive_int
 from winosim.errors import ConfigError
 from winosim.geometry import NETWORKS, network
 from winosim.synthetic import synthetic_trace
@@ -89,9 +89,6 @@ def main(argv: list[str]) -> int:
         seed=args.seed,
         command=command,
     )
-    try:
-        write_trace(trace, args.output)
-    except OSError as exc:
-        raise OutputError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    write_trace(trace, args.output)
     logger.info("wrote %s", args.output)
     return 0

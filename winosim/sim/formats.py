@@ -11,12 +11,18 @@ and vectorise over numpy arrays of non-zero counts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from winosim.workload import index_bits
+from winosim.integers import ceil_div
+
+
+def index_bits(columns: int) -> int:
+    """Bits of a column index among `columns` (0 for a single column)."""
+    return math.ceil(math.log2(columns)) if columns > 1 else 0
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ class Footprint:
     @property
     def bytes(self) -> int:
         """Whole bytes, rounded up."""
-        return -(-self.bits // 8)
+        return ceil_div(self.bits, 8)
 
     @property
     def metadata_bytes(self) -> int:
@@ -66,4 +72,4 @@ def footprint_bytes(
         bits = nonzero * (width_bits + index_bits(columns)) + rows * index_bits(columns + 1)
     else:
         raise ValueError(f"unknown storage format {fmt!r}")
-    return -(-bits // 8)
+    return ceil_div(bits, 8)

@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from winosim.arch import PEArray
+from winosim.integers import ceil_div
 from winosim.sim.plan import LayerPlan
 from winosim.workload import LayerWork
 
@@ -47,11 +48,6 @@ class PassCompute:
 def zero_handling(work: LayerWork, pe: PEArray) -> tuple[str, str]:
     """(weights, activations) zero handling in effect: dense baselines run with skipping off."""
     return ("none", "none") if work.dense else (pe.weight_zeros, pe.activation_zeros)
-
-
-def _ceil_div(values: NDArray[np.float64] | IntArray, divisor: int) -> IntArray:
-    exact = np.rint(values).astype(np.int64)
-    return -(-exact // divisor)
 
 
 def count_product(left: NDArray[np.generic], right: NDArray[np.generic], bound: int) -> IntArray:
@@ -140,7 +136,7 @@ def _unit_cycles(work: LayerWork, plan: LayerPlan, pe: PEArray) -> IntArray:
             issued = np.broadcast_to(act_gq.sum(axis=1, dtype=np.int64), (k_total, len(starts)))
         else:
             issued = np.broadcast_to(q * columns, (k_total, len(starts)))
-        return _ceil_div(issued, pe.multipliers_per_pe)
+        return ceil_div(issued, pe.multipliers_per_pe)
 
     kstarts = np.array([k0 for k0, _ in plan.kblocks], dtype=np.int64)
     ksizes = np.array([k1 - k0 for k0, k1 in plan.kblocks], dtype=np.int64)
@@ -151,17 +147,17 @@ def _unit_cycles(work: LayerWork, plan: LayerPlan, pe: PEArray) -> IntArray:
     act_sq = work.act_sq
     if pe.pe_kind == "cartesian" and work.domain == "winograd":
         f, i = pe.cartesian_weights, pe.cartesian_activations
-        w_steps = -(-weight_bq // f) if skip_w else None  # (B, Q)
+        w_steps = ceil_div(weight_bq, f) if skip_w else None  # (B, Q)
         if skip_a:
             assert act_sq is not None
-            a_steps = -(-act_sq.astype(np.int64) // i)  # (S, Q)
+            a_steps = ceil_div(act_sq.astype(np.int64), i)  # (S, Q)
             if w_steps is not None:
                 return count_product(a_steps, w_steps.T, q * int(a_steps.max(initial=0)) * int(w_steps.max(initial=0)))
-            return np.outer(a_steps.sum(axis=1, dtype=np.int64), -(-ksizes // f))
-        a_const = -(-widths // i)  # (S,)
+            return np.outer(a_steps.sum(axis=1, dtype=np.int64), ceil_div(ksizes, f))
+        a_const = ceil_div(widths, i)  # (S,)
         if w_steps is not None:
             return np.outer(a_const, w_steps.sum(axis=1))
-        return np.outer(a_const, q * (-(-ksizes // f)))
+        return np.outer(a_const, q * ceil_div(ksizes, f))
     if skip_w and skip_a:
         assert act_sq is not None
         issued = count_product(act_sq, weight_bq.T, q * int(widths.max()) * int(ksizes.max()))
@@ -172,7 +168,7 @@ def _unit_cycles(work: LayerWork, plan: LayerPlan, pe: PEArray) -> IntArray:
         issued = np.outer(act_sq.sum(axis=1, dtype=np.int64), ksizes)
     else:
         issued = np.outer(widths, q * ksizes)
-    return _ceil_div(issued, pe.multipliers_per_pe)
+    return ceil_div(issued, pe.multipliers_per_pe)
 
 
 def greedy_makespan(units: list[int], pe_count: int) -> int:
@@ -201,12 +197,12 @@ def _makespans(units_by_pass: IntArray, pe: PEArray, uniform: NDArray[np.bool_] 
     if count <= pe.pe_count:
         return units_by_pass.max(axis=1, initial=0)
     if pe.assignment == "static":
-        padded = np.zeros((passes, -(-count // pe.pe_count) * pe.pe_count), dtype=np.int64)
+        padded = np.zeros((passes, ceil_div(count, pe.pe_count) * pe.pe_count), dtype=np.int64)
         padded[:, :count] = units_by_pass
         return padded.reshape(passes, -1, pe.pe_count).sum(axis=1).max(axis=1)
     if uniform is None:
         uniform = np.zeros(passes, dtype=bool)
-    rounds = -(-count // pe.pe_count)
+    rounds = ceil_div(count, pe.pe_count)
     return np.array(
         [
             rounds * int(row[0]) if equal else greedy_makespan(row.tolist(), pe.pe_count)

@@ -38,6 +38,8 @@ from typing import Any
 import simpy
 from simpy.events import NORMAL, EventPriority
 
+from winosim.integers import ceil_div
+
 SETTLE_PRIORITY = EventPriority(2)
 """Event priority after simpy's URGENT (0) and NORMAL (1): runs once everything else of the cycle has."""
 
@@ -588,7 +590,7 @@ def attribute(timeline: LayerTimeline, work_cycles: int, pe_count: int, has_tran
     last pass) is busy, and on DRAM otherwise.
     """
     pe = timeline.pe_array
-    compute = -(-work_cycles // pe_count)
+    compute = ceil_div(work_cycles, pe_count)
     imbalance = pe.busy_cycles - compute
     waiting = timeline.total_cycles - pe.busy_cycles
     transform = 0
