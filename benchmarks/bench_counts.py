@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from winosim.counts import METHODS, available, count_layer, count_trace  # noqa: E402
+from winosim.counts import count_layer, count_trace  # noqa: E402
 from winosim.geometry import resnet18_imagenet  # noqa: E402
+from winosim.methods import METHODS, available  # noqa: E402
 from winosim.synthetic import synthetic_trace  # noqa: E402
 from winosim.trace import Trace, Variant  # noqa: E402
 

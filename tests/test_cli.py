@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 
 from winosim import __version__, cli
-from winosim.counts import METHODS, count_trace
+from winosim.counts import count_trace
 from winosim.geometry import LayerGeometry, NetworkGeometry
+from winosim.methods import METHODS
 from winosim.synthetic import synthetic_trace
 from winosim.trace import load_trace, write_trace
 

@@ -19,8 +19,8 @@ import pytest
 from winosim import cli
 from winosim.arch import default_arch
 from winosim.archio import apply_overrides
-from winosim.counts import METHODS
 from winosim.geometry import LayerGeometry, NetworkGeometry
+from winosim.methods import METHODS
 from winosim.simulate import simulate
 from winosim.synthetic import synthetic_trace
 from winosim.trace import load_trace, write_trace

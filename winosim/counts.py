@@ -1,43 +1,41 @@
-"""Exact multiply and transform-add counts of the five methods, from the masks of a trace.
+"""Exact multiply and transform-add counts of the five methods, derived from the lowering of the masks.
 
 The paper's metric is the number of multiplies a zero-skipping machine issues. It is counted here
-exactly, never from products of average densities (which assume independence):
+exactly, never from products of average densities (which assume independence). `winosim.workload` lowers
+every layer under every method to a matrix product weights (K x Q) @ activations (Q x columns) and counts,
+for every q, the non-zero weights and the columns with a non-zero activation; then
 
-- Winograd layer: sum over tiles t, input channels c and positions xi of
-  1[V(t,c,xi) != 0] * nnz_k(U(xi,c,:)) = sum_{c,xi} (non-zero activations at (c,xi)) * (non-zero weights
-  at (c,xi)), because every non-zero activation meets every non-zero weight of its (channel, position).
-- Spatial layer: sum over (c, r, s) of (non-zero weights at (c,r,s) over k) * (output positions whose
-  (r,s)-shifted input at channel c is non-zero). Zero padding counts as zero activations.
+- the exact count is sum_q (non-zero weights at q) * (columns with a non-zero activation at q), because
+  every non-zero activation meets every non-zero weight of its q. For a Winograd layer q is (input channel
+  c, position xi): sum over tiles t, c and xi of 1[V(t,c,xi) != 0] * nnz_k(U(xi,c,:)). For a spatial layer q
+  is (c, r, s) and the columns are output positions whose (r,s)-shifted input at channel c is non-zero (zero
+  padding counts as zero activations);
+- the algorithmic count (no skipping) is K * Q * columns: the closed form of the dense methods.
 
-Dense methods come from closed forms of the geometry. Layers of kind "spatial" (the stem, strided and 1x1
-convolutions, FC) count spatially in every method. Counts are totals over the trace's N images.
+Layers of kind "spatial" (the stem, strided and 1x1 convolutions, FC) count spatially in every method
+(`winosim.methods`). Counts are totals over the trace's N images.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry
-from winosim.integers import ceil_div
+from winosim.methods import METHODS, Domain
 from winosim.trace import Trace, Variant
 from winosim.winograd import transform_for
-
-METHODS: tuple[str, ...] = ("dense_spatial", "pruned_spatial", "dense_winograd", "native_winograd", "winograd_relu")
-"""The rows of every comparison table, in display order."""
-
-SPARSE_METHOD_SOURCE: dict[str, str] = {
-    "pruned_spatial": "spatial",
-    "native_winograd": "native",
-    "winograd_relu": "winograd_relu",
-}
-"""Which variant method supplies the masks of each sparse method."""
-
-DENSE_METHODS: tuple[str, ...] = ("dense_spatial", "dense_winograd")
+from winosim.workload import (
+    LayerOperands,
+    lower_operands,
+    matrix_shape,
+    spatial_activation_counts,
+    winograd_activation_counts,
+    work_items,
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +50,7 @@ class LayerCount:
     layer_index: int
     method: str
     variant: str | None
-    domain: Literal["winograd", "spatial"]
+    domain: Domain
     images: int
     multiplies: int
     algorithmic_multiplies: int
@@ -78,9 +76,8 @@ def winograd_multiplies(weight_kcp: NDArray[np.bool_], act_nctp: NDArray[np.bool
 
     weight_kcp: (K, C, P) bool; act_nctp: (N, C, TH, TW, P) bool. Returns an exact Python int.
     """
-    weights_per_cp = np.count_nonzero(weight_kcp, axis=0).astype(np.int64)  # (C, P)
-    acts_per_cp = np.count_nonzero(act_nctp, axis=(0, 2, 3)).astype(np.int64)  # (C, P)
-    return int(np.einsum("cp,cp->", weights_per_cp, acts_per_cp))
+    weights_per_q = np.count_nonzero(weight_kcp, axis=0).astype(np.int64).ravel()  # (C * P,)
+    return int(weights_per_q @ winograd_activation_counts(act_nctp))
 
 
 def spatial_multiplies(weight_kcrs: NDArray[np.bool_], act_nchw: NDArray[np.bool_], stride: int, padding: int) -> int:
@@ -88,106 +85,50 @@ def spatial_multiplies(weight_kcrs: NDArray[np.bool_], act_nchw: NDArray[np.bool
 
     weight_kcrs: (K, C, R, S) bool; act_nchw: (N, C, H, W) bool. Returns an exact Python int.
     """
-    _, channels, kernel_h, kernel_w = weight_kcrs.shape
-    height, width = act_nchw.shape[-2:]
-    out_h = (height + 2 * padding - kernel_h) // stride + 1
-    out_w = (width + 2 * padding - kernel_w) // stride + 1
-    weights_per_crs = np.count_nonzero(weight_kcrs, axis=0).astype(np.int64)  # (C, R, S)
-    padded = np.pad(act_nchw, ((0, 0), (0, 0), (padding, padding), (padding, padding))) if padding else act_nchw
-    total = 0
-    for r in range(kernel_h):
-        for s in range(kernel_w):
-            if not weights_per_crs[:, r, s].any():
-                continue
-            window = padded[:, :, r : r + stride * (out_h - 1) + 1 : stride, s : s + stride * (out_w - 1) + 1 : stride]
-            acts_per_c = np.count_nonzero(window, axis=(0, 2, 3)).astype(np.int64)  # (C,)
-            total += int(weights_per_crs[:, r, s] @ acts_per_c)
-    del channels
-    return total
+    weights_per_q = np.count_nonzero(weight_kcrs, axis=0).astype(np.int64).ravel()  # (C * R * S,)
+    return int(weights_per_q @ spatial_activation_counts(act_nchw, weight_kcrs.shape[2], stride, padding))
 
 
-def dense_multiplies(layer: LayerGeometry, domain: str, images: int, winograd_m: int = 2) -> int:
+def dense_multiplies(layer: LayerGeometry, domain: Domain, images: int, winograd_m: int = 2) -> int:
     """Closed-form multiplies with no skipping: K*C*R*S*Ho*Wo (spatial) or K*C*P*TH*TW (Winograd), x N."""
-    if domain == "winograd":
-        th, tw = ceil_div(layer.out_height, winograd_m), ceil_div(layer.out_width, winograd_m)
-        return layer.out_channels * layer.in_channels * (winograd_m + 2) ** 2 * th * tw * images
-    return layer.dense_spatial_multiplies() * images
+    positions, rows_per_image, columns_per_row = matrix_shape(layer, domain, winograd_m)
+    return layer.out_channels * layer.in_channels * positions * rows_per_image * columns_per_row * images
 
 
-def _transform_adds(layer: LayerGeometry, domain: str, images: int, winograd_m: int) -> tuple[int, int]:
-    if domain != "winograd":
-        return 0, 0
-    transform = transform_for(winograd_m, 3)
-    th, tw = ceil_div(layer.out_height, winograd_m), ceil_div(layer.out_width, winograd_m)
-    tiles = th * tw * images
-    return (
-        transform.input_cost().adds * layer.in_channels * tiles,
-        transform.output_cost().adds * layer.out_channels * tiles,
-    )
+def transform_adds_per_tile(winograd_m: int, kernel: int) -> tuple[int, int]:
+    """Adds of one tile's input transform (one input channel) and output transform (one output channel)."""
+    transform = transform_for(winograd_m, kernel)
+    return transform.input_cost().adds, transform.output_cost().adds
 
 
-def available(trace: Trace) -> dict[str, tuple[str | None, ...]]:
-    """For each method, the variants that supply its masks (None for the dense methods); () = unavailable."""
-    result: dict[str, tuple[str | None, ...]] = {}
-    for method in METHODS:
-        if method in DENSE_METHODS:
-            result[method] = (None,)
-        else:
-            source = SPARSE_METHOD_SOURCE[method]
-            result[method] = tuple(v.name for v in trace.variants if v.method == source)
-    return result
-
-
-def count_layer(trace: Trace, layer_index: int, method: str, variant: Variant | None = None) -> LayerCount:
-    """Exact counts of one layer under one method. Sparse methods need the variant that supplies masks."""
-    if method not in METHODS:
-        raise ConfigError(f"count_layer: method must be one of {METHODS}, got {method!r}")
-    layer = trace.layers[layer_index]
-    n, m = trace.images, trace.winograd_m
-    if method in DENSE_METHODS:
-        domain: Literal["winograd", "spatial"] = (
-            "winograd" if method == "dense_winograd" and layer.kind == "winograd" else "spatial"
-        )
-        dense = dense_multiplies(layer, domain, n, m)
-        multiplies = dense
-        variant_name = None
-    else:
-        if variant is None or variant.method != SPARSE_METHOD_SOURCE[method]:
-            raise ConfigError(
-                f"count_layer: method {method!r} needs a variant of method {SPARSE_METHOD_SOURCE[method]!r}, "
-                f"got {None if variant is None else variant.method!r}"
-            )
-        domain = variant.domain(layer)
-        masks = variant.masks[layer_index]
-        dense = dense_multiplies(layer, domain, n, m)
-        if domain == "winograd":
-            multiplies = winograd_multiplies(masks.weight, masks.activation)
-        else:
-            multiplies = spatial_multiplies(masks.weight, masks.activation, layer.stride, layer.padding)
-        variant_name = variant.name
-    input_adds, output_adds = _transform_adds(layer, domain, n, m)
+def count_operands(operands: LayerOperands) -> LayerCount:
+    """The exact counts of a lowered layer: multiplies from its pair counts, transform adds per tile."""
+    pairs = operands.pair_counts()
+    input_adds = output_adds = 0
+    if operands.domain == "winograd":
+        per_input_tile, per_output_tile = transform_adds_per_tile(operands.winograd_m, operands.layer.kernel)
+        input_adds = per_input_tile * operands.in_channels * operands.columns
+        output_adds = per_output_tile * operands.out_channels * operands.columns
     return LayerCount(
-        layer=layer.name,
-        layer_index=layer_index,
-        method=method,
-        variant=variant_name,
-        domain=domain,
-        images=n,
-        multiplies=multiplies,
-        algorithmic_multiplies=dense,
+        layer=operands.layer.name,
+        layer_index=operands.layer_index,
+        method=operands.method,
+        variant=operands.variant,
+        domain=operands.domain,
+        images=operands.images,
+        multiplies=pairs[(True, True)],
+        algorithmic_multiplies=pairs[(False, False)],
         input_transform_adds=input_adds,
         output_transform_adds=output_adds,
     )
 
 
+def count_layer(trace: Trace, layer_index: int, method: str, variant: Variant | None = None) -> LayerCount:
+    """Exact counts of one layer under one method. Sparse methods need the variant that supplies masks."""
+    return count_operands(lower_operands(trace, layer_index, method, variant))
+
+
 def count_trace(trace: Trace) -> tuple[LayerCount, ...]:
     """Counts of every layer under every available (method, variant): layer order, then METHODS order,
     then the trace's variant order."""
-    sources = available(trace)
-    rows: list[LayerCount] = []
-    for index in range(len(trace.layers)):
-        for method in METHODS:
-            for name in sources[method]:
-                variant = None if name is None else trace.variant(name)
-                rows.append(count_layer(trace, index, method, variant))
-    return tuple(rows)
+    return tuple(count_layer(trace, index, method, variant) for index, method, variant in work_items(trace))

@@ -26,8 +26,7 @@ from matplotlib.ticker import NullLocator
 from winosim.errors import ConfigError
 from winosim.files import atomic_write
 from winosim.integers import ceil_div
-from winosim.report import METHOD_LABELS
-from winosim.sweep import METHOD_ORDER
+from winosim.methods import METHOD_LABELS, sorted_methods
 from winosim.tables import energy_component_columns, method_totals, point_labels, with_reference_ratio
 from winosim.trace import Trace
 
@@ -71,8 +70,7 @@ def _label(method: str, variant: Any) -> str:
 
 
 def _methods_in_order(methods: Sequence[str]) -> list[str]:
-    present = list(dict.fromkeys(methods))
-    return [m for m in METHOD_ORDER if m in present] + sorted(set(present) - set(METHOD_ORDER))
+    return sorted_methods(methods)
 
 
 def _is_synthetic(table: pd.DataFrame) -> bool:

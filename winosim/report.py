@@ -26,9 +26,11 @@ from typing import Any
 
 import pandas as pd
 
-from winosim.counts import METHODS, LayerCount, available
+from winosim.counts import LayerCount
 from winosim.errors import ConfigError
 from winosim.integers import ceil_div
+from winosim.methods import METHOD_LABELS, METHODS, available
+from winosim.sim.results import LayerResult, LayerStats, SimResult
 from winosim.trace import Trace
 
 FORMATS: tuple[str, ...] = ("table", "md", "csv", "json", "latex")
@@ -39,14 +41,6 @@ SCOPES: tuple[str, ...] = ("layer", "winograd_layers", "total")
 
 REFERENCE_METHODS: tuple[str, ...] = ("dense_spatial", "dense_winograd")
 """The references every reduction is reported against (paper.md section 5: the paper does not say which)."""
-
-METHOD_LABELS: dict[str, str] = {
-    "dense_spatial": "dense spatial",
-    "pruned_spatial": "pruned spatial",
-    "dense_winograd": "dense Winograd",
-    "native_winograd": "native pruned Winograd",
-    "winograd_relu": "Winograd-ReLU",
-}
 
 COUNT_COLUMNS: tuple[str, ...] = (
     "multiplies",
@@ -87,21 +81,31 @@ def count_frame(trace: Trace, counts: Sequence[LayerCount]) -> pd.DataFrame:
 
     Methods the trace has no variant for get one row per layer with `available` False and null counts.
     """
-    by_key: dict[tuple[int, str], list[LayerCount]] = {}
-    for count in counts:
-        by_key.setdefault((count.layer_index, count.method), []).append(count)
+    return _layer_frame(trace, [(count, {}) for count in counts], ())
+
+
+def _layer_frame(
+    trace: Trace, rows: Sequence[tuple[LayerCount, Mapping[str, Any]]], extra_columns: Sequence[str]
+) -> pd.DataFrame:
+    """The per-layer rows of a run table: for each row, the exact count's columns and the `extra_columns`
+    of its mapping (simulated columns; null on the rows of unavailable methods), in layer then METHODS order.
+    Integer extra columns become nullable `Int64`."""
+    by_key: dict[tuple[int, str], list[tuple[LayerCount, Mapping[str, Any]]]] = {}
+    for count, extra in rows:
+        by_key.setdefault((count.layer_index, count.method), []).append((count, extra))
     sources = available(trace)
     records: list[dict[str, Any]] = []
     for index, layer in enumerate(trace.layers):
         for method in METHODS:
             base = {"scope": "layer", "layer": layer.name, "layer_index": index, "kind": layer.kind, "method": method}
-            rows = by_key.get((index, method), [])
-            if not rows and not sources[method]:
+            matching = by_key.get((index, method), [])
+            if not matching and not sources[method]:
                 records.append(
                     {**base, "variant": None, "available": False, "domain": None, "images": trace.images}
                     | dict.fromkeys(COUNT_COLUMNS)
+                    | dict.fromkeys(extra_columns)
                 )
-            for count in rows:
+            for count, extra in matching:
                 records.append(
                     {
                         **base,
@@ -111,24 +115,14 @@ def count_frame(trace: Trace, counts: Sequence[LayerCount]) -> pd.DataFrame:
                         "images": count.images,
                     }
                     | {column: getattr(count, column) for column in COUNT_COLUMNS}
+                    | {column: extra[column] for column in extra_columns}
                 )
-    frame = pd.DataFrame.from_records(
-        records,
-        columns=[
-            "scope",
-            "layer",
-            "layer_index",
-            "kind",
-            "method",
-            "variant",
-            "available",
-            "domain",
-            "images",
-            *COUNT_COLUMNS,
-        ],
-    )
+    columns = ["scope", "layer", "layer_index", "kind", "method", "variant", "available", "domain", "images"]
+    frame = pd.DataFrame.from_records(records, columns=[*columns, *COUNT_COLUMNS, *extra_columns])
     frame = frame.astype({"layer_index": "Int64", "images": "int64", "available": "bool"})
     frame = frame.astype(dict.fromkeys(COUNT_COLUMNS, "Int64"))
+    integer = [c for c in extra_columns if all(isinstance(extra[c], int) for _, extra in rows)]
+    frame = frame.astype({c: "Int64" if c in integer else "float64" for c in extra_columns})
     frame.insert(list(frame.columns).index("multiplies") + 1, "multiplies_per_image", _per_image(frame))
     return frame
 
@@ -217,11 +211,29 @@ def multiplies_frame(
     return with_ideal_cycles(frame, pe_count, multipliers_per_pe)
 
 
-SIM_KEY_COLUMNS: tuple[str, ...] = ("layer_index", "method", "variant")
-SIM_SKIP_COLUMNS: frozenset[str] = frozenset(
-    {"layer", "domain", "images", "multiplies", "input_transform_adds", "output_transform_adds"}
+SIM_STATS_COLUMNS: tuple[str, ...] = tuple(
+    name for name in LayerStats.field_names() if name not in ("cycles", "input_transform_adds", "output_transform_adds")
 )
-"""Simulator columns not merged into the run table: identifiers and the exact counts it already has."""
+"""The simulator's counts in the run table: every `LayerStats` field but `cycles` (placed first) and the
+transform adds. (The run table's `input_transform_adds` and `output_transform_adds` are the exact counts of
+`winosim.counts`; the simulator's re-count each transform per k-block and stay in `SimResult.to_frame()`.)"""
+
+
+def simulated_columns(result: SimResult, row: LayerResult) -> dict[str, Any]:
+    """The simulator's columns of one row of the run table, in order: cycles, latency, energy, multiplies
+    issued, DRAM bytes, then `SIM_STATS_COLUMNS` and the energy breakdown."""
+    stats = row.stats
+    columns: dict[str, Any] = {
+        "cycles": stats.cycles,
+        "latency_s": result.latency_s(stats.cycles),
+        "energy_pj": row.energy.energy_pj,
+        "multiplies_issued": stats.multiplies_issued,
+        "dram_bytes": stats.dram_bytes,
+    }
+    columns.update((name, getattr(stats, name)) for name in SIM_STATS_COLUMNS)
+    columns.update(row.energy.as_dict())
+    return columns
+
 
 SIM_COLUMN_DOCS: dict[str, str] = {
     "cycles": "simulated cycles of the layer (or sum) over the N images, on the given architecture",
@@ -242,43 +254,13 @@ SIM_COLUMN_DOCS: dict[str, str] = {
 }
 
 
-def run_frame(
-    trace: Trace, counts: Sequence[LayerCount], sim: pd.DataFrame, pe_count: int, multipliers_per_pe: int
-) -> pd.DataFrame:
-    """The simulated `winosim run` table: `multiplies_frame` plus the simulator's per-layer columns (from
-    `SimResult.to_frame()`), summed on the sum rows, with per-image values, speedups and energy reductions
-    against both dense references. Rows of unavailable methods stay null."""
-    base = count_frame(trace, counts)
-    numeric = [
-        c
-        for c in sim.columns
-        if c not in SIM_SKIP_COLUMNS
-        and c not in SIM_KEY_COLUMNS
-        and c != "utilisation"
-        and pd.api.types.is_numeric_dtype(sim[c])
-    ]
-    left = base.assign(_variant=base["variant"].fillna(""), _index=base["layer_index"].astype("int64"))
-    right = sim[[*SIM_KEY_COLUMNS, *numeric]].assign(
-        _variant=sim["variant"].fillna(""), _index=sim["layer_index"].astype("int64")
-    )
-    right = right.drop(columns=["layer_index", "variant"])
-    merged = left.merge(
-        right,
-        how="left",
-        left_on=["_index", "method", "_variant"],
-        right_on=["_index", "method", "_variant"],
-        validate="one_to_one",
-    )
-    missing = merged["available"] & merged["cycles"].isna()
-    if missing.any():
-        first = merged[missing].iloc[0]
-        raise ConfigError(
-            f"run_frame: the simulation has no row for layer {first['layer']!r}, method {first['method']!r}"
-        )
-    merged = merged.drop(columns=["_variant", "_index"])
-    integer = [c for c in numeric if pd.api.types.is_integer_dtype(sim[c])]
-    merged = merged.astype(dict.fromkeys(integer, "Int64"))
-    frame = with_totals(merged, [*COUNT_COLUMNS, *numeric])
+def run_frame(trace: Trace, result: SimResult, pe_count: int, multipliers_per_pe: int) -> pd.DataFrame:
+    """The simulated `winosim run` table, from the simulation's rows alone: each row's exact counts and its
+    simulated columns (`simulated_columns`), summed on the sum rows, with per-image values, speedups and
+    energy reductions against both dense references. Rows of unavailable methods stay null."""
+    rows = [(row.count, simulated_columns(result, row)) for row in result.rows]
+    extra = tuple(rows[0][1]) if rows else ()
+    frame = with_totals(_layer_frame(trace, rows, extra), [*COUNT_COLUMNS, *extra])
     frame["utilisation"] = (
         frame["multiplies_issued"].astype("Float64") / frame["multiplier_cycles"].astype("Float64")
     ).astype("float64")

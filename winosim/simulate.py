@@ -28,10 +28,11 @@ import simpy
 
 from winosim.arch import Arch
 from winosim.cost import ACCUMULATOR_BITS, energy_breakdown
-from winosim.counts import METHODS, available
+from winosim.counts import count_operands, transform_adds_per_tile
 from winosim.energy import EnergyTable, energy_table
 from winosim.errors import ConfigError
 from winosim.integers import ceil_div
+from winosim.methods import available, check_methods, method
 from winosim.sim.pe_array import pass_compute, zero_handling
 from winosim.sim.pipeline import PassTiming, attribute, run_layer, solve_layer
 from winosim.sim.plan import (
@@ -47,7 +48,6 @@ from winosim.sim.plan import (
 )
 from winosim.sim.results import LayerResult, LayerStats, SimResult
 from winosim.trace import Trace
-from winosim.winograd import transform_for
 from winosim.workload import IntArray, LayerWork, Workload, lower
 
 logger = logging.getLogger(__name__)
@@ -159,12 +159,6 @@ def _traffic(work: LayerWork, plan: LayerPlan, arch: Arch) -> _Traffic:
     )
 
 
-def _transform_adds(work: LayerWork) -> tuple[int, int]:
-    """Adds per tile of the input and the output transform of a Winograd-domain layer."""
-    transform = transform_for(work.winograd_m, work.layer.kernel)
-    return transform.input_cost().adds, transform.output_cost().adds
-
-
 def simulate_layer(work: LayerWork, arch: Arch, table: EnergyTable, *, engine: Engine = "events") -> LayerResult:
     """Simulate one layer under one method on `arch`.
 
@@ -186,7 +180,7 @@ def simulate_layer(work: LayerWork, arch: Arch, table: EnergyTable, *, engine: E
     bandwidth = arch.memory.dram_bandwidth_bytes_per_cycle
 
     if winograd:
-        in_adds, out_adds = work.memo.get("transform_adds", lambda: _transform_adds(work))
+        in_adds, out_adds = transform_adds_per_tile(work.winograd_m, work.layer.kernel)
         it_cycles = ceil_div(layer.in_channels * tiles, arch.input_transform.tiles_per_cycle_total).tolist() * blocks
         ot_cycles = ceil_div(np.outer(ksizes, tiles), arch.output_transform.tiles_per_cycle_total).ravel().tolist()
     else:
@@ -212,7 +206,7 @@ def simulate_layer(work: LayerWork, arch: Arch, table: EnergyTable, *, engine: E
 
     algorithmic, actual, gated, skipped = multiply_counts(work, arch)
     transformed_tiles = blocks * tiles_total
-    relu = work.method == "winograd_relu" and winograd
+    relu = method(work.method).relu_in_winograd and winograd
     stats = LayerStats(
         cycles=total,
         compute_cycles=parts.compute_cycles,
@@ -257,6 +251,7 @@ def simulate_layer(work: LayerWork, arch: Arch, table: EnergyTable, *, engine: E
         images=work.images,
         stats=stats,
         energy=energy_breakdown(stats, arch, table),
+        count=count_operands(work),
     )
 
 
@@ -279,9 +274,7 @@ def simulate(
         raise ConfigError(f"simulate: engine must be one of {ENGINES}, got {engine!r}")
     selected: tuple[str, ...] | None = tuple(methods) if methods is not None else None
     if selected is not None:
-        unknown = [m for m in selected if m not in METHODS]
-        if unknown:
-            raise ConfigError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+        check_methods(selected)
         sources = available(trace)
         missing = [m for m in selected if not sources[m]]
         if missing:

@@ -47,9 +47,9 @@ import pandas as pd
 import yaml
 
 import winosim
-from winosim.counts import METHODS
 from winosim.errors import ConfigError, TraceError, WinosimError
 from winosim.files import atomic_write, atomic_write_text
+from winosim.methods import sorted_methods
 from winosim.trace import Trace, load_trace
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,6 @@ RESULTS_CSV = "results.csv"
 POINTS_DIR = "points"
 MANIFEST_FORMAT = "winosim-sweep"
 MANIFEST_VERSION = 1
-
-#: Method order used when sorting result rows (methods not listed sort after these, alphabetically).
-METHOD_ORDER: tuple[str, ...] = METHODS
 
 #: Columns every sweep table starts with, before the parameter and result columns.
 ID_COLUMNS: tuple[str, ...] = ("trace", "trace_sha256", "synthetic", "point")
@@ -611,7 +608,7 @@ def plan(
 
 
 def _sort_rows(frame: pd.DataFrame, trace_order: Sequence[str]) -> pd.DataFrame:
-    methods = list(METHOD_ORDER) + sorted(set(frame["method"].astype(str)) - set(METHOD_ORDER))
+    methods = sorted_methods(frame["method"].astype(str))
     keys = pd.DataFrame(
         {
             "t": frame["trace"].map({name: i for i, name in enumerate(trace_order)}),

@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from winosim.errors import ConfigError
-from winosim.report import FORMATS, METHOD_LABELS, Column, fmt_method, render
-from winosim.sweep import METHOD_ORDER
+from winosim.methods import METHOD_LABELS, sorted_methods
+from winosim.report import FORMATS, Column, fmt_method, render
 
 SYNTHETIC_BANNER = "SYNTHETIC TRACE: random masks from a generator, NOT a trained model; do not quote these numbers"
 
@@ -58,7 +58,7 @@ def energy_component_columns(table: pd.DataFrame) -> list[str]:
 
 
 def _method_rank(methods: pd.Series) -> pd.Series:
-    order = list(METHOD_ORDER) + sorted(set(methods.astype(str)) - set(METHOD_ORDER))
+    order = sorted_methods(methods.astype(str))
     return methods.astype(str).map({m: i for i, m in enumerate(order)})
 
 

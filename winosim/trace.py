@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,12 +34,10 @@ from winosim.errors import ConfigError, TraceError
 from winosim.files import atomic_write
 from winosim.geometry import LayerGeometry
 from winosim.integers import ceil_div
+from winosim.methods import VARIANT_METHODS, Domain, VariantMethod, variant_domain
 
 FORMAT_NAME = "winosim-trace"
 SCHEMA_VERSION = 1
-VARIANT_METHODS: tuple[str, ...] = ("spatial", "native", "winograd_relu")
-VariantMethod = Literal["spatial", "native", "winograd_relu"]
-Domain = Literal["winograd", "spatial"]
 BoolArray = NDArray[np.bool_]
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
@@ -93,7 +91,7 @@ class Variant:
 
     def domain(self, layer: LayerGeometry) -> Domain:
         """Where this variant multiplies in `layer`: the Winograd domain or the spatial domain."""
-        return "winograd" if (self.method != "spatial" and layer.kind == "winograd") else "spatial"
+        return variant_domain(self.method, layer)
 
 
 @dataclass(frozen=True)
@@ -491,7 +489,7 @@ def mask_shapes(
     method: str, layer: LayerGeometry, images: int, winograd_m: int = 2
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(weight shape, activation shape) of a layer's masks for a variant of `method` with N = `images`."""
-    if method != "spatial" and layer.kind == "winograd":
+    if variant_domain(method, layer) == "winograd":
         th, tw = ceil_div(layer.out_height, winograd_m), ceil_div(layer.out_width, winograd_m)
         p = (winograd_m + 2) ** 2
         return (layer.out_channels, layer.in_channels, p), (images, layer.in_channels, th, tw, p)

@@ -1,4 +1,5 @@
-"""Lowering a trace to a workload: the design-point-independent work of every layer under every method.
+"""Lowering: from the masks of a trace to the work of every layer under every method, the one source of
+every count (the exact counts of `winosim.counts` and the simulator's per-layer work both derive from it).
 
 Every layer, under every method, is a matrix product on the PE array: output (K x columns) = weights
 (K x Q) @ activations (Q x columns), where
@@ -22,6 +23,10 @@ vectorised in numpy, what the simulator needs from the masks, for every design p
 
 Dense methods carry no masks (`dense=True`): every operand is non-zero and their work is a closed form.
 
+Two depths of the same lowering: `lower_operands` gives a `LayerOperands` (the matrix product's shape and
+the non-zero counts per q over all columns, all the exact counts need: `pair_counts`), and `lower_layer`
+a `LayerWork`, the same operands plus the per-row and per-segment arrays above for the simulator.
+
 Every `LayerWork` carries a small `Memo`: what the simulator derives from it for one design point and needs
 again for others that share the relevant parameters (the layer's plan for a buffer size, the per-unit work
 for a partition and zero handling; winosim.simulate) is kept there, keyed by exactly those parameters, so
@@ -31,21 +36,21 @@ the work and the key: it never changes a result, and it is empty again after pic
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar, cast
+from typing import TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from winosim.counts import DENSE_METHODS, METHODS, SPARSE_METHOD_SOURCE, available
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry
 from winosim.integers import ceil_div
+from winosim.methods import METHODS, Domain, Method, available, check_methods, method
 from winosim.trace import Trace, Variant
 
-Domain = Literal["winograd", "spatial"]
 IntArray = NDArray[np.int64]
 
 SEGMENT_COLUMNS = 4
@@ -102,12 +107,12 @@ class Memo:
 
 
 @dataclass(frozen=True, eq=False)
-class LayerWork:
-    """What one layer asks of the array under one (method, variant), over the trace's `images`.
+class LayerOperands:
+    """One layer under one (method, variant) as a matrix product over the trace's `images`: its shape, and
+    the non-zero counts the exact counts need.
 
-    Shapes: `weight_kq` (K, Q) bool, `weight_nnz_q` (Q,), `weight_nnz_k` (K,), `act_rq` (rows, Q) int32,
-    `act_sq` (rows * segments_per_row, Q) uint8, `act_nnz_row` (rows,), `input_nnz_hw` (N, H, W). The
-    mask-derived arrays are None for dense methods.
+    Shapes: `weight_kq` (K, Q) bool, `weight_nnz_q` (Q,), `weight_nnz_k` (K,), `act_nnz_q` (Q,): columns with
+    a non-zero activation at each q, over all columns. The mask-derived arrays are None for dense methods.
     """
 
     layer: LayerGeometry
@@ -124,11 +129,7 @@ class LayerWork:
     weight_kq: NDArray[np.bool_] | None
     weight_nnz_q: IntArray | None
     weight_nnz_k: IntArray | None
-    act_sq: NDArray[np.uint8] | None
-    act_rq: NDArray[np.int32] | None
-    act_nnz_row: IntArray | None
-    input_nnz_hw: NDArray[np.int32] | None
-    memo: Memo = field(default_factory=Memo, init=False, repr=False, compare=False)
+    act_nnz_q: IntArray | None
 
     @property
     def out_channels(self) -> int:
@@ -168,23 +169,35 @@ class LayerWork:
         """Multiplies restricted to non-zero weights and/or non-zero activations.
 
         Key (weights_nonzero_only, activations_nonzero_only): (False, False) is the algorithmic count,
-        (True, True) the exact zero-skipping count of `winosim.counts`.
+        (True, True) the exact zero-skipping count (`winosim.counts`).
         """
-        return dict(self.memo.get("pair_counts", self._pair_counts))
-
-    def _pair_counts(self) -> dict[tuple[bool, bool], int]:
         k, q, cols = self.out_channels, self.q, self.columns
+        full = k * q * cols
         if self.dense:
-            full = k * q * cols
             return {(False, False): full, (True, False): full, (False, True): full, (True, True): full}
-        assert self.weight_nnz_q is not None and self.act_rq is not None and self.act_nnz_row is not None
-        act_q = self.act_rq.sum(axis=0, dtype=np.int64)
+        assert self.weight_nnz_q is not None and self.act_nnz_q is not None
         return {
-            (False, False): k * q * cols,
+            (False, False): full,
             (True, False): int(self.weight_nnz_q.sum()) * cols,
-            (False, True): k * int(self.act_nnz_row.sum()),
-            (True, True): int(self.weight_nnz_q @ act_q),
+            (False, True): k * int(self.act_nnz_q.sum()),
+            (True, True): int(self.weight_nnz_q @ self.act_nnz_q),
         }
+
+
+@dataclass(frozen=True, eq=False)
+class LayerWork(LayerOperands):
+    """`LayerOperands` plus what the simulator needs per row and segment of columns.
+
+    Shapes: `act_rq` (rows, Q) int32, `act_sq` (rows * segments_per_row, Q) uint8, `act_nnz_row` (rows,),
+    `input_nnz_hw` (N, H, W). The mask-derived arrays are None for dense methods (and `input_nnz_hw` for
+    Winograd-domain work).
+    """
+
+    act_sq: NDArray[np.uint8] | None
+    act_rq: NDArray[np.int32] | None
+    act_nnz_row: IntArray | None
+    input_nnz_hw: NDArray[np.int32] | None
+    memo: Memo = field(default_factory=Memo, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -201,6 +214,15 @@ class Workload:
         if methods is None:
             return self.works
         return tuple(w for w in self.works if w.method in methods)
+
+
+def matrix_shape(layer: LayerGeometry, domain: Domain, winograd_m: int) -> tuple[int, int, int]:
+    """(positions, rows per image, columns per row) of `layer` lowered in `domain`: p*p Winograd positions
+    and the output tile grid, or R*S kernel taps and the output pixel grid."""
+    if domain == "winograd":
+        m = winograd_m
+        return (m + 2) ** 2, ceil_div(layer.out_height, m), ceil_div(layer.out_width, m)
+    return layer.kernel * layer.kernel, layer.out_height, layer.out_width
 
 
 def _segment_bounds(columns: int) -> tuple[IntArray, IntArray]:
@@ -257,60 +279,108 @@ def _channel_counts(act: NDArray[np.bool_]) -> NDArray[np.int32]:
     return counts
 
 
-def lower_layer(trace: Trace, layer_index: int, method: str, variant: Variant | None) -> LayerWork:
-    """The `LayerWork` of one layer under one method (a sparse method needs the variant with its masks)."""
-    if method not in METHODS:
-        raise ConfigError(f"lower_layer: method must be one of {METHODS}, got {method!r}")
+def winograd_activation_counts(act: NDArray[np.bool_]) -> IntArray:
+    """(N, C, TH, TW, P) bool -> (C * P,) int64: tiles with a non-zero activation at each (c, position)."""
+    return np.count_nonzero(act, axis=(0, 2, 3)).astype(np.int64).ravel()
+
+
+def spatial_activation_counts(act: NDArray[np.bool_], kernel: int, stride: int, padding: int) -> IntArray:
+    """(N, C, H, W) bool -> (C * R * S,) int64: for each (c, r, s), the output pixels whose (r, s)-shifted,
+    zero-padded input at channel c is non-zero (zero padding counts as a zero activation)."""
+    n, channels, height, width = act.shape
+    out_h = (height + 2 * padding - kernel) // stride + 1
+    out_w = (width + 2 * padding - kernel) // stride + 1
+    padded = np.pad(act, ((0, 0), (0, 0), (padding, padding), (padding, padding))) if padding else act
+    counts = np.empty((channels, kernel, kernel), dtype=np.int64)
+    for r in range(kernel):
+        for s in range(kernel):
+            window = padded[:, :, r : r + stride * (out_h - 1) + 1 : stride, s : s + stride * (out_w - 1) + 1 : stride]
+            counts[:, r, s] = np.count_nonzero(window, axis=(0, 2, 3))
+    del n
+    return counts.ravel()
+
+
+def _checked_method(method_name: str, variant: Variant | None) -> Method:
+    """The method called `method_name`, after checking that `variant` can supply its masks."""
+    spec = method(method_name)
+    if not spec.dense and (variant is None or variant.method != spec.source):
+        raise ConfigError(
+            f"method {method_name!r} needs a variant of method {spec.source!r}, "
+            f"got {None if variant is None else variant.method!r}"
+        )
+    return spec
+
+
+def _operands(
+    trace: Trace, layer_index: int, method_name: str, variant: Variant | None, act_nnz_q: IntArray | None = None
+) -> LayerOperands:
+    """The lowering rule: the domain, the matrix shape and the weights of one layer under one method; the
+    activations' per-q counts are `act_nnz_q` when given, else counted from the masks."""
+    spec = _checked_method(method_name, variant)
     layer = trace.layers[layer_index]
-    m = trace.winograd_m
-    if method in DENSE_METHODS:
-        domain: Domain = "winograd" if method == "dense_winograd" and layer.kind == "winograd" else "spatial"
-    else:
-        if variant is None or variant.method != SPARSE_METHOD_SOURCE[method]:
-            raise ConfigError(
-                f"lower_layer: method {method!r} needs a variant of method {SPARSE_METHOD_SOURCE[method]!r}"
-            )
-        domain = variant.domain(layer)
-    if domain == "winograd":
-        positions = (m + 2) ** 2
-        rows_per_image, columns_per_row = ceil_div(layer.out_height, m), ceil_div(layer.out_width, m)
-    else:
-        positions = layer.kernel * layer.kernel
-        rows_per_image, columns_per_row = layer.out_height, layer.out_width
+    domain = spec.domain(layer)
+    positions, rows_per_image, columns_per_row = matrix_shape(layer, domain, trace.winograd_m)
     common = {
         "layer": layer,
         "layer_index": layer_index,
-        "method": method,
+        "method": method_name,
         "domain": domain,
         "images": trace.images,
-        "winograd_m": m,
+        "winograd_m": trace.winograd_m,
         "positions": positions,
         "rows_per_image": rows_per_image,
         "columns_per_row": columns_per_row,
     }
-    if variant is None or method in DENSE_METHODS:
-        return LayerWork(
+    if spec.dense or variant is None:
+        return LayerOperands(
             **common,  # type: ignore[arg-type]
             variant=None,
             dense=True,
             weight_kq=None,
             weight_nnz_q=None,
             weight_nnz_k=None,
-            act_sq=None,
-            act_rq=None,
-            act_nnz_row=None,
-            input_nnz_hw=None,
+            act_nnz_q=None,
         )
     masks = variant.masks[layer_index]
     weight_kq = masks.weight.reshape(layer.out_channels, -1)
+    if act_nnz_q is None:
+        if domain == "winograd":
+            act_nnz_q = winograd_activation_counts(masks.activation)
+        else:
+            act_nnz_q = spatial_activation_counts(masks.activation, layer.kernel, layer.stride, layer.padding)
+    return LayerOperands(
+        **common,  # type: ignore[arg-type]
+        variant=variant.name,
+        dense=False,
+        weight_kq=weight_kq,
+        weight_nnz_q=np.count_nonzero(weight_kq, axis=0).astype(np.int64),
+        weight_nnz_k=np.count_nonzero(weight_kq, axis=1).astype(np.int64),
+        act_nnz_q=act_nnz_q,
+    )
+
+
+def lower_operands(trace: Trace, layer_index: int, method_name: str, variant: Variant | None = None) -> LayerOperands:
+    """The `LayerOperands` of one layer under one method (a sparse method needs the variant with its masks)."""
+    return _operands(trace, layer_index, method_name, variant)
+
+
+def lower_layer(trace: Trace, layer_index: int, method_name: str, variant: Variant | None) -> LayerWork:
+    """The `LayerWork` of one layer under one method (a sparse method needs the variant with its masks)."""
+    spec = _checked_method(method_name, variant)
+    if spec.dense or variant is None:
+        operands = _operands(trace, layer_index, method_name, variant)
+        return _work(operands, act_sq=None, act_rq=None, act_nnz_row=None, input_nnz_hw=None)
+    layer = trace.layers[layer_index]
+    activation = variant.masks[layer_index].activation
     input_nnz_hw: NDArray[np.int32] | None
-    if domain == "winograd":
-        act_sq = _winograd_segments(masks.activation)
+    if spec.domain(layer) == "winograd":
+        act_sq = _winograd_segments(activation)
         input_nnz_hw = None  # the spatial map feeding the input transform is held dense (docs/simulator.md)
     else:
-        act_sq = _spatial_segments(masks.activation, layer)
-        input_nnz_hw = _channel_counts(masks.activation)
+        act_sq = _spatial_segments(activation, layer)
+        input_nnz_hw = _channel_counts(activation)
         input_nnz_hw.setflags(write=False)
+    _, _, columns_per_row = matrix_shape(layer, spec.domain(layer), trace.winograd_m)
     segments = ceil_div(columns_per_row, SEGMENT_COLUMNS)
     by_row = act_sq.reshape(-1, segments, act_sq.shape[1])
     act_rq = by_row[:, 0].astype(np.int32)
@@ -318,13 +388,9 @@ def lower_layer(trace: Trace, layer_index: int, method: str, variant: Variant | 
         act_rq += by_row[:, segment]
     act_sq.setflags(write=False)
     act_rq.setflags(write=False)
-    return LayerWork(
-        **common,  # type: ignore[arg-type]
-        variant=variant.name,
-        dense=False,
-        weight_kq=weight_kq,
-        weight_nnz_q=np.count_nonzero(weight_kq, axis=0).astype(np.int64),
-        weight_nnz_k=np.count_nonzero(weight_kq, axis=1).astype(np.int64),
+    operands = _operands(trace, layer_index, method_name, variant, act_rq.sum(axis=0, dtype=np.int64))
+    return _work(
+        operands,
         act_sq=act_sq,
         act_rq=act_rq,
         act_nnz_row=act_rq.sum(axis=1, dtype=np.int64),
@@ -332,25 +398,32 @@ def lower_layer(trace: Trace, layer_index: int, method: str, variant: Variant | 
     )
 
 
+def _work(operands: LayerOperands, **arrays: object) -> LayerWork:
+    fields = {f.name: getattr(operands, f.name) for f in dataclasses.fields(LayerOperands)}
+    return LayerWork(**fields, **arrays)  # type: ignore[arg-type]
+
+
+def work_items(trace: Trace, methods: tuple[str, ...] | None = None) -> Iterator[tuple[int, str, Variant | None]]:
+    """(layer index, method, variant or None) of every available pair of `trace`, or only of `methods`: layer
+    order, then `METHODS` order, then the trace's variant order."""
+    if methods is not None:
+        check_methods(methods)
+    sources = available(trace)
+    for index in range(len(trace.layers)):
+        for name in METHODS:
+            if methods is not None and name not in methods:
+                continue
+            for variant in sources[name]:
+                yield index, name, None if variant is None else trace.variant(variant)
+
+
 def lower(trace: Trace, methods: tuple[str, ...] | None = None) -> Workload:
     """Lower every layer of `trace` under every available (method, variant), or only `methods`."""
-    if methods is not None:
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown:
-            raise ConfigError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
-    sources = available(trace)
-    works: list[LayerWork] = []
-    for index in range(len(trace.layers)):
-        for method in METHODS:
-            if methods is not None and method not in methods:
-                continue
-            for name in sources[method]:
-                variant = None if name is None else trace.variant(name)
-                works.append(lower_layer(trace, index, method, variant))
+    works = tuple(lower_layer(trace, index, name, variant) for index, name, variant in work_items(trace, methods))
     return Workload(
         network=trace.network,
         images=trace.images,
         winograd_m=trace.winograd_m,
         layers=trace.layers,
-        works=tuple(works),
+        works=works,
     )

@@ -9,8 +9,8 @@ import pytest
 from sim_helpers import small_arch
 
 from winosim import simulate
-from winosim.counts import METHODS
 from winosim.errors import ConfigError
+from winosim.methods import METHODS
 from winosim.sim.results import EnergyBreakdown, LayerStats
 from winosim.trace import Trace
 

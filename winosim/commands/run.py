@@ -24,13 +24,13 @@ from winosim import __version__
 from winosim.arch import Arch
 from winosim.archio import add_arch_arguments, apply_overrides, arch_from_args, arch_to_flat_dict
 from winosim.commands import CommandParser, command_parser, positive_int
-from winosim.counts import METHODS, available, count_trace
+from winosim.counts import count_trace
 from winosim.errors import ConfigError, OutputError
 from winosim.files import atomic_write_text
+from winosim.methods import METHOD_LABELS, METHODS, available
 from winosim.report import (
     COLUMN_DOCS,
     FORMATS,
-    METHOD_LABELS,
     RUN_COLUMNS,
     RUN_SIM_COLUMNS,
     SIM_COLUMN_DOCS,
@@ -203,12 +203,11 @@ def main(argv: list[str]) -> int:
     if args.multipliers_per_pe is not None:
         arch = apply_overrides(arch, {"pe_array.multipliers_per_pe": args.multipliers_per_pe})
     trace = load_trace(args.trace)
-    logger.info("counting %d layers x %d variants of %s", len(trace.layers), len(trace.variants), args.trace)
-    counts = count_trace(trace)
     pe_count, multipliers_per_pe = arch.pe_array.pe_count, arch.pe_array.multipliers_per_pe
     sim: pd.DataFrame | None = None
     if args.counts_only:
-        frame = multiplies_frame(trace, counts, pe_count, multipliers_per_pe)
+        logger.info("counting %d layers x %d variants of %s", len(trace.layers), len(trace.variants), args.trace)
+        frame = multiplies_frame(trace, count_trace(trace), pe_count, multipliers_per_pe)
         columns, docs = RUN_COLUMNS, COLUMN_DOCS
     else:
         update, close = _progress_bar(args.no_progress)
@@ -217,7 +216,7 @@ def main(argv: list[str]) -> int:
         finally:
             close()
         sim = result.to_frame()
-        frame = run_frame(trace, counts, sim, pe_count, multipliers_per_pe)
+        frame = run_frame(trace, result, pe_count, multipliers_per_pe)
         columns, docs = RUN_SIM_COLUMNS, {**COLUMN_DOCS, **SIM_COLUMN_DOCS}
     if args.totals_only:
         frame = frame[frame["scope"] != "layer"].reset_index(drop=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from winosim.arch import Arch
+from winosim.counts import LayerCount
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -101,6 +102,11 @@ class LayerStats:
         """Every count by field name, in field order."""
         return {name: getattr(self, name) for name in _STATS_FIELDS}
 
+    @staticmethod
+    def field_names() -> tuple[str, ...]:
+        """The counts' names, in field order."""
+        return _STATS_FIELDS
+
 
 @dataclass(frozen=True)
 class EnergyBreakdown:
@@ -135,7 +141,8 @@ _ENERGY_FIELDS = tuple(f.name for f in dataclasses.fields(EnergyBreakdown))
 
 @dataclass(frozen=True)
 class LayerResult:
-    """One row: a layer under a method (and the variant that supplied its masks) on the run's architecture."""
+    """One row: a layer under a method (and the variant that supplied its masks) on the run's architecture:
+    its exact counts (`winosim.counts`, from the same lowering), the simulated counts and their energy."""
 
     layer: str
     layer_index: int
@@ -145,6 +152,7 @@ class LayerResult:
     images: int
     stats: LayerStats
     energy: EnergyBreakdown
+    count: LayerCount
 
 
 @dataclass(frozen=True)
