@@ -36,7 +36,7 @@ from winosim.archio import apply_overrides  # noqa: E402
 from winosim.counts import count_trace  # noqa: E402
 from winosim.energy import energy_table  # noqa: E402
 from winosim.geometry import resnet18_imagenet  # noqa: E402
-from winosim.simulate import simulate_layer  # noqa: E402
+from winosim.sim.layer import simulate_layer  # noqa: E402
 from winosim.synthetic import synthetic_trace  # noqa: E402
 from winosim.trace import Trace  # noqa: E402
 from winosim.workload import lower  # noqa: E402

@@ -2,7 +2,7 @@
 
 An `EnergyTable` is a named list of `EnergyEntry` records; every entry states its value in picojoules, what
 it is per (an operation, a 64-bit access, a bit), the bit width, the technology node and its source. Entries
-not in the source are marked `derived` and say how they were derived. `winosim.cost` multiplies the
+not in the source are marked `derived` and say how they were derived. `winosim.sim.cost` multiplies the
 simulator's counts by a table; changing the table re-costs a result without re-simulating it.
 
 Two presets:

@@ -27,20 +27,19 @@ Two depths of the same lowering: `lower_operands` gives a `LayerOperands` (the m
 the non-zero counts per q over all columns, all the exact counts need: `pair_counts`), and `lower_layer`
 a `LayerWork`, the same operands plus the per-row and per-segment arrays above for the simulator.
 
-Every `LayerWork` carries a small `Memo`: what the simulator derives from it for one design point and needs
-again for others that share the relevant parameters (the layer's plan for a buffer size, the per-unit work
-for a partition and zero handling; winosim.simulate) is kept there, keyed by exactly those parameters, so
-a sweep that reuses one workload computes each of them once. The memo holds results of pure functions of
-the work and the key: it never changes a result, and it is empty again after pickling.
+Every `LayerWork` carries a small `Memo` (`winosim.memo`): what the simulator derives from it for one design
+point and needs again for others that share the relevant parameters (the layer's plan for a buffer size,
+the per-unit work for a partition and zero handling; `winosim.sim`) is kept there, keyed by the architecture
+fields each stage declares it reads, so a sweep that reuses one workload computes each of them once. The
+memo holds results of pure functions of the work and the key: it never changes a result, and it is empty
+again after pickling.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -48,6 +47,7 @@ from numpy.typing import NDArray
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry
 from winosim.integers import ceil_div
+from winosim.memo import Memo
 from winosim.methods import METHODS, Domain, Method, available, check_methods, method
 from winosim.trace import Trace, Variant
 
@@ -55,55 +55,6 @@ IntArray = NDArray[np.int64]
 
 SEGMENT_COLUMNS = 4
 """Columns (output tiles or pixels) per segment of a row: the `tiles` partition's unit of work."""
-
-MEMO_ENTRIES = 64
-"""Entries a `Memo` keeps (the least recently used is dropped first): a few dozen design points' worth of
-plans, units and makespans per layer and method."""
-
-T = TypeVar("T")
-
-
-class Memo:
-    """A bounded, thread-safe cache of values computed from one `LayerWork` for some design-point parameters.
-
-    `get(key, compute)` returns the value stored under `key`, or stores and returns `compute()`; beyond
-    `limit` entries the least recently used one is dropped. A key must name every parameter its value
-    depends on; callers must not modify values (the simulator stores its numpy arrays read-only). Pickling
-    keeps the limit and drops the entries.
-    """
-
-    __slots__ = ("_entries", "_lock", "limit")
-
-    def __init__(self, limit: int = MEMO_ENTRIES) -> None:
-        if limit < 1:
-            raise ValueError(f"Memo: limit must be >= 1, got {limit}")
-        self.limit = limit
-        self._entries: dict[Hashable, object] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, compute: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._entries:
-                hit = self._entries.pop(key)
-                self._entries[key] = hit  # most recently used last
-                return cast(T, hit)
-        value = compute()  # outside the lock: two threads may both compute it, with the same result
-        with self._lock:
-            while len(self._entries) >= self.limit:
-                del self._entries[next(iter(self._entries))]
-            self._entries[key] = value
-        return value
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __getstate__(self) -> int:
-        return self.limit
-
-    def __setstate__(self, limit: int) -> None:
-        self.limit = limit
-        self._entries = {}
-        self._lock = threading.Lock()
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,10 +35,10 @@ from winosim.arch import Arch, default_arch
 from winosim.archio import apply_overrides
 from winosim.energy import energy_table
 from winosim.geometry import LayerGeometry, NetworkGeometry
+from winosim.sim.layer import simulate_layer
 from winosim.sim.pipeline import PassTiming, run_layer, solve_layer
 from winosim.sim.plan import plan_layer
 from winosim.sim.results import SimResult
-from winosim.simulate import simulate_layer
 from winosim.synthetic import synthetic_trace
 from winosim.trace import Trace
 from winosim.workload import lower

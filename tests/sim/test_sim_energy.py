@@ -11,9 +11,10 @@ import pytest
 from sim_helpers import small_arch
 
 from winosim import simulate
-from winosim.cost import ACCUMULATOR_BITS, energy_breakdown, recost
 from winosim.energy import ENERGY_TABLES, EnergyEntry, energy_table, horowitz45, mobile_lpddr4
 from winosim.errors import ConfigError
+from winosim.sim.cost import energy_breakdown, recost
+from winosim.sim.pe_array import ACCUMULATOR_BITS
 from winosim.trace import Trace
 
 

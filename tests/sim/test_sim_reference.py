@@ -17,8 +17,8 @@ from sim_reference import simulate_layer_reference
 from winosim.archio import apply_overrides
 from winosim.energy import energy_table
 from winosim.geometry import LayerGeometry, NetworkGeometry
+from winosim.sim.layer import simulate_layer
 from winosim.sim.plan import plan_layer
-from winosim.simulate import simulate_layer
 from winosim.synthetic import synthetic_trace
 from winosim.trace import Trace
 from winosim.workload import lower_layer

@@ -17,7 +17,9 @@ that becomes free first (the lowest-numbered one on a tie): greedy list scheduli
 last PE finishes (its makespan); the PEs that finish earlier idle: load imbalance.
 
 The units' cycles do not depend on the PE count or the assignment: `unit_cycles` keeps them in the work's
-memo, keyed by the parameters they do depend on, so a sweep over PE counts computes them once.
+memo, keyed by the parameters they do depend on (the `UNITS` stage), so a sweep over PE counts computes them
+once. The array also reports its own accesses (`pe_array_stats`): multiplies, accumulations, register-file
+and accumulator bytes.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from winosim.arch import PEArray
+from winosim.arch import Arch, PEArray
 from winosim.integers import ceil_div
+from winosim.memo import MemoKey, Stage
 from winosim.sim.plan import LayerPlan
 from winosim.workload import LayerWork
 
 IntArray = NDArray[np.int64]
+
+ACCUMULATOR_BITS = 32
+"""Width of a partial sum in the accumulators."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,6 +54,44 @@ class PassCompute:
 def zero_handling(work: LayerWork, pe: PEArray) -> tuple[str, str]:
     """(weights, activations) zero handling in effect: dense baselines run with skipping off."""
     return ("none", "none") if work.dense else (pe.weight_zeros, pe.activation_zeros)
+
+
+@dataclass(frozen=True)
+class Multiplies:
+    """A layer's multiplies in Sparseloop's vocabulary: algorithmic = actual + gated + skipped."""
+
+    algorithmic: int
+    actual: int
+    gated: int
+    skipped: int
+
+
+def multiply_counts(work: LayerWork, pe: PEArray) -> Multiplies:
+    """The multiplies of `work` under the array's zero handling (from the lowering's pair counts)."""
+    weights_mode, acts_mode = zero_handling(work, pe)
+    pairs = work.pair_counts()
+    algorithmic = pairs[(False, False)]
+    issued = pairs[(weights_mode == "skip", acts_mode == "skip")]
+    actual = pairs[(weights_mode != "none", acts_mode != "none")]
+    return Multiplies(algorithmic, actual, issued - actual, algorithmic - issued)
+
+
+def pe_array_stats(work: LayerWork, arch: Arch, total_cycles: int) -> dict[str, int]:
+    """The array's counts over a layer of `total_cycles` cycles, as `LayerStats` fields: multiplier-cycles,
+    multiplies, accumulation adds and the register-file and accumulator accesses (each actual multiply reads
+    two operands and reads and writes one partial sum)."""
+    pe = arch.pe_array
+    multiplies = multiply_counts(work, pe)
+    return {
+        "multiplier_cycles": pe.multipliers * total_cycles,
+        "multiplies_algorithmic": multiplies.algorithmic,
+        "multiplies_actual": multiplies.actual,
+        "multiplies_gated": multiplies.gated,
+        "multiplies_skipped": multiplies.skipped,
+        "accumulation_adds": multiplies.actual,
+        "rf_access_bytes": 2 * arch.data_width_bytes * multiplies.actual,
+        "accumulator_access_bytes": 2 * (ACCUMULATOR_BITS // 8) * multiplies.actual,
+    }
 
 
 def count_product(left: NDArray[np.generic], right: NDArray[np.generic], bound: int) -> IntArray:
@@ -80,27 +124,45 @@ def _group_segments(work: LayerWork, plan: LayerPlan) -> tuple[IntArray, IntArra
     return starts, counts
 
 
-def unit_cycles(work: LayerWork, plan: LayerPlan, pe: PEArray) -> IntArray:
+UNITS = Stage(
+    "units",
+    reads=(
+        "pe_array.partition",
+        "pe_array.weight_zeros",
+        "pe_array.activation_zeros",
+        "pe_array.multipliers_per_pe",
+        "pe_array.pe_kind",
+        "pe_array.cartesian_weights",
+        "pe_array.cartesian_activations",
+    ),
+    reads_when={
+        "pe_array.cartesian_weights": ("pe_array.pe_kind", "cartesian"),
+        "pe_array.cartesian_activations": ("pe_array.pe_kind", "cartesian"),
+    },
+)
+"""What the units' cycles read of the architecture (besides the plan's tiling: the groups with the
+`output_channels` partition, the k-blocks with `tiles`)."""
+
+PASSES = Stage("passes", reads=("pe_array.partition",))
+"""The units arranged into passes (besides the units and the plan's k-blocks and groups)."""
+
+MAKESPANS = Stage("makespans", reads=("pe_array.pe_count", "pe_array.assignment"))
+"""The passes' makespans (besides the passes)."""
+
+
+def _units_key(plan: LayerPlan, arch: Arch) -> MemoKey:
+    tiling: tuple[int, int] | tuple[tuple[int, int], ...]
+    by_groups = arch.pe_array.partition == "output_channels"
+    tiling = (plan.group_rows, plan.group_segments) if by_groups else plan.kblocks
+    return UNITS.key(arch, tiling)
+
+
+def unit_cycles(work: LayerWork, plan: LayerPlan, arch: Arch) -> IntArray:
     """Cycles of every unit: (K, groups) for `output_channels`, (segments, k-blocks) for `tiles` (read-only).
 
-    Kept in `work.memo`, keyed by what they depend on: the partition, the groups (`output_channels`) or the
-    k-blocks (`tiles`), the zero handling and the PE's multipliers."""
-    return work.memo.get(_units_key(work, plan, pe), lambda: _read_only(_unit_cycles(work, plan, pe)))
-
-
-def _units_key(work: LayerWork, plan: LayerPlan, pe: PEArray) -> tuple[object, ...]:
-    tiling: tuple[int, int] | tuple[tuple[int, int], ...]
-    tiling = (plan.group_rows, plan.group_segments) if pe.partition == "output_channels" else plan.kblocks
-    return (
-        "units",
-        pe.partition,
-        tiling,
-        zero_handling(work, pe),
-        pe.multipliers_per_pe,
-        pe.pe_kind,
-        pe.cartesian_weights,
-        pe.cartesian_activations,
-    )
+    Kept in `work.memo` under the `UNITS` stage's key."""
+    pe = UNITS.view(arch).pe_array
+    return work.memo.get(_units_key(plan, arch), lambda: _read_only(_unit_cycles(work, plan, pe)))
 
 
 def _read_only(values: IntArray) -> IntArray:
@@ -243,17 +305,19 @@ def _pass_units(work: LayerWork, plan: LayerPlan, pe: PEArray, cycles: IntArray)
     return _PassUnits(tuple(blocks), tuple(uniform), work_cycles)
 
 
-def pass_compute(work: LayerWork, plan: LayerPlan, pe: PEArray, cycles: IntArray | None = None) -> PassCompute:
+def pass_compute(work: LayerWork, plan: LayerPlan, arch: Arch, cycles: IntArray | None = None) -> PassCompute:
     """Makespan and PE-cycles of every pass (k-block-major).
 
-    Without `cycles`, the units are `unit_cycles(work, plan, pe)`; their arrangement into passes (which does
-    not depend on the PE count or the assignment) and the result (which depends on nothing else) are kept
-    in the work's memo. The result's arrays are read-only."""
+    Without `cycles`, the units are `unit_cycles(work, plan, arch)`; their arrangement into passes (which
+    does not depend on the PE count or the assignment) and the result (which depends on nothing else) are
+    kept in the work's memo. The result's arrays are read-only."""
     if cycles is not None:
-        return _pass_compute(_pass_units(work, plan, pe, cycles), pe)
-    key = ("passes", *_units_key(work, plan, pe), plan.kblocks, plan.group_rows, plan.group_segments)
-    units = work.memo.get(key, lambda: _pass_units(work, plan, pe, unit_cycles(work, plan, pe)))
-    return work.memo.get(("makespans", key, pe.pe_count, pe.assignment), lambda: _pass_compute(units, pe))
+        return _pass_compute(_pass_units(work, plan, arch.pe_array, cycles), arch.pe_array)
+    key = PASSES.key(arch, _units_key(plan, arch), plan.kblocks, plan.group_rows, plan.group_segments)
+    passes_pe = PASSES.view(arch).pe_array
+    units = work.memo.get(key, lambda: _pass_units(work, plan, passes_pe, unit_cycles(work, plan, arch)))
+    makespans_pe = MAKESPANS.view(arch).pe_array
+    return work.memo.get(MAKESPANS.key(arch, key), lambda: _pass_compute(units, makespans_pe))
 
 
 def _pass_compute(units: _PassUnits, pe: PEArray) -> PassCompute:

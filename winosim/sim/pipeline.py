@@ -19,11 +19,13 @@ layer's total cycles. The PE array's cycles are attributed (docs/simulator.md): 
 of the work: ceil(PE-cycles / P)), imbalance (the rest of the array's busy time), and, when the array is
 not computing, waiting on a transform unit (when the transform unit it waits for is busy) or on DRAM (otherwise).
 
-Two evaluations of the same model: `run_layer` is the simpy event model (a process per block, events per
-pass and block), the definition; `solve_layer` computes the same timeline from the model's recurrences, with
-no event queue, several times faster, and is what `winosim.simulate` uses by default. Their agreement,
-interval by interval, is tested (tests/sim/test_golden_results.py), as is the event model's agreement with
-a per-cycle reference (tests/sim/test_sim_reference.py).
+Two evaluations of the same model, both parametrised by the stages between the loader and the writer
+(`PassTiming.stages`): `run_layer` is the simpy event model (a process per block, events per pass and
+block), the definition and `winosim.simulate`'s default (`engine="events"`); `solve_layer` computes the same
+timeline from the model's recurrences, with no event queue, several times faster (`engine="recurrence"`,
+what sweeps use). Their agreement, interval by interval, is tested (tests/sim/test_golden_results.py), as
+is the event model's agreement with a per-cycle reference (tests/sim/test_sim_reference.py). simpy is used
+through its public API only.
 """
 
 from __future__ import annotations
@@ -36,12 +38,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
-from simpy.events import NORMAL, EventPriority
 
 from winosim.integers import ceil_div
-
-SETTLE_PRIORITY = EventPriority(2)
-"""Event priority after simpy's URGENT (0) and NORMAL (1): runs once everything else of the cycle has."""
 
 BUFFER_SLOTS = 2
 WRITE_PRIORITY = 0
@@ -59,6 +57,16 @@ class PassTiming:
     output_transform_cycles: Sequence[int]
     write_cycles: Sequence[int]
     has_transforms: bool
+
+    def stages(self) -> tuple[tuple[str, Sequence[int]], ...]:
+        """The blocks between the loader and the writer, in order, with their service times."""
+        if self.has_transforms:
+            return (
+                ("input_transform", self.input_transform_cycles),
+                ("pe_array", self.compute_cycles),
+                ("output_transform", self.output_transform_cycles),
+            )
+        return (("pe_array", self.compute_cycles),)
 
 
 @dataclass
@@ -93,19 +101,12 @@ class LayerTimeline:
     dram_idle_cycles: int
 
 
-def _fire_at(env: simpy.Environment, event: simpy.Event, delay: int, priority: EventPriority) -> None:
-    """Trigger `event` (successfully, no value) `delay` cycles from now at `priority`."""
-    event._ok = True
-    event._value = None
-    env.schedule(event, priority=priority, delay=delay)
-
-
 class DramChannel:
     """The one DRAM channel shared by every transfer. `transfer` returns an event that fires when done.
 
-    The arbiter is a process that sleeps while nothing is pending. A request wakes it in the same cycle; a
-    read wakes it only after everything else of the cycle (settle priority), so that a write requested later
-    in that cycle still goes first. The requester's event fires when its transfer ends.
+    The arbiter is a process that sleeps while nothing is pending; a request wakes it in the same cycle.
+    Before it serves a read it lets everything else of the cycle happen (`_settle`), so that a write
+    requested later in that cycle still goes first. The requester's event fires when its transfer ends.
     """
 
     def __init__(self, env: simpy.Environment) -> None:
@@ -119,31 +120,34 @@ class DramChannel:
         env.process(self.run())
 
     def transfer(self, cycles: int, priority: int) -> simpy.Event:
-        done = simpy.Event(self.env)
+        done = self.env.event()
         heapq.heappush(self.pending, (priority, self.sequence, cycles, done))
         self.sequence += 1
         if self.wake is not None:
             wake, self.wake = self.wake, None
-            _fire_at(self.env, wake, 0, NORMAL if priority == WRITE_PRIORITY else SETTLE_PRIORITY)
+            wake.succeed()
         return done
+
+    def _settle(self) -> Generator[simpy.Event, Any, None]:
+        """Wait, without advancing time, until nothing else is scheduled in this cycle."""
+        env = self.env
+        while env.peek() == env.now:
+            yield env.timeout(0)
 
     def run(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         while True:
-            if self.pending:
-                if self.pending[0][0] != WRITE_PRIORITY:
-                    settle = simpy.Event(env)
-                    _fire_at(env, settle, 0, SETTLE_PRIORITY)
-                    yield settle  # a write requested later in this same cycle still goes first
-            else:
-                self.wake = simpy.Event(env)
-                yield self.wake  # fires at settle priority for a read (see `transfer`)
+            if not self.pending:
+                self.wake = env.event()
+                yield self.wake
+            if self.pending[0][0] != WRITE_PRIORITY:
+                yield from self._settle()  # a write requested later in this same cycle still goes first
             _, _, cycles, done = heapq.heappop(self.pending)
             self.idle_cycles += int(env.now) - self.last_busy_end
-            _fire_at(env, done, cycles, NORMAL)
-            yield done
+            yield env.timeout(cycles)
             self.busy_cycles += cycles
             self.last_busy_end = int(env.now)
+            done.succeed()
 
 
 class Buffer:
@@ -241,21 +245,12 @@ def run_layer(env: simpy.Environment, timing: PassTiming) -> LayerTimeline:
     passes = len(timing.compute_cycles)
     dram = DramChannel(env)
     logs = {name: BlockLog() for name in ("loader", "input_transform", "pe_array", "output_transform", "writer")}
-    fetched = Buffer(env)
-    accumulated = Buffer(env)
-    if timing.has_transforms:
-        transformed, finished = Buffer(env), Buffer(env)
-        env.process(_block(env, logs["loader"], passes, timing.read_cycles, None, fetched, dram, READ_PRIORITY))
-        env.process(_block(env, logs["input_transform"], passes, timing.input_transform_cycles, fetched, transformed))
-        env.process(_block(env, logs["pe_array"], passes, timing.compute_cycles, transformed, accumulated))
-        env.process(
-            _block(env, logs["output_transform"], passes, timing.output_transform_cycles, accumulated, finished)
-        )
-        env.process(_block(env, logs["writer"], passes, timing.write_cycles, finished, None, dram, WRITE_PRIORITY))
-    else:
-        env.process(_block(env, logs["loader"], passes, timing.read_cycles, None, fetched, dram, READ_PRIORITY))
-        env.process(_block(env, logs["pe_array"], passes, timing.compute_cycles, fetched, accumulated))
-        env.process(_block(env, logs["writer"], passes, timing.write_cycles, accumulated, None, dram, WRITE_PRIORITY))
+    stages = timing.stages()
+    buffers = [Buffer(env) for _ in range(len(stages) + 1)]
+    env.process(_block(env, logs["loader"], passes, timing.read_cycles, None, buffers[0], dram, READ_PRIORITY))
+    for (name, service), source, sink in zip(stages, buffers, buffers[1:], strict=False):
+        env.process(_block(env, logs[name], passes, service, source, sink))
+    env.process(_block(env, logs["writer"], passes, timing.write_cycles, buffers[-1], None, dram, WRITE_PRIORITY))
     env.run()
     total = int(env.now)
     dram.idle_cycles += total - dram.last_busy_end
@@ -293,9 +288,7 @@ def solve_layer(timing: PassTiming) -> LayerTimeline:
     been made by t, so the other request goes first, as in the event model. Same timeline as `run_layer`, bit
     for bit (tests/sim/test_golden_results.py checks it against the event model), in a fraction of the time.
     """
-    if timing.has_transforms:
-        return _solve_with_transforms(timing)
-    return _solve_spatial(timing)
+    return _Solver(timing).solve()
 
 
 def _length(intervals: list[tuple[int, int]]) -> int:
@@ -303,258 +296,153 @@ def _length(intervals: list[tuple[int, int]]) -> int:
     return -sum(itertools.starmap(operator.sub, intervals))
 
 
-def _log(
-    service: Sequence[int],
-    finish: list[int],
-    busy: list[tuple[int, int]],
-    starved: list[tuple[int, int]],
-    blocked: list[tuple[int, int]],
-    dram_wait: int = 0,
-) -> BlockLog:
-    return BlockLog(
-        busy_cycles=sum(service),
-        starved_cycles=_length(starved),
-        blocked_cycles=_length(blocked),
-        dram_wait_cycles=dram_wait,
-        last_finish=finish[-1] if finish else 0,
-        busy_intervals=busy,
-        starved_intervals=starved,
-        blocked_intervals=blocked,
-    )
+class _Solver:
+    """`solve_layer`'s state: block 0 is the loader, blocks 1..S the stages of `PassTiming.stages`, block
+    S + 1 the writer. For each block: `done` passes finished, `ready` when it was done with its previous
+    pass, `finish` times, interval logs; `read` and `write` are the pending DRAM requests (-1: none), `free`
+    when the channel is next free."""
 
+    def __init__(self, timing: PassTiming) -> None:
+        self.timing = timing
+        self.services = [timing.read_cycles, *(service for _, service in timing.stages()), timing.write_cycles]
+        self.passes = len(timing.compute_cycles)
+        blocks = len(self.services)
+        self.finish = [[0] * self.passes for _ in range(blocks)]
+        self.done = [0] * blocks
+        self.ready = [0] * blocks
+        self.busy: list[list[tuple[int, int]]] = [[] for _ in range(blocks)]
+        self.starved: list[list[tuple[int, int]]] = [[] for _ in range(blocks)]
+        self.blocked: list[list[tuple[int, int]]] = [[] for _ in range(blocks)]
+        self.read_wait = self.write_wait = 0
+        self.read = self.write = -1
+        self.free = 0
 
-def _timeline(loader: BlockLog, it: BlockLog, pe: BlockLog, ot: BlockLog, writer: BlockLog) -> LayerTimeline:
-    total = max(loader.last_finish, it.last_finish, pe.last_finish, ot.last_finish, writer.last_finish)
-    dram_busy = loader.busy_cycles + writer.busy_cycles
-    return LayerTimeline(total, loader, it, pe, ot, writer, dram_busy, total - dram_busy)
+    def solve(self) -> LayerTimeline:
+        last = len(self.services) - 1
+        while True:
+            progress = True
+            while progress:
+                progress = self._advance_loader()
+                for block in range(1, last):
+                    progress = self._advance_stage(block) or progress
+                progress = self._advance_writer() or progress
+            if self.done[last] == self.passes:
+                break
+            self._serve_dram()
+        return self._timeline()
 
+    def _advance_loader(self) -> bool:
+        """Move the loader on until it requests a transfer or has no free slot; True if it finished a pass."""
+        if self.read >= 0:
+            return False
+        reads, finish, after = self.services[0], self.finish[0], self.finish[1]
+        n, limit, t_ready = self.done[0], min(self.passes, self.done[1] + 2), self.ready[0]
+        start = n
+        while n < limit:
+            if n >= 2:
+                t = after[n - 2]
+                if t > t_ready:
+                    self.blocked[0].append((t_ready, t))
+                    t_ready = t
+            if reads[n]:
+                self.read = t_ready
+                break
+            finish[n] = t_ready  # nothing to fetch: no transfer
+            n += 1
+        self.done[0], self.ready[0] = n, t_ready
+        return n > start
 
-def _solve_with_transforms(timing: PassTiming) -> LayerTimeline:
-    """`solve_layer` for loader (L) -> input transform (A) -> PE array (B) -> output transform (C) -> writer
-    (W). For each block: `n*` passes finished, `t*` when it was done with its previous pass, `f*` finish
-    times, interval logs; `read` and `write` are the pending DRAM requests (-1: none)."""
-    reads, feeds, computes = timing.read_cycles, timing.input_transform_cycles, timing.compute_cycles
-    drains, writes = timing.output_transform_cycles, timing.write_cycles
-    n = len(computes)
-    fl, fa, fb, fc, fw = [0] * n, [0] * n, [0] * n, [0] * n, [0] * n
-    nl = na = nb = nc = nw = 0
-    tl = ta = tb = tc = tw = 0
-    l_blocked: list[tuple[int, int]] = []
-    l_busy: list[tuple[int, int]] = []
-    a_starved: list[tuple[int, int]] = []
-    a_blocked: list[tuple[int, int]] = []
-    a_busy: list[tuple[int, int]] = []
-    b_starved: list[tuple[int, int]] = []
-    b_blocked: list[tuple[int, int]] = []
-    b_busy: list[tuple[int, int]] = []
-    c_starved: list[tuple[int, int]] = []
-    c_blocked: list[tuple[int, int]] = []
-    c_busy: list[tuple[int, int]] = []
-    w_starved: list[tuple[int, int]] = []
-    w_busy: list[tuple[int, int]] = []
-    l_wait = w_wait = 0
-    read = write = -1
-    free = 0
-    while True:
-        progress = True
-        while progress:
-            progress = False
-            if read < 0:
-                while nl < n and nl < na + 2:
-                    if nl >= 2:
-                        t = fa[nl - 2]
-                        if t > tl:
-                            l_blocked.append((tl, t))
-                            tl = t
-                    if reads[nl]:
-                        read = tl
-                        break
-                    fl[nl] = tl  # nothing to fetch: no transfer
-                    nl += 1
-                    progress = True
-            while na < nl and na < nb + 2:
-                t = fl[na]
-                if t > ta:
-                    a_starved.append((ta, t))
-                    ta = t
-                if na >= 2:
-                    t = fb[na - 2]
-                    if t > ta:
-                        a_blocked.append((ta, t))
-                        ta = t
-                cycles = feeds[na]
-                if cycles:
-                    t = ta + cycles
-                    a_busy.append((ta, t))
-                    ta = t
-                fa[na] = ta
-                na += 1
-                progress = True
-            while nb < na and nb < nc + 2:
-                t = fa[nb]
-                if t > tb:
-                    b_starved.append((tb, t))
-                    tb = t
-                if nb >= 2:
-                    t = fc[nb - 2]
-                    if t > tb:
-                        b_blocked.append((tb, t))
-                        tb = t
-                cycles = computes[nb]
-                if cycles:
-                    t = tb + cycles
-                    b_busy.append((tb, t))
-                    tb = t
-                fb[nb] = tb
-                nb += 1
-                progress = True
-            while nc < nb and nc < nw + 2:
-                t = fb[nc]
-                if t > tc:
-                    c_starved.append((tc, t))
-                    tc = t
-                if nc >= 2:
-                    t = fw[nc - 2]
-                    if t > tc:
-                        c_blocked.append((tc, t))
-                        tc = t
-                cycles = drains[nc]
-                if cycles:
-                    t = tc + cycles
-                    c_busy.append((tc, t))
-                    tc = t
-                fc[nc] = tc
-                nc += 1
-                progress = True
-            if write < 0:
-                while nw < nc:
-                    t = fc[nw]
-                    if t > tw:
-                        w_starved.append((tw, t))
-                        tw = t
-                    if writes[nw]:
-                        write = tw
-                        break
-                    fw[nw] = tw
-                    nw += 1
-                    progress = True
-        if nw == n:
-            break
-        # one DRAM transfer: the write if it was requested by the time the channel decides, else the read
+    def _advance_stage(self, block: int) -> bool:
+        """Move a transform unit or the PE array on as far as its inputs and slots allow."""
+        service, finish = self.services[block], self.finish[block]
+        before, after = self.finish[block - 1], self.finish[block + 1]
+        starved, blocked, busy = self.starved[block], self.blocked[block], self.busy[block]
+        n, limit, t_ready = self.done[block], min(self.done[block - 1], self.done[block + 1] + 2), self.ready[block]
+        start = n
+        while n < limit:
+            t = before[n]
+            if t > t_ready:
+                starved.append((t_ready, t))
+                t_ready = t
+            if n >= 2:
+                t = after[n - 2]
+                if t > t_ready:
+                    blocked.append((t_ready, t))
+                    t_ready = t
+            cycles = service[n]
+            if cycles:
+                t = t_ready + cycles
+                busy.append((t_ready, t))
+                t_ready = t
+            finish[n] = t_ready
+            n += 1
+        self.done[block], self.ready[block] = n, t_ready
+        return n > start
+
+    def _advance_writer(self) -> bool:
+        """Move the writer on until it requests a transfer or has no pass to write; True if it finished one."""
+        if self.write >= 0:
+            return False
+        last = len(self.services) - 1
+        writes, finish, before = self.services[last], self.finish[last], self.finish[last - 1]
+        n, limit, t_ready = self.done[last], self.done[last - 1], self.ready[last]
+        start = n
+        while n < limit:
+            t = before[n]
+            if t > t_ready:
+                self.starved[last].append((t_ready, t))
+                t_ready = t
+            if writes[n]:
+                self.write = t_ready
+                break
+            finish[n] = t_ready
+            n += 1
+        self.done[last], self.ready[last] = n, t_ready
+        return n > start
+
+    def _serve_dram(self) -> None:
+        """One DRAM transfer: the write if it was requested by the time the channel decides, else the read."""
+        read, write, free = self.read, self.write, self.free
         if write >= 0 and (read < 0 or write <= free or write <= read):
-            start = free if free > write else write
-            w_wait += start - write
-            free = tw = fw[nw] = start + writes[nw]
-            w_busy.append((start, free))
-            nw += 1
-            write = -1
+            block, requested = len(self.services) - 1, write
+            self.write = -1
         elif read >= 0:
-            start = free if free > read else read
-            l_wait += start - read
-            free = tl = fl[nl] = start + reads[nl]
-            l_busy.append((start, free))
-            nl += 1
-            read = -1
+            block, requested = 0, read
+            self.read = -1
         else:
             raise RuntimeError("solve_layer: the pipeline cannot progress")  # unreachable (see solve_layer)
-    return _timeline(
-        _log(reads, fl, l_busy, [], l_blocked, l_wait),
-        _log(feeds, fa, a_busy, a_starved, a_blocked),
-        _log(computes, fb, b_busy, b_starved, b_blocked),
-        _log(drains, fc, c_busy, c_starved, c_blocked),
-        _log(writes, fw, w_busy, w_starved, [], w_wait),
-    )
-
-
-def _solve_spatial(timing: PassTiming) -> LayerTimeline:
-    """`solve_layer` for loader (L) -> PE array (B) -> writer (W); names as in `_solve_with_transforms`."""
-    reads, computes, writes = timing.read_cycles, timing.compute_cycles, timing.write_cycles
-    n = len(computes)
-    fl, fb, fw = [0] * n, [0] * n, [0] * n
-    nl = nb = nw = 0
-    tl = tb = tw = 0
-    l_blocked: list[tuple[int, int]] = []
-    l_busy: list[tuple[int, int]] = []
-    b_starved: list[tuple[int, int]] = []
-    b_blocked: list[tuple[int, int]] = []
-    b_busy: list[tuple[int, int]] = []
-    w_starved: list[tuple[int, int]] = []
-    w_busy: list[tuple[int, int]] = []
-    l_wait = w_wait = 0
-    read = write = -1
-    free = 0
-    while True:
-        progress = True
-        while progress:
-            progress = False
-            if read < 0:
-                while nl < n and nl < nb + 2:
-                    if nl >= 2:
-                        t = fb[nl - 2]
-                        if t > tl:
-                            l_blocked.append((tl, t))
-                            tl = t
-                    if reads[nl]:
-                        read = tl
-                        break
-                    fl[nl] = tl
-                    nl += 1
-                    progress = True
-            while nb < nl and nb < nw + 2:
-                t = fl[nb]
-                if t > tb:
-                    b_starved.append((tb, t))
-                    tb = t
-                if nb >= 2:
-                    t = fw[nb - 2]
-                    if t > tb:
-                        b_blocked.append((tb, t))
-                        tb = t
-                cycles = computes[nb]
-                if cycles:
-                    t = tb + cycles
-                    b_busy.append((tb, t))
-                    tb = t
-                fb[nb] = tb
-                nb += 1
-                progress = True
-            if write < 0:
-                while nw < nb:
-                    t = fb[nw]
-                    if t > tw:
-                        w_starved.append((tw, t))
-                        tw = t
-                    if writes[nw]:
-                        write = tw
-                        break
-                    fw[nw] = tw
-                    nw += 1
-                    progress = True
-        if nw == n:
-            break
-        if write >= 0 and (read < 0 or write <= free or write <= read):
-            start = free if free > write else write
-            w_wait += start - write
-            free = tw = fw[nw] = start + writes[nw]
-            w_busy.append((start, free))
-            nw += 1
-            write = -1
-        elif read >= 0:
-            start = free if free > read else read
-            l_wait += start - read
-            free = tl = fl[nl] = start + reads[nl]
-            l_busy.append((start, free))
-            nl += 1
-            read = -1
+        start = free if free > requested else requested
+        n = self.done[block]
+        end = start + self.services[block][n]
+        if block == 0:
+            self.read_wait += start - requested
         else:
-            raise RuntimeError("solve_layer: the pipeline cannot progress")  # unreachable (see solve_layer)
-    return _timeline(
-        _log(reads, fl, l_busy, [], l_blocked, l_wait),
-        BlockLog(),
-        _log(computes, fb, b_busy, b_starved, b_blocked),
-        BlockLog(),
-        _log(writes, fw, w_busy, w_starved, [], w_wait),
-    )
+            self.write_wait += start - requested
+        self.free = self.ready[block] = self.finish[block][n] = end
+        self.busy[block].append((start, end))
+        self.done[block] = n + 1
+
+    def _log(self, block: int, dram_wait: int = 0) -> BlockLog:
+        finish = self.finish[block]
+        return BlockLog(
+            busy_cycles=sum(self.services[block]),
+            starved_cycles=_length(self.starved[block]),
+            blocked_cycles=_length(self.blocked[block]),
+            dram_wait_cycles=dram_wait,
+            last_finish=finish[-1] if finish else 0,
+            busy_intervals=self.busy[block],
+            starved_intervals=self.starved[block],
+            blocked_intervals=self.blocked[block],
+        )
+
+    def _timeline(self) -> LayerTimeline:
+        last = len(self.services) - 1
+        logs = {name: self._log(block) for block, (name, _) in enumerate(self.timing.stages(), start=1)}
+        loader, writer = self._log(0, self.read_wait), self._log(last, self.write_wait)
+        it, pe, ot = (logs.get(name, BlockLog()) for name in ("input_transform", "pe_array", "output_transform"))
+        total = max(loader.last_finish, it.last_finish, pe.last_finish, ot.last_finish, writer.last_finish)
+        dram_busy = loader.busy_cycles + writer.busy_cycles
+        return LayerTimeline(total, loader, it, pe, ot, writer, dram_busy, total - dram_busy)
 
 
 def overlap_cycles(intervals: Sequence[tuple[int, int]], busy: Sequence[tuple[int, int]]) -> int:
@@ -599,3 +487,24 @@ def attribute(timeline: LayerTimeline, work_cycles: int, pe_count: int, has_tran
         after = [*pe.blocked_intervals, (pe.last_finish, timeline.total_cycles)]
         transform += overlap_cycles(after, timeline.output_transform.busy_intervals)
     return Attribution(compute, imbalance, transform, waiting - transform)
+
+
+def pipeline_stats(timeline: LayerTimeline, work_cycles: int, pe_count: int, has_transforms: bool) -> dict[str, int]:
+    """The layer's cycles, their attribution and every block's busy and stall cycles, as `LayerStats` fields."""
+    parts = attribute(timeline, work_cycles, pe_count, has_transforms)
+    total = timeline.total_cycles
+    return {
+        "cycles": total,
+        "compute_cycles": parts.compute_cycles,
+        "imbalance_idle_cycles": parts.imbalance_idle_cycles,
+        "transform_stall_cycles": parts.transform_stall_cycles,
+        "dram_stall_cycles": parts.dram_stall_cycles,
+        "pe_array_busy_cycles": timeline.pe_array.busy_cycles,
+        "pe_array_stall_cycles": timeline.pe_array.stall_cycles(total),
+        "input_transform_busy_cycles": timeline.input_transform.busy_cycles,
+        "input_transform_stall_cycles": timeline.input_transform.stall_cycles(total),
+        "output_transform_busy_cycles": timeline.output_transform.busy_cycles,
+        "output_transform_stall_cycles": timeline.output_transform.stall_cycles(total),
+        "dram_channel_busy_cycles": timeline.dram_busy_cycles,
+        "dram_channel_stall_cycles": timeline.dram_idle_cycles,
+    }

@@ -23,9 +23,9 @@ Sizing (deterministic, docs/simulator.md):
 A layer that cannot be tiled (one segment's inputs and outputs do not fit in half the buffer, one column's
 or one segment's partial sums do not fit in the accumulators) raises ConfigError naming the parameter.
 
-A plan depends on the architecture only through the parameters of `plan_key`; `plan_layer` keeps it in the
-work's memo under that key, so design points that differ in anything else (DRAM bandwidth, assignment,
-zero handling, transform units) share it.
+A plan depends on the architecture only through the fields the `PLAN` stage declares (`winosim.memo`);
+`plan_layer` keeps it in the work's memo under that stage's key, so design points that differ in anything
+else (DRAM bandwidth, assignment, zero handling, transform units) share it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from winosim.arch import Arch
 from winosim.errors import ConfigError
+from winosim.memo import Stage
 from winosim.sim.formats import Footprint, footprint, footprint_bytes
 from winosim.workload import SEGMENT_COLUMNS, LayerWork
 
@@ -178,112 +179,73 @@ def input_footprint(
     return footprint(fmt, channel_rows, w1 - w0, nonzero, width_bits)
 
 
-PlanKey = tuple[str, str, int, int, int, str, str, int]
-
-
-def plan_key(arch: Arch) -> PlanKey:
-    """Every architecture parameter that `plan_layer` reads: equal keys give equal plans for a work. (The PE
-    count only sizes the `output_channels` partition's k-blocks: it is 0 in the key of a `tiles` plan.)"""
-    pe, mem = arch.pe_array, arch.memory
-    return (
-        "plan",
-        pe.partition,
-        pe.pe_count if pe.partition == "output_channels" else 0,
-        pe.accumulator_entries,
-        mem.global_buffer_bytes,
-        mem.weight_format,
-        mem.activation_format,
-        arch.data_width_bits,
-    )
+PLAN = Stage(
+    "plan",
+    reads=(
+        "pe_array.partition",
+        "pe_array.pe_count",
+        "pe_array.accumulator_entries",
+        "memory.global_buffer_bytes",
+        "memory.weight_format",
+        "memory.activation_format",
+        "data_width_bits",
+    ),
+    reads_when={"pe_array.pe_count": ("pe_array.partition", "output_channels")},
+)
+"""What a plan reads of the architecture. (The PE count only sizes the `output_channels` partition's
+k-blocks: a `tiles` plan does not depend on it, and is shared across PE counts.)"""
 
 
 def plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
     """Cut `work` into passes for `arch` (see the module docstring); raises ConfigError if it cannot.
 
-    Kept in `work.memo` under `plan_key(arch)`."""
-    return work.memo.get(plan_key(arch), lambda: _plan_layer(work, arch))
+    Kept in `work.memo` under `PLAN.key(arch)`."""
+    return work.memo.get(PLAN.key(arch), lambda: _plan_layer(work, PLAN.view(arch)))
 
 
-def _plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
-    pe, mem = arch.pe_array, arch.memory
-    width = arch.data_width_bits
-    where = f"layer {work.layer.name!r} ({work.method})"
+@dataclass(frozen=True)
+class _Sizing:
+    """What the plan's steps share: the formats in effect, the buffer's halves, the largest stored channel."""
+
+    where: str
+    weight_format: str
+    activation_format: str
+    capacity: int
+    half: int
+    per_k: IntArray
+    fit: int
+    """Output channels whose weights fit in half the buffer (0: not even one)."""
+
+
+def _sizing(work: LayerWork, arch: Arch) -> _Sizing:
+    mem = arch.memory
     sparse_storage = not work.dense
     weight_format = mem.weight_format if sparse_storage else "dense"
     activation_format = mem.activation_format if (sparse_storage and work.input_nnz_hw is not None) else "dense"
-    capacity = mem.global_buffer_bytes
-    k_total = work.out_channels
-    acc_per_column = accumulator_positions(work)
-    segment_partials = min(SEGMENT_COLUMNS, work.columns_per_row) * acc_per_column
+    nonzero_k = work.weight_nnz_k if work.weight_nnz_k is not None else np.full(work.out_channels, work.q, np.int64)
+    per_k = footprint_bytes(weight_format, work.in_channels, work.positions, nonzero_k, arch.data_width_bits)
+    half = mem.global_buffer_bytes // 2
+    return _Sizing(
+        where=f"layer {work.layer.name!r} ({work.method})",
+        weight_format=weight_format,
+        activation_format=activation_format,
+        capacity=mem.global_buffer_bytes,
+        half=half,
+        per_k=per_k,
+        fit=half // int(per_k.max()),
+    )
 
-    # 1. k-blocks: as many output channels as fit in half the buffer (a multiple of the PE count with the
-    #    output_channels partition, so that every PE has a unit), at least one per PE (then streamed)
-    nonzero_k = work.weight_nnz_k if work.weight_nnz_k is not None else np.full(k_total, work.q, dtype=np.int64)
-    per_k = footprint_bytes(weight_format, work.in_channels, work.positions, nonzero_k, width)
-    half = capacity // 2
-    fit = half // int(per_k.max())
-    if pe.partition == "output_channels":
-        if fit >= pe.pe_count:
-            kb = min(k_total, fit - fit % pe.pe_count)  # every PE gets the same number of channels
-        elif fit >= 1:
-            kb = min(k_total, fit)  # resident weights, some PEs idle
-        else:
-            kb = min(k_total, pe.pe_count)  # not even one channel fits: stream, one channel per PE
-    else:
-        kb = min(k_total, max(fit, 1), pe.accumulator_entries // segment_partials)
-        if kb < 1:
-            raise ConfigError(
-                f"pe_array.accumulator_entries = {pe.accumulator_entries} is too small for {where}: one segment "
-                f"of one output channel needs {segment_partials} partial sums"
-            )
-    kblocks = [(k0, min(k0 + kb, k_total)) for k0 in range(0, k_total, kb)]
-    largest_weights = max(int(per_k[s:e].sum()) for s, e in kblocks)
-    weights_resident = largest_weights <= half
 
-    # 2. groups: double-buffered inputs and outputs in the other half of the buffer; the outputs are sized
-    #    for the largest k-block any PE count could get, so that the units of work do not depend on P
-    k_outputs = min(k_total, fit) if fit >= 1 else k_total
-    rows_per_image = work.rows_per_image
-    rest = capacity - half
-    wb = arch.data_width_bytes
-
-    layer = work.layer
-    full_columns = (0, layer.in_width)
-
-    def pass_bytes(rows: int, segments: int) -> int:
-        col1 = min(segments * SEGMENT_COLUMNS, work.columns_per_row)
-        in_cols = input_columns(work, 0, col1) if segments < work.segments_per_row else full_columns
-        inputs = input_footprint(
-            work, activation_format, width, 0, input_rows(work, 0, rows), in_cols, worst_case=True
-        ).bytes
-        outputs = k_outputs * output_rows(work, 0, rows) * output_columns(work, 0, col1) * wb
-        return 2 * (inputs + outputs)
-
-    per_row = work.segments_per_row
-    group = segments = 0
-    for g in range(1, rows_per_image + 1):
-        if pass_bytes(g, per_row) > rest:
-            break
-        group, segments = g, per_row
-    if group == 0:  # not even one row: strips of segments of one row
-        for t in range(per_row - 1, 0, -1):
-            if pass_bytes(1, t) <= rest:
-                group, segments = 1, t
-                break
-    if group == 0:
-        raise ConfigError(
-            f"memory.global_buffer_bytes = {capacity} is too small for {where}: one segment of "
-            f"{SEGMENT_COLUMNS} columns needs {pass_bytes(1, 1)} bytes of double-buffered inputs and outputs, "
-            f"half the buffer is {rest}"
-        )
-    chunk_columns = group * work.columns_per_row
-    if pe.partition == "output_channels":
-        chunk_columns = pe.accumulator_entries // acc_per_column
-        if chunk_columns < 1:
-            raise ConfigError(
-                f"pe_array.accumulator_entries = {pe.accumulator_entries} is too small for {where}: one column of "
-                f"one output channel needs {acc_per_column} partial sums"
-            )
+def _plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
+    sizing = _sizing(work, arch)
+    kblocks = _kblocks(work, arch, sizing)
+    weights_resident = max(int(sizing.per_k[s:e].sum()) for s, e in kblocks) <= sizing.half
+    # the outputs are sized for the largest k-block any PE count could get, so that the units of work do
+    # not depend on P
+    k_outputs = min(work.out_channels, sizing.fit) if sizing.fit >= 1 else work.out_channels
+    group, segments = _group_size(work, arch, sizing, k_outputs)
+    chunk_columns = _chunk_columns(work, arch, sizing, group)
+    per_row, rows_per_image = work.segments_per_row, work.rows_per_image
     if segments == per_row:
         groups = tuple(
             RowGroup(n, r0, min(r0 + group, rows_per_image), 0, per_row)
@@ -297,28 +259,105 @@ def _plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
             for r in range(rows_per_image)
             for s0 in range(0, per_row, segments)
         )
-
-    # 3. input residency across k-blocks
-    resident = True
-    if len(kblocks) > 1:
-        whole = input_footprint(
-            work, activation_format, width, 0, (0, layer.in_height), full_columns, worst_case=True
-        ).bytes
-        resident = work.images * whole + half + _double_outputs(work, k_outputs, group, segments, wb) <= capacity
+    resident = len(kblocks) == 1 or _input_fits_beside(work, arch, sizing, k_outputs, group, segments)
     return LayerPlan(
         tuple(kblocks),
         groups,
         resident,
         weights_resident,
         chunk_columns,
-        weight_format,
-        activation_format,
+        sizing.weight_format,
+        sizing.activation_format,
         group_rows=group,
         group_segments=segments,
     )
 
 
-def _double_outputs(work: LayerWork, k_outputs: int, rows: int, segments: int, wb: int) -> int:
-    """Bytes of two passes' outputs (k_outputs channels, `rows` rows of `segments` segments)."""
+def _kblocks(work: LayerWork, arch: Arch, sizing: _Sizing) -> list[tuple[int, int]]:
+    """Step 1: as many output channels as fit in half the buffer (a multiple of the PE count with the
+    output_channels partition, so that every PE has a unit), at least one per PE (then streamed)."""
+    pe = arch.pe_array
+    k_total, fit = work.out_channels, sizing.fit
+    if pe.partition == "output_channels":
+        if fit >= pe.pe_count:
+            kb = min(k_total, fit - fit % pe.pe_count)  # every PE gets the same number of channels
+        elif fit >= 1:
+            kb = min(k_total, fit)  # resident weights, some PEs idle
+        else:
+            kb = min(k_total, pe.pe_count)  # not even one channel fits: stream, one channel per PE
+    else:
+        segment_partials = min(SEGMENT_COLUMNS, work.columns_per_row) * accumulator_positions(work)
+        kb = min(k_total, max(fit, 1), pe.accumulator_entries // segment_partials)
+        if kb < 1:
+            raise ConfigError(
+                f"pe_array.accumulator_entries = {pe.accumulator_entries} is too small for {sizing.where}: one "
+                f"segment of one output channel needs {segment_partials} partial sums"
+            )
+    return [(k0, min(k0 + kb, k_total)) for k0 in range(0, k_total, kb)]
+
+
+def _pass_bytes(work: LayerWork, arch: Arch, sizing: _Sizing, k_outputs: int, rows: int, segments: int) -> int:
+    """Double-buffered worst-case inputs and outputs of a pass of `rows` rows of `segments` segments."""
     col1 = min(segments * SEGMENT_COLUMNS, work.columns_per_row)
-    return 2 * k_outputs * output_rows(work, 0, rows) * output_columns(work, 0, col1) * wb
+    in_cols = input_columns(work, 0, col1) if segments < work.segments_per_row else (0, work.layer.in_width)
+    inputs = input_footprint(
+        work, sizing.activation_format, arch.data_width_bits, 0, input_rows(work, 0, rows), in_cols, worst_case=True
+    ).bytes
+    outputs = k_outputs * output_rows(work, 0, rows) * output_columns(work, 0, col1) * arch.data_width_bytes
+    return 2 * (inputs + outputs)
+
+
+def _group_size(work: LayerWork, arch: Arch, sizing: _Sizing, k_outputs: int) -> tuple[int, int]:
+    """Step 2: (rows, segments per row) of a group: the most rows whose double-buffered inputs and outputs
+    fit in the other half of the buffer; if not even one row fits, the widest strip of one row that does."""
+    rest = sizing.capacity - sizing.half
+    per_row = work.segments_per_row
+    group = segments = 0
+    for g in range(1, work.rows_per_image + 1):
+        if _pass_bytes(work, arch, sizing, k_outputs, g, per_row) > rest:
+            break
+        group, segments = g, per_row
+    if group == 0:  # not even one row: strips of segments of one row
+        for t in range(per_row - 1, 0, -1):
+            if _pass_bytes(work, arch, sizing, k_outputs, 1, t) <= rest:
+                group, segments = 1, t
+                break
+    if group == 0:
+        raise ConfigError(
+            f"memory.global_buffer_bytes = {sizing.capacity} is too small for {sizing.where}: one segment of "
+            f"{SEGMENT_COLUMNS} columns needs {_pass_bytes(work, arch, sizing, k_outputs, 1, 1)} bytes of "
+            f"double-buffered inputs and outputs, half the buffer is {rest}"
+        )
+    return group, segments
+
+
+def _chunk_columns(work: LayerWork, arch: Arch, sizing: _Sizing, group: int) -> int:
+    """Columns a PE works through per chunk: with the output_channels partition, as many as its accumulators
+    hold the partial sums of; otherwise a whole group's."""
+    pe = arch.pe_array
+    if pe.partition != "output_channels":
+        return group * work.columns_per_row
+    acc_per_column = accumulator_positions(work)
+    chunk_columns = pe.accumulator_entries // acc_per_column
+    if chunk_columns < 1:
+        raise ConfigError(
+            f"pe_array.accumulator_entries = {pe.accumulator_entries} is too small for {sizing.where}: one column "
+            f"of one output channel needs {acc_per_column} partial sums"
+        )
+    return chunk_columns
+
+
+def _input_fits_beside(work: LayerWork, arch: Arch, sizing: _Sizing, k_outputs: int, rows: int, segments: int) -> bool:
+    """Step 3: whether the whole input map fits beside the weights' half and two passes' outputs."""
+    whole = input_footprint(
+        work,
+        sizing.activation_format,
+        arch.data_width_bits,
+        0,
+        (0, work.layer.in_height),
+        (0, work.layer.in_width),
+        worst_case=True,
+    ).bytes
+    col1 = min(segments * SEGMENT_COLUMNS, work.columns_per_row)
+    outputs = 2 * k_outputs * output_rows(work, 0, rows) * output_columns(work, 0, col1) * arch.data_width_bytes
+    return work.images * whole + sizing.half + outputs <= sizing.capacity

@@ -4,7 +4,7 @@
 attribution, busy and stall cycles of every block, multiplies in Sparseloop's vocabulary (algorithmic =
 actual + gated + skipped; issued = actual + gated), adds, and bytes per memory level and tensor (metadata
 included). Stats add field by field, so a network total is a sum of layers. `EnergyBreakdown` holds the
-picojoules of each component (counts x an energy table, `winosim.cost`). `SimResult` gathers the rows of a
+picojoules of each component (counts x an energy table, `winosim.sim.cost`). `SimResult` gathers the rows of a
 run and turns them into a tidy pandas DataFrame with `to_frame()` (pandas is imported only there).
 """
 

@@ -18,9 +18,8 @@ import dataclasses
 
 from winosim.arch import Arch
 from winosim.energy import EnergyTable, energy_table
+from winosim.sim.pe_array import ACCUMULATOR_BITS
 from winosim.sim.results import EnergyBreakdown, LayerStats, SimResult
-
-ACCUMULATOR_BITS = 32
 
 
 def energy_breakdown(stats: LayerStats, arch: Arch, table: EnergyTable) -> EnergyBreakdown:
