@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from winosim.arch import default_arch  # noqa: E402  (after making the checkout importable)
+from winosim.archio import default_arch  # noqa: E402  (after making the checkout importable)
 from winosim.files import atomic_write_text  # noqa: E402
 from winosim.trace import Trace, load_trace  # noqa: E402
 

@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 from _shared import arguments, default_description, header, shipped_traces, write_markdown
 
-from winosim.arch import default_arch
-from winosim.archio import arch_to_flat_dict
+from winosim.archio import arch_to_flat_dict, default_arch
 from winosim.figures import save_png
 from winosim.report import Column, render
 from winosim.sweep import Grid, SimulateEvaluator, load_results, run_sweep

@@ -31,8 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from winosim import simulate  # noqa: E402  (after making the checkout importable)
-from winosim.arch import default_arch  # noqa: E402
-from winosim.archio import apply_overrides  # noqa: E402
+from winosim.archio import apply_overrides, default_arch  # noqa: E402
 from winosim.counts import count_trace  # noqa: E402
 from winosim.energy import energy_table  # noqa: E402
 from winosim.geometry import resnet18_imagenet  # noqa: E402

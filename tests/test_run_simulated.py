@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from winosim import cli
-from winosim.arch import default_arch
-from winosim.archio import apply_overrides
+from winosim.archio import apply_overrides, default_arch
 from winosim.geometry import LayerGeometry, NetworkGeometry
 from winosim.methods import METHODS
 from winosim.simulate import simulate

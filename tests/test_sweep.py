@@ -23,8 +23,7 @@ import pandas as pd
 import pytest
 
 from winosim import cli, simulate
-from winosim.arch import default_arch
-from winosim.archio import apply_overrides, flat_keys
+from winosim.archio import apply_overrides, default_arch, flat_keys
 from winosim.counts import count_trace
 from winosim.errors import ConfigError, TraceError
 from winosim.geometry import LayerGeometry, NetworkGeometry

@@ -16,14 +16,15 @@ An `Arch` describes one design point of a mobile CNN accelerator (docs/simulator
 - `Arch`: the above plus the data width, the clock and the name of the energy table used for costing.
 
 Every quantity carries its unit in its name and every field is checked on construction; an impossible value
-raises `ConfigError` naming the record, the field and the value. The shipped default preset is
-`winosim/presets/default.yaml` (where each number comes from is documented there); `default_arch()` loads it.
+raises `ConfigError` naming the record, the field and the value. The records have no default values: the
+default architecture exists in one place, the shipped preset `winosim/presets/default.yaml` (where each
+number comes from is documented there), which `winosim.archio.default_arch()` loads.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from winosim.errors import ConfigError
@@ -64,16 +65,16 @@ class PEArray:
     weight, as in SCNN). On spatial layers it works as a scalar PE with F x I multipliers.
     """
 
-    pe_count: int = 64
-    multipliers_per_pe: int = 16
-    accumulator_entries: int = 1024
-    weight_zeros: ZeroHandling = "skip"
-    activation_zeros: ZeroHandling = "skip"
-    partition: Partition = "output_channels"
-    assignment: Assignment = "dynamic"
-    pe_kind: PEKind = "scalar"
-    cartesian_weights: int = 4
-    cartesian_activations: int = 4
+    pe_count: int
+    multipliers_per_pe: int
+    accumulator_entries: int
+    weight_zeros: ZeroHandling
+    activation_zeros: ZeroHandling
+    partition: Partition
+    assignment: Assignment
+    pe_kind: PEKind
+    cartesian_weights: int
+    cartesian_activations: int
 
     def __post_init__(self) -> None:
         record = "PEArray"
@@ -110,8 +111,8 @@ class PEArray:
 class TransformUnit:
     """`count` identical transform units, each finishing `tiles_per_cycle` tiles (one channel each) per cycle."""
 
-    count: int = 16
-    tiles_per_cycle: int = 1
+    count: int
+    tiles_per_cycle: int
 
     def __post_init__(self) -> None:
         _positive_int("TransformUnit", "count", self.count)
@@ -131,11 +132,11 @@ class Memory:
     index in ceil(log2(columns)) bits. `bitmask` stores one bit per element plus the non-zero values.
     """
 
-    dram_bandwidth_bytes_per_cycle: int = 16
-    global_buffer_bytes: int = 1048576
-    register_file_bytes: int = 512
-    weight_format: StorageFormat = "bitmask"
-    activation_format: StorageFormat = "bitmask"
+    dram_bandwidth_bytes_per_cycle: int
+    global_buffer_bytes: int
+    register_file_bytes: int
+    weight_format: StorageFormat
+    activation_format: StorageFormat
 
     def __post_init__(self) -> None:
         _positive_int("Memory", "dram_bandwidth_bytes_per_cycle", self.dram_bandwidth_bytes_per_cycle)
@@ -147,16 +148,17 @@ class Memory:
 
 @dataclass(frozen=True)
 class Arch:
-    """One design point. Build it with `default_arch()`, `winosim.archio.load_arch(path)` or directly."""
+    """One design point. Build it with `winosim.archio.default_arch()`, `winosim.archio.load_arch(path)`,
+    `winosim.archio.resolve_arch(...)` or directly (every field given)."""
 
-    pe_array: PEArray = field(default_factory=PEArray)
-    input_transform: TransformUnit = field(default_factory=TransformUnit)
-    output_transform: TransformUnit = field(default_factory=TransformUnit)
-    memory: Memory = field(default_factory=Memory)
-    data_width_bits: int = 16
-    clock_hz: float = 1.0e9
-    energy_table: str = "mobile_lpddr4"
-    name: str = "default"
+    pe_array: PEArray
+    input_transform: TransformUnit
+    output_transform: TransformUnit
+    memory: Memory
+    data_width_bits: int
+    clock_hz: float
+    energy_table: str
+    name: str
 
     def __post_init__(self) -> None:
         for attr, kind in (
@@ -189,10 +191,3 @@ class Arch:
     @property
     def data_width_bytes(self) -> int:
         return self.data_width_bits // 8
-
-
-def default_arch() -> Arch:
-    """The shipped mobile-accelerator preset (winosim/presets/default.yaml)."""
-    from winosim.archio import load_preset
-
-    return load_preset("default")

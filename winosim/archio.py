@@ -1,6 +1,9 @@
 """Reading and writing architecture descriptions: YAML files, `--set key=value` overrides, flat dicts.
 
-This is the one layer that turns text into an `Arch`; the simulator never sees a dict. Keys are dotted paths
+This is the one layer that turns text into an `Arch`; the simulator never sees a dict. The default
+architecture is the shipped preset `winosim/presets/default.yaml` (`default_arch`), complete and documented
+there; a user's file names only what differs from it. Every override a command takes (`--arch`, `--set`,
+`--pe`, `--multipliers-per-pe`, a sweep's grid values) is applied by one function, `resolve_arch`. Keys are dotted paths
 into the nested records (`pe_array.pe_count`, `memory.global_buffer_bytes`, `data_width_bits`); `pe` is a
 short alias for `pe_array.pe_count`. Values given as text are parsed against the field's type; sizes and
 clocks may carry human units at this edge only ("256KiB", "1.5MB", "800MHz", "1GHz"). An unknown key, a
@@ -17,7 +20,7 @@ import re
 from collections.abc import Iterable, Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import yaml
 
@@ -44,9 +47,28 @@ _HZ_UNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
 _NUMBER_UNIT = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
+@functools.cache
+def _field_types() -> dict[str, type]:
+    """Every settable dotted key and the Python type of its value (int, float or str), in declaration order."""
+    types: dict[str, type] = {}
+
+    def scalar(kind: Any) -> type:
+        return kind if kind in (int, float) else str  # Literal[...] choices and names are text
+
+    for top in dataclasses.fields(Arch):
+        kind = get_type_hints(Arch)[top.name]
+        if dataclasses.is_dataclass(kind):
+            hints = get_type_hints(kind)
+            for sub in dataclasses.fields(kind):
+                types[f"{top.name}.{sub.name}"] = scalar(hints[sub.name])
+        else:
+            types[top.name] = scalar(kind)
+    return types
+
+
 def flat_keys() -> tuple[str, ...]:
     """Every settable dotted key, in the stable order of `arch_to_flat_dict`."""
-    return tuple(arch_to_flat_dict(Arch()))
+    return tuple(_field_types())
 
 
 def arch_to_flat_dict(arch: Arch) -> dict[str, Any]:
@@ -62,11 +84,9 @@ def arch_to_flat_dict(arch: Arch) -> dict[str, Any]:
     return flat
 
 
-def _parse_value(key: str, text: Any, default: Any) -> Any:
-    """Parse `text` (a string from the command line, or a YAML scalar) to the type of `default`."""
-    if isinstance(default, bool):
-        raise ConfigError(f"{key}: boolean fields are not supported")  # no such field today
-    if isinstance(default, int):
+def _parse_value(key: str, text: Any, kind: type) -> Any:
+    """Parse `text` (a string from the command line, or a YAML scalar) to `kind` (int, float or str)."""
+    if kind is int:
         if isinstance(text, bool):
             raise ConfigError(f"{key}: expected an integer, got {text!r}")
         if isinstance(text, int):
@@ -88,7 +108,7 @@ def _parse_value(key: str, text: Any, default: Any) -> Any:
         if not value.is_integer():
             raise ConfigError(f"{key}: expected an integer, got {text!r}")
         return int(value)
-    if isinstance(default, float):
+    if kind is float:
         if isinstance(text, bool):
             raise ConfigError(f"{key}: expected a number, got {text!r}")
         if isinstance(text, int | float):
@@ -110,17 +130,25 @@ def apply_overrides(arch: Arch, overrides: Mapping[str, Any]) -> Arch:
 
     Values may be strings (parsed against the field's type) or already typed. The result is validated.
     """
-    current = arch_to_flat_dict(arch)
-    updated = dict(current)
+    return _arch_from_flat({**arch_to_flat_dict(arch), **_parsed(overrides)})
+
+
+def _parsed(overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`overrides` with aliases resolved and values parsed; an unknown key raises ConfigError."""
+    types = _field_types()
+    parsed: dict[str, Any] = {}
     for raw_key, text in overrides.items():
         key = ALIASES.get(raw_key, raw_key)
-        if key not in current:
-            raise ConfigError(f"unknown architecture key {raw_key!r}; known keys: {', '.join([*ALIASES, *current])}")
-        updated[key] = _parse_value(key, text, current[key])
-    return _arch_from_flat(updated)
+        if key not in types:
+            raise ConfigError(f"unknown architecture key {raw_key!r}; known keys: {', '.join([*ALIASES, *types])}")
+        parsed[key] = _parse_value(key, text, types[key])
+    return parsed
 
 
 def _arch_from_flat(flat: Mapping[str, Any]) -> Arch:
+    missing = [key for key in _field_types() if key not in flat]
+    if missing:
+        raise ConfigError(f"missing architecture key(s) {', '.join(missing)}")
     nested: dict[str, dict[str, Any]] = {name: {} for name in _RECORDS}
     top: dict[str, Any] = {}
     for key, value in flat.items():
@@ -134,9 +162,10 @@ def _arch_from_flat(flat: Mapping[str, Any]) -> Arch:
 
 
 def arch_from_dict(data: Mapping[str, Any], *, base: Arch | None = None, where: str = "architecture") -> Arch:
-    """Build an `Arch` from a nested mapping (the YAML document), starting from `base` (default `Arch()`).
+    """Build an `Arch` from a nested mapping (the YAML document), starting from `base`.
 
-    Missing keys keep the base's values; unknown keys raise ConfigError naming them.
+    Missing keys keep the base's values (without a base, every key must be given); unknown keys raise
+    ConfigError naming them.
     """
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping of architecture keys, got {type(data).__name__}")
@@ -156,7 +185,9 @@ def arch_from_dict(data: Mapping[str, Any], *, base: Arch | None = None, where: 
 
     walk("", data)
     try:
-        return apply_overrides(base if base is not None else Arch(), overrides)
+        if base is None:
+            return _arch_from_flat(_parsed(overrides))
+        return apply_overrides(base, overrides)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -178,18 +209,18 @@ def read_yaml_file(path: str | os.PathLike[str], what: str) -> Any:
     return data if data is not None else {}
 
 
-def load_arch(path: str | Path) -> Arch:
+def load_arch(path: str | os.PathLike[str]) -> Arch:
     """Read an architecture YAML file (a nested mapping; see winosim/presets/default.yaml).
 
-    Keys the file omits take the values of the built-in `Arch()` defaults, which equal the default preset.
+    Keys the file omits take the values of the default preset.
     """
-    return arch_from_dict(read_yaml_file(path, "architecture file"), where=str(path))
+    return arch_from_dict(read_yaml_file(path, "architecture file"), base=default_arch(), where=str(path))
 
 
 @functools.cache
 def load_preset(name: str) -> Arch:
-    """A shipped preset from winosim/presets/<name>.yaml (parsed once per process: the package data is
-    read-only and the returned Arch is frozen)."""
+    """A shipped preset from winosim/presets/<name>.yaml, which names every key (parsed once per process:
+    the package data is read-only and the returned Arch is frozen)."""
     files = resources.files("winosim") / "presets"
     resource = files / f"{name}.yaml"
     if not resource.is_file():
@@ -197,6 +228,11 @@ def load_preset(name: str) -> Arch:
         raise ConfigError(f"unknown architecture preset {name!r}; known: {', '.join(known)}")
     data = yaml.safe_load(resource.read_text(encoding="utf-8"))
     return arch_from_dict(data or {}, where=f"preset {name!r}")
+
+
+def default_arch() -> Arch:
+    """The default architecture: the shipped mobile-accelerator preset (winosim/presets/default.yaml)."""
+    return load_preset("default")
 
 
 def parse_set_options(items: Iterable[str]) -> dict[str, str]:
@@ -228,15 +264,25 @@ def add_arch_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def arch_from_args(args: argparse.Namespace, pe: int | None = None) -> Arch:
-    """The architecture selected by `--arch`/`--set` (see `add_arch_arguments`), with `pe` PEs if given.
+def resolve_arch(arch_file: str | os.PathLike[str] | None = None, overrides: Mapping[str, Any] | None = None) -> Arch:
+    """The one way every override reaches an architecture: the file `arch_file` (default: the default
+    preset), then the dotted `overrides` (`--set` items, `--pe`, `--multipliers-per-pe`, a grid point's
+    values), applied together and validated once."""
+    arch = load_arch(arch_file) if arch_file else default_arch()
+    return apply_overrides(arch, overrides) if overrides else arch
 
-    `--pe` wins over a `--set pe_array.pe_count=...`.
-    """
-    path = getattr(args, "arch", None)
-    arch = load_arch(path) if path else load_preset("default")
+
+def arch_from_args(args: argparse.Namespace) -> Arch:
+    """The architecture a command's options select: `--arch`/`--set` (see `add_arch_arguments`), and `--pe`
+    and `--multipliers-per-pe` where the command has them (they win over `--set` of the same key)."""
     overrides: dict[str, Any] = parse_set_options(getattr(args, "arch_set", None) or [])
+    pe = getattr(args, "pe", None)
     if pe is not None:
+        if pe < 1:
+            raise ConfigError(f"--pe must be >= 1, got {pe}")
         overrides.pop("pe", None)
         overrides["pe_array.pe_count"] = pe
-    return apply_overrides(arch, overrides) if overrides else arch
+    multipliers = getattr(args, "multipliers_per_pe", None)
+    if multipliers is not None:
+        overrides["pe_array.multipliers_per_pe"] = multipliers
+    return resolve_arch(getattr(args, "arch", None), overrides)

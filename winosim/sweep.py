@@ -229,19 +229,10 @@ class SimulateEvaluator:
     def identity(self) -> Mapping[str, Any]:
         return {"name": self.name, "methods": list(self.methods) if self.methods else None}
 
-    def _base(self) -> Any:
-        if self.base_arch is None:
-            from winosim.arch import default_arch
-
-            return default_arch()
-        from winosim.archio import load_arch
-
-        return load_arch(self.base_arch)
-
     def resolve(self, overrides: Mapping[str, str]) -> tuple[Any, dict[str, Scalar]]:
-        from winosim.archio import apply_overrides, arch_to_flat_dict
+        from winosim.archio import arch_to_flat_dict, resolve_arch
 
-        arch = apply_overrides(self._base(), dict(overrides)) if overrides else self._base()
+        arch = resolve_arch(self.base_arch, overrides)
         return arch, dict(arch_to_flat_dict(arch))
 
     def prepare(self, trace: Trace) -> Any:

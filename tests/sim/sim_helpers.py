@@ -3,7 +3,10 @@ tiling (several k-blocks and row groups) on it."""
 
 from __future__ import annotations
 
-from winosim.arch import Arch, Memory, PEArray, TransformUnit
+import dataclasses
+
+from winosim.arch import Arch, Memory, TransformUnit
+from winosim.archio import default_arch
 from winosim.geometry import LayerGeometry, NetworkGeometry
 
 
@@ -33,8 +36,10 @@ def small_arch(**pe_fields: object) -> Arch:
         pe.setdefault("cartesian_weights", 2)
         pe.setdefault("cartesian_activations", 2)
         pe["multipliers_per_pe"] = int(pe["cartesian_weights"]) * int(pe["cartesian_activations"])  # type: ignore[call-overload]
-    return Arch(
-        pe_array=PEArray(**pe),  # type: ignore[arg-type]
+    default = default_arch()
+    return dataclasses.replace(
+        default,
+        pe_array=dataclasses.replace(default.pe_array, **pe),  # type: ignore[arg-type]
         input_transform=TransformUnit(count=2, tiles_per_cycle=1),
         output_transform=TransformUnit(count=1, tiles_per_cycle=2),
         memory=Memory(

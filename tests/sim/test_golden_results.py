@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 from sim_helpers import small_arch
 
 from winosim import simulate
-from winosim.arch import Arch, default_arch
-from winosim.archio import apply_overrides
+from winosim.arch import Arch
+from winosim.archio import apply_overrides, default_arch
 from winosim.energy import energy_table
 from winosim.geometry import LayerGeometry, NetworkGeometry
 from winosim.sim.layer import simulate_layer

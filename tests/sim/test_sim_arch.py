@@ -1,7 +1,8 @@
 """The architecture description and its text layer: validated frozen records, YAML files, `--set` overrides.
 
 An impossible architecture (0 PEs, a buffer smaller than one tile, negative bandwidth, an unknown key) is one
-ConfigError naming the key; the shipped preset equals the built-in defaults; flat dicts round-trip.
+ConfigError naming the key; the default architecture is the shipped preset, which names every key; every
+override reaches an architecture through one function; flat dicts round-trip.
 """
 
 from __future__ import annotations
@@ -13,22 +14,29 @@ from pathlib import Path
 
 import pytest
 
-from winosim.arch import Arch, Memory, PEArray, TransformUnit, default_arch
+from winosim.arch import Arch
 from winosim.archio import (
     add_arch_arguments,
     apply_overrides,
     arch_from_args,
+    arch_from_dict,
     arch_to_flat_dict,
+    default_arch,
     flat_keys,
     load_arch,
     load_preset,
+    resolve_arch,
 )
 from winosim.errors import ConfigError
 
 
-def test_default_preset_equals_builtin_defaults() -> None:
-    assert default_arch() == Arch()
-    assert load_preset("default") == Arch()
+def test_the_default_architecture_is_the_complete_shipped_preset() -> None:
+    assert default_arch() == load_preset("default")
+    assert default_arch().pe_array.pe_count == 64
+    with pytest.raises(TypeError):
+        Arch()  # type: ignore[call-arg]  # no second copy of the defaults in the records
+    with pytest.raises(ConfigError, match="missing architecture key"):
+        arch_from_dict({"pe_array": {"pe_count": 4}})  # a preset (no base) must name every key
 
 
 @pytest.mark.parametrize(
@@ -54,7 +62,7 @@ def test_default_preset_equals_builtin_defaults() -> None:
 )
 def test_impossible_architectures_name_the_key(overrides: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError) as info:
-        apply_overrides(Arch(), overrides)
+        apply_overrides(default_arch(), overrides)
     text = str(info.value)
     assert "\n" not in text
     if message == "F":  # cartesian: multipliers must equal F x I
@@ -65,7 +73,7 @@ def test_impossible_architectures_name_the_key(overrides: dict[str, str], messag
 
 def test_overrides_parse_types_and_human_units() -> None:
     arch = apply_overrides(
-        Arch(),
+        default_arch(),
         {
             "pe": "128",
             "memory.global_buffer_bytes": "512KiB",
@@ -79,20 +87,20 @@ def test_overrides_parse_types_and_human_units() -> None:
     assert arch.clock_hz == 800e6
     assert arch.pe_array.assignment == "static"
     assert arch.memory.dram_bandwidth_bytes_per_cycle == 32
-    assert Arch().pe_array.pe_count == 64  # frozen: the original is untouched
+    assert default_arch().pe_array.pe_count == 64  # frozen: the original is untouched
 
 
 def test_records_are_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
-        Arch().pe_array.pe_count = 3  # type: ignore[misc]
+        default_arch().pe_array.pe_count = 3  # type: ignore[misc]
 
 
 def test_flat_dict_is_stable_json_and_round_trips() -> None:
-    arch = apply_overrides(Arch(), {"pe": "8", "memory.weight_format": "csr"})
+    arch = apply_overrides(default_arch(), {"pe": "8", "memory.weight_format": "csr"})
     flat = arch_to_flat_dict(arch)
     assert tuple(flat) == flat_keys()
     assert json.loads(json.dumps(flat)) == flat
-    assert apply_overrides(Arch(), {k: str(v) for k, v in flat.items()}) == arch
+    assert apply_overrides(default_arch(), {k: str(v) for k, v in flat.items()}) == arch
 
 
 def test_yaml_file_overrides_only_what_it_names(tmp_path: Path) -> None:
@@ -102,7 +110,7 @@ def test_yaml_file_overrides_only_what_it_names(tmp_path: Path) -> None:
     assert arch.name == "small"
     assert arch.pe_array.pe_count == 16
     assert arch.memory.global_buffer_bytes == 65536
-    assert arch.pe_array.multipliers_per_pe == Arch().pe_array.multipliers_per_pe
+    assert arch.pe_array.multipliers_per_pe == default_arch().pe_array.multipliers_per_pe
 
 
 @pytest.mark.parametrize(
@@ -135,22 +143,28 @@ def test_command_line_arguments(tmp_path: Path) -> None:
     path = tmp_path / "arch.yaml"
     path.write_text("pe_array:\n  pe_count: 16\n")
     args = parser.parse_args(["--arch", str(path), "--set", "memory.weight_format=csr", "--set", "pe=8"])
-    arch = arch_from_args(args, pe=None)
+    arch = arch_from_args(args)
     assert (arch.pe_array.pe_count, arch.memory.weight_format) == (8, "csr")
-    assert arch_from_args(args, pe=32).pe_array.pe_count == 32  # --pe wins over --set pe=...
-    assert arch_from_args(parser.parse_args([]), pe=None) == Arch()
+    args.pe = 32
+    assert arch_from_args(args).pe_array.pe_count == 32  # --pe wins over --set pe=...
+    assert arch_from_args(parser.parse_args([])) == default_arch()
     with pytest.raises(ConfigError, match="--set expects KEY=VALUE"):
-        arch_from_args(parser.parse_args(["--set", "pe"]), pe=None)
-    with pytest.raises(ConfigError, match="pe_count must be an integer >= 1, got 0"):
-        arch_from_args(parser.parse_args([]), pe=0)
+        arch_from_args(parser.parse_args(["--set", "pe"]))
+    with pytest.raises(ConfigError, match="--pe must be >= 1, got 0"):
+        arch_from_args(argparse.Namespace(pe=0))
+    both = argparse.Namespace(
+        arch=str(path), arch_set=["pe_array.multipliers_per_pe=2", "pe=8"], pe=None, multipliers_per_pe=4
+    )
+    assert resolve_arch(str(path), {"pe": "8", "pe_array.multipliers_per_pe": 4}) == arch_from_args(both)
 
 
 def test_constructors_validate_directly() -> None:
+    arch = default_arch()
     with pytest.raises(ConfigError, match="TransformUnit: count"):
-        TransformUnit(count=0)
+        dataclasses.replace(arch.input_transform, count=0)
     with pytest.raises(ConfigError, match="Memory: register_file_bytes"):
-        Memory(register_file_bytes=0)
+        dataclasses.replace(arch.memory, register_file_bytes=0)
     with pytest.raises(ConfigError, match="PEArray: accumulator_entries"):
-        PEArray(accumulator_entries=0)
+        dataclasses.replace(arch.pe_array, accumulator_entries=0)
     with pytest.raises(ConfigError, match="Arch: pe_array must be a PEArray"):
-        Arch(pe_array={"pe_count": 4})  # type: ignore[arg-type]
+        dataclasses.replace(arch, pe_array={"pe_count": 4})  # type: ignore[arg-type]

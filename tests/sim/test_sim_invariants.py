@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from sim_helpers import small_arch, tiny_network
 
 from winosim import simulate
-from winosim.arch import Arch, Memory, Partition, PEArray, TransformUnit
-from winosim.archio import apply_overrides
+from winosim.arch import Arch, Partition
+from winosim.archio import apply_overrides, default_arch
 from winosim.counts import count_trace
 from winosim.geometry import LayerGeometry, NetworkGeometry
 from winosim.sim.formats import footprint
@@ -136,13 +136,18 @@ def test_dram_moves_every_tensor_at_least_once(tiny_trace: Trace, weight_format:
 
 def _fast_arch(pe_count: int = 4, multipliers: int = 2, partition: Partition = "output_channels") -> Arch:
     """Nothing but the PE array can stall: enormous DRAM bandwidth, buffer, accumulators and transform rate."""
-    return Arch(
-        pe_array=PEArray(
-            pe_count=pe_count, multipliers_per_pe=multipliers, accumulator_entries=1 << 20, partition=partition
-        ),
-        input_transform=TransformUnit(count=1 << 20),
-        output_transform=TransformUnit(count=1 << 20),
-        memory=Memory(dram_bandwidth_bytes_per_cycle=1 << 30, global_buffer_bytes=1 << 30),
+    return apply_overrides(
+        default_arch(),
+        {
+            "pe_array.pe_count": pe_count,
+            "pe_array.multipliers_per_pe": multipliers,
+            "pe_array.accumulator_entries": 1 << 20,
+            "pe_array.partition": partition,
+            "input_transform.count": 1 << 20,
+            "output_transform.count": 1 << 20,
+            "memory.dram_bandwidth_bytes_per_cycle": 1 << 30,
+            "memory.global_buffer_bytes": 1 << 30,
+        },
     )
 
 

@@ -22,10 +22,10 @@ import pandas as pd
 
 from winosim import __version__
 from winosim.arch import Arch
-from winosim.archio import add_arch_arguments, apply_overrides, arch_from_args, arch_to_flat_dict
+from winosim.archio import add_arch_arguments, arch_from_args, arch_to_flat_dict
 from winosim.commands import CommandParser, command_parser, positive_int
 from winosim.counts import count_trace
-from winosim.errors import ConfigError, OutputError
+from winosim.errors import OutputError
 from winosim.files import atomic_write_text
 from winosim.methods import METHOD_LABELS, METHODS, available
 from winosim.report import (
@@ -197,11 +197,7 @@ def _write_out_dir(
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    if args.pe is not None and args.pe < 1:
-        raise ConfigError(f"--pe must be >= 1, got {args.pe}")
-    arch = arch_from_args(args, args.pe)
-    if args.multipliers_per_pe is not None:
-        arch = apply_overrides(arch, {"pe_array.multipliers_per_pe": args.multipliers_per_pe})
+    arch = arch_from_args(args)
     trace = load_trace(args.trace)
     pe_count, multipliers_per_pe = arch.pe_array.pe_count, arch.pe_array.multipliers_per_pe
     sim: pd.DataFrame | None = None
