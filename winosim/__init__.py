@@ -7,10 +7,9 @@ energy table. torch is needed only for `winosim.nn`.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 # `winosim.simulate(trace, arch)` is the simulator's entry point. Importing it here binds the package
 # attribute `simulate` to the function (the module stays importable as `from winosim.simulate import ...`).
 from winosim.simulate import simulate
+from winosim.version import __version__
 
 __all__ = ["__version__", "simulate"]

@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from winosim import __version__
 from winosim.commands import CommandParser
 from winosim.errors import WinosimError
+from winosim.version import __version__
 
 EXIT_USAGE = 2
 """Exit status for bad input of any kind (argparse uses the same)."""

@@ -46,11 +46,11 @@ from typing import Any, Protocol
 import pandas as pd
 import yaml
 
-import winosim
 from winosim.errors import ConfigError, TraceError, WinosimError
 from winosim.files import atomic_write, atomic_write_text
 from winosim.methods import sorted_methods
 from winosim.trace import Trace, load_trace
+from winosim.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ class SimulateEvaluator:
         return lower(trace)
 
     def evaluate(self, trace: Trace, prepared: Any, resolved: Any) -> pd.DataFrame:
-        from winosim import simulate
+        from winosim.simulate import simulate
 
         result = simulate(
             trace, resolved, list(self.methods) if self.methods else None, workload=prepared, engine="recurrence"
@@ -392,7 +392,7 @@ def point_key(evaluator: Evaluator, trace_sha256: str, params: Mapping[str, Scal
         "evaluator": dict(evaluator.identity),
         "trace_sha256": trace_sha256,
         "params": params,
-        "winosim_version": winosim.__version__,
+        "winosim_version": __version__,
     }
     text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -744,7 +744,7 @@ def run_sweep(
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
-        "winosim_version": winosim.__version__,
+        "winosim_version": __version__,
         "evaluator": evaluator.name,
         "evaluator_identity": dict(evaluator.identity),
         "traces": [{"name": t.name, "path": t.path, "sha256": t.sha256, "synthetic": t.synthetic} for t in inputs],

@@ -25,10 +25,10 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from winosim import __version__
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry, NetworkGeometry
 from winosim.trace import VARIANT_METHODS, LayerMasks, Provenance, Trace, Variant, mask_shapes
+from winosim.version import __version__
 from winosim.winograd import tile, transform_for
 
 

@@ -20,7 +20,6 @@ from typing import Any
 
 import pandas as pd
 
-from winosim import __version__
 from winosim.arch import Arch
 from winosim.archio import add_arch_arguments, arch_from_args, arch_to_flat_dict
 from winosim.commands import CommandParser, command_parser, positive_int
@@ -42,6 +41,7 @@ from winosim.report import (
 )
 from winosim.simulate import simulate
 from winosim.trace import Trace, load_trace, variant_summary
+from winosim.version import __version__
 
 logger = logging.getLogger(__name__)
 
