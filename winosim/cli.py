@@ -36,7 +36,12 @@ class Subcommand:
 
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
-    Subcommand("run", "winosim.commands.run", "main", "count multiplies of every method on a trace (paper table)"),
+    Subcommand(
+        "run",
+        "winosim.commands.run",
+        "main",
+        "multiplies, simulated cycles, latency and energy of every method on a trace",
+    ),
     Subcommand("inspect", "winosim.commands.inspect", "main", "show a trace: geometry, variants, densities"),
     Subcommand("synth", "winosim.commands.synth", "main", "write a seeded SYNTHETIC trace of a known geometry"),
     Subcommand("train", "winosim.nn.commands", "train_main", "train and prune a model (needs torch)"),

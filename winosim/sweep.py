@@ -652,51 +652,42 @@ def _write_csv(frame: pd.DataFrame, tmp: Path) -> None:
     frame.to_csv(tmp, index=False, lineterminator="\n")
 
 
-def run_sweep(
-    traces: Sequence[str | os.PathLike[str]],
-    grid: Grid,
-    out_dir: str | os.PathLike[str],
-    *,
-    evaluator: Evaluator | None = None,
-    jobs: int | None = None,
-    scheduler: str | None = None,
-    progress: bool = False,
-    on_point: Callable[[int, int], None] | None = None,
-) -> SweepSummary:
-    """Run every (trace, design point) of `grid` and write the tidy table into `out_dir`.
-
-    `jobs` local worker processes (default: the number of cores; 1 runs in this process) unless
-    `scheduler` (a Dask scheduler address such as tcp://127.0.0.1:8786) is given. Points already stored
-    in `out_dir` are reused. `on_point(done, total)` is called after each point is stored (progress
-    hooks, tests); `progress` shows a tqdm bar on stderr with points done, rate and ETA.
-    """
-    evaluator = evaluator if evaluator is not None else SimulateEvaluator()
+def _check_run_options(jobs: int | None, scheduler: str | None) -> None:
     if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
         raise ConfigError(f"sweep: jobs must be an integer >= 1, got {jobs!r}")
     if scheduler is not None and not scheduler.strip():
         raise ConfigError("sweep: scheduler address is empty")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"sweep: --out {out} exists and is not a directory")
-    inputs, points, tasks = plan(traces, grid, evaluator)
-    out.mkdir(parents=True, exist_ok=True)
 
+
+def _stored_and_todo(out: Path, tasks: Sequence[Task]) -> tuple[dict[str, pd.DataFrame | Infeasible], list[Task]]:
+    """The points already stored in `out` (by key), and the tasks left to compute (one per distinct key)."""
     frames: dict[str, pd.DataFrame | Infeasible] = {}
     for task in tasks:
         if task.key not in frames:
             stored = load_point(out, task.key)
             if stored is not None:
                 frames[task.key] = stored
-    reused = sum(1 for t in tasks if t.key in frames)
     todo: list[Task] = []
     seen: set[str] = set()
     for task in tasks:
         if task.key not in frames and task.key not in seen:
             seen.add(task.key)
             todo.append(task)
-    total = len(tasks)
-    log.info("sweep: %d points, %d stored, %d to compute", total, reused, len(todo))
+    return frames, todo
 
+
+def _compute(
+    out: Path,
+    todo: Sequence[Task],
+    total: int,
+    frames: dict[str, pd.DataFrame | Infeasible],
+    evaluator: Evaluator,
+    jobs: int | None,
+    scheduler: str | None,
+    progress: bool,
+    on_point: Callable[[int, int], None] | None,
+) -> None:
+    """Evaluate `todo` (inline, in worker processes or on a Dask cluster), storing each point as it comes."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=total - len(todo), unit="point", disable=not progress, dynamic_ncols=True)
@@ -725,6 +716,9 @@ def run_sweep(
     finally:
         bar.close()
 
+
+def _infeasible(tasks: Sequence[Task], frames: Mapping[str, pd.DataFrame | Infeasible]) -> list[dict[str, Any]]:
+    """The infeasible points (logged); ConfigError when every point is."""
     infeasible = [
         {"trace": t.trace.name, "point": t.point.index, "label": t.point.label(), "message": result.message}
         for t in tasks
@@ -736,6 +730,40 @@ def run_sweep(
         )
     for entry in infeasible:
         log.warning("infeasible design point %s on %s: %s", entry["label"], entry["trace"], entry["message"])
+    return infeasible
+
+
+def run_sweep(
+    traces: Sequence[str | os.PathLike[str]],
+    grid: Grid,
+    out_dir: str | os.PathLike[str],
+    *,
+    evaluator: Evaluator | None = None,
+    jobs: int | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
+    on_point: Callable[[int, int], None] | None = None,
+) -> SweepSummary:
+    """Run every (trace, design point) of `grid` and write the tidy table into `out_dir`.
+
+    `jobs` local worker processes (default: the number of cores; 1 runs in this process) unless
+    `scheduler` (a Dask scheduler address such as tcp://127.0.0.1:8786) is given. Points already stored
+    in `out_dir` are reused. `on_point(done, total)` is called after each point is stored (progress
+    hooks, tests); `progress` shows a tqdm bar on stderr with points done, rate and ETA.
+    """
+    evaluator = evaluator if evaluator is not None else SimulateEvaluator()
+    _check_run_options(jobs, scheduler)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"sweep: --out {out} exists and is not a directory")
+    inputs, points, tasks = plan(traces, grid, evaluator)
+    out.mkdir(parents=True, exist_ok=True)
+    frames, todo = _stored_and_todo(out, tasks)
+    reused = sum(1 for t in tasks if t.key in frames)
+    total = len(tasks)
+    log.info("sweep: %d points, %d stored, %d to compute", total, reused, len(todo))
+    _compute(out, todo, total, frames, evaluator, jobs, scheduler, progress, on_point)
+    infeasible = _infeasible(tasks, frames)
     table, param_columns = assemble(tasks, frames, grid)
     parquet_path = out / RESULTS_PARQUET
     csv_path = out / RESULTS_CSV
@@ -756,8 +784,7 @@ def run_sweep(
         "infeasible": infeasible,
     }
     manifest_path = out / MANIFEST_NAME
-    manifest_text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
-    atomic_write_text(manifest_path, manifest_text)
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return SweepSummary(
         out, total, reused, len(todo), len(infeasible), len(table), parquet_path, csv_path, manifest_path
     )

@@ -384,7 +384,44 @@ def load_trace(path: str | os.PathLike[str]) -> Trace:
 
 
 def _decode(archive: _Archive) -> Trace:
+    """A trace from an opened archive: the metadata, then every variant's masks, then the whole validated."""
     where = str(archive.path)
+    meta = _read_meta(archive, where)
+    layers, winograd_m, provenance = _decode_geometry(meta, where)
+    variant_metas = _require(meta, "variants", list, where)
+    expected_keys = {"meta"}
+    variants: list[Variant] = []
+    for vi, vmeta in enumerate(variant_metas):
+        variant, keys = _decode_variant(archive, vi, vmeta, layers, provenance.images, winograd_m, where)
+        variants.append(variant)
+        expected_keys |= keys
+    unexpected = archive.names() - expected_keys
+    if unexpected:
+        raise TraceError(f"{where}: unexpected entries {sorted(unexpected)[:5]} (not written by a v1 writer)")
+    try:
+        trace = Trace(
+            network=str(_require(meta, "network", str, where)),
+            input_height=int(_require(meta, "input_height", int, where)),
+            input_width=int(_require(meta, "input_width", int, where)),
+            layers=layers,
+            variants=tuple(variants),
+            provenance=provenance,
+            winograd_m=winograd_m,
+        )
+    except ConfigError as exc:
+        raise TraceError(f"{where}: {exc}") from None
+    for vmeta, variant in zip(variant_metas, trace.variants, strict=True):
+        stored = vmeta.get("weight_density")
+        if stored is not None and not math.isclose(stored, trace.weight_density(variant), rel_tol=1e-9, abs_tol=1e-12):
+            raise TraceError(
+                f"{where}: variant {variant.name!r} states weight density {stored}, its masks have "
+                f"{trace.weight_density(variant)}"
+            )
+    return trace
+
+
+def _read_meta(archive: _Archive, where: str) -> dict[str, Any]:
+    """The archive's JSON metadata, checked to be a winosim trace of the supported schema version."""
     if "meta" not in archive.names():
         raise TraceError(f"{where}: not a winosim trace (no 'meta' entry)")
     raw = archive.get("meta")
@@ -401,6 +438,11 @@ def _decode(archive: _Archive) -> Trace:
         raise TraceError(
             f"{where}: trace schema version {version!r} is not supported (this winosim reads {SCHEMA_VERSION})"
         )
+    return meta
+
+
+def _decode_geometry(meta: dict[str, Any], where: str) -> tuple[tuple[LayerGeometry, ...], int, Provenance]:
+    """The layers, the Winograd m and the provenance of the metadata."""
     try:
         layers = tuple(LayerGeometry.from_dict(d) for d in _require(meta, "layers", list, where))
         winograd = _require(meta, "winograd", dict, where)
@@ -422,67 +464,51 @@ def _decode(archive: _Archive) -> Trace:
     images = provenance.images
     if _require(meta, "images", int, where) != images:
         raise TraceError(f"{where}: meta 'images' disagrees with provenance images ({meta['images']} vs {images})")
+    return layers, int(winograd["m"]), provenance
 
-    variants: list[Variant] = []
-    variant_metas = _require(meta, "variants", list, where)
-    expected_keys = {"meta"}
-    for vi, vmeta in enumerate(variant_metas):
-        if not isinstance(vmeta, dict):
-            raise TraceError(f"{where}: variant {vi} metadata is not a mapping")
-        vname = _require(vmeta, "name", str, where)
-        method = _require(vmeta, "method", str, where)
-        if method not in VARIANT_METHODS:
-            raise TraceError(
-                f"{where}: variant {vname!r} has unknown method {method!r}; expected one of {VARIANT_METHODS}"
+
+def _decode_variant(
+    archive: _Archive,
+    vi: int,
+    vmeta: Any,
+    layers: tuple[LayerGeometry, ...],
+    images: int,
+    winograd_m: int,
+    where: str,
+) -> tuple[Variant, set[str]]:
+    """Variant `vi` with its masks unpacked and checked against the geometry, and the archive keys it used."""
+    if not isinstance(vmeta, dict):
+        raise TraceError(f"{where}: variant {vi} metadata is not a mapping")
+    vname = _require(vmeta, "name", str, where)
+    method = _require(vmeta, "method", str, where)
+    if method not in VARIANT_METHODS:
+        raise TraceError(f"{where}: variant {vname!r} has unknown method {method!r}; expected one of {VARIANT_METHODS}")
+    keys: set[str] = set()
+    masks: list[LayerMasks] = []
+    for li, layer in enumerate(layers):
+        weight_key, act_key = _mask_keys(vi, li)
+        keys |= {weight_key, act_key}
+        weight_shape, act_shape = mask_shapes(method, layer, images, winograd_m)
+        what = f"{where}: variant {vname!r} layer {layer.name!r}"
+        masks.append(
+            LayerMasks(
+                weight=unpack_mask(archive.get(weight_key), weight_shape, f"{what} weight mask"),
+                activation=unpack_mask(archive.get(act_key), act_shape, f"{what} activation mask"),
             )
-        masks: list[LayerMasks] = []
-        for li, layer in enumerate(layers):
-            weight_key, act_key = _mask_keys(vi, li)
-            expected_keys |= {weight_key, act_key}
-            weight_shape, act_shape = mask_shapes(method, layer, images, int(winograd["m"]))
-            what = f"{where}: variant {vname!r} layer {layer.name!r}"
-            masks.append(
-                LayerMasks(
-                    weight=unpack_mask(archive.get(weight_key), weight_shape, f"{what} weight mask"),
-                    activation=unpack_mask(archive.get(act_key), act_shape, f"{what} activation mask"),
-                )
-            )
-        try:
-            variant = Variant(
-                name=vname,
-                method=method,
-                masks=tuple(masks),
-                target_density=vmeta.get("target_density"),
-                accuracy=vmeta.get("accuracy"),
-                dense_accuracy=vmeta.get("dense_accuracy"),
-                recipe=vmeta.get("recipe") or {},
-            )
-        except ConfigError as exc:
-            raise TraceError(f"{where}: {exc}") from None
-        variants.append(variant)
-    unexpected = archive.names() - expected_keys
-    if unexpected:
-        raise TraceError(f"{where}: unexpected entries {sorted(unexpected)[:5]} (not written by a v1 writer)")
+        )
     try:
-        trace = Trace(
-            network=str(_require(meta, "network", str, where)),
-            input_height=int(_require(meta, "input_height", int, where)),
-            input_width=int(_require(meta, "input_width", int, where)),
-            layers=layers,
-            variants=tuple(variants),
-            provenance=provenance,
-            winograd_m=int(winograd["m"]),
+        variant = Variant(
+            name=vname,
+            method=method,
+            masks=tuple(masks),
+            target_density=vmeta.get("target_density"),
+            accuracy=vmeta.get("accuracy"),
+            dense_accuracy=vmeta.get("dense_accuracy"),
+            recipe=vmeta.get("recipe") or {},
         )
     except ConfigError as exc:
         raise TraceError(f"{where}: {exc}") from None
-    for vmeta, variant in zip(variant_metas, trace.variants, strict=True):
-        stored = vmeta.get("weight_density")
-        if stored is not None and not math.isclose(stored, trace.weight_density(variant), rel_tol=1e-9, abs_tol=1e-12):
-            raise TraceError(
-                f"{where}: variant {variant.name!r} states weight density {stored}, its masks have "
-                f"{trace.weight_density(variant)}"
-            )
-    return trace
+    return variant, keys
 
 
 def mask_shapes(

@@ -138,6 +138,21 @@ def _grid_lines(frame: pd.DataFrame, p: int) -> list[str]:
 
 
 def render_inspect_text(trace: Trace, path: str, layer_name: str | None) -> str:
+    """The terminal view of a trace: provenance, geometry, variants, densities per layer and per position."""
+    geometry = geometry_frame(trace)
+    out = [
+        *_provenance_lines(trace, path),
+        "",
+        "geometry",
+        _geometry_table(geometry),
+        *_variant_lines(trace),
+        *_layer_density_lines(trace, geometry),
+        *_position_lines(trace, layer_name),
+    ]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _provenance_lines(trace: Trace, path: str) -> list[str]:
     prov = trace.provenance
     out = [f"trace: {path}"]
     if prov.synthetic:
@@ -151,33 +166,36 @@ def render_inspect_text(trace: Trace, path: str, layer_name: str | None) -> str:
     ]
     if prov.notes:
         out.append(f"notes: {prov.notes}")
+    return out
 
-    out += ["", "geometry"]
-    geometry = geometry_frame(trace)
-    geometry["input"] = [f"{h}x{w}" for h, w in zip(geometry["in_height"], geometry["in_width"], strict=True)]
-    geometry["output"] = [f"{h}x{w}" for h, w in zip(geometry["out_height"], geometry["out_width"], strict=True)]
-    out.append(
-        render_text_table(
-            geometry,
-            [
-                Column("layer_index", "#"),
-                Column("name", "layer", text=True),
-                Column("kind", "kind", text=True),
-                Column("op", "op", text=True),
-                Column("in_channels", "C"),
-                Column("out_channels", "K"),
-                Column("input", "input"),
-                Column("kernel", "kernel"),
-                Column("stride", "stride"),
-                Column("padding", "pad"),
-                Column("output", "output"),
-                Column("tiles", "tiles", null="-"),
-                Column("dense_spatial_multiplies_per_image", "dense spatial mults/img (M)", fmt_millions),
-            ],
-        )
+
+def _geometry_table(geometry: pd.DataFrame) -> str:
+    table = geometry.assign(
+        input=[f"{h}x{w}" for h, w in zip(geometry["in_height"], geometry["in_width"], strict=True)],
+        output=[f"{h}x{w}" for h, w in zip(geometry["out_height"], geometry["out_width"], strict=True)],
+    )
+    return render_text_table(
+        table,
+        [
+            Column("layer_index", "#"),
+            Column("name", "layer", text=True),
+            Column("kind", "kind", text=True),
+            Column("op", "op", text=True),
+            Column("in_channels", "C"),
+            Column("out_channels", "K"),
+            Column("input", "input"),
+            Column("kernel", "kernel"),
+            Column("stride", "stride"),
+            Column("padding", "pad"),
+            Column("output", "output"),
+            Column("tiles", "tiles", null="-"),
+            Column("dense_spatial_multiplies_per_image", "dense spatial mults/img (M)", fmt_millions),
+        ],
     )
 
-    out.append("variants (densities over the pruned, kind 'winograd', layers, in each variant's multiply domain)")
+
+def _variant_lines(trace: Trace) -> list[str]:
+    out = ["variants (densities over the pruned, kind 'winograd', layers, in each variant's multiply domain)"]
     variants = pd.DataFrame(
         [
             {
@@ -195,42 +213,47 @@ def render_inspect_text(trace: Trace, path: str, layer_name: str | None) -> str:
         columns=["name", "method", "target", "weight", "activation", "accuracy", "dense_accuracy", "recipe"],
     )
     if variants.empty:
-        out.append("(none: this trace holds only the geometry)\n")
-    else:
-        out.append(
-            render_text_table(
-                variants,
-                [
-                    Column("name", "variant", text=True),
-                    Column("method", "method", text=True),
-                    Column("target", "target density"),
-                    Column("weight", "weight density"),
-                    Column("activation", "activation density"),
-                    Column("accuracy", "accuracy"),
-                    Column("dense_accuracy", "dense accuracy"),
-                    Column("recipe", "recipe", text=True),
-                ],
-            )
-        )
+        return [*out, "(none: this trace holds only the geometry)\n"]
+    columns = [
+        Column("name", "variant", text=True),
+        Column("method", "method", text=True),
+        Column("target", "target density"),
+        Column("weight", "weight density"),
+        Column("activation", "activation density"),
+        Column("accuracy", "accuracy"),
+        Column("dense_accuracy", "dense accuracy"),
+        Column("recipe", "recipe", text=True),
+    ]
+    return [*out, render_text_table(variants, columns)]
 
+
+def _layer_density_lines(trace: Trace, geometry: pd.DataFrame) -> list[str]:
     densities = layer_density_frame(trace)
-    if not densities.empty:
-        out.append("densities per layer (weight / activation, in each variant's multiply domain)")
-        wide = geometry[["name", "kind"]].rename(columns={"name": "layer"})
-        columns = [Column("layer", "layer", text=True), Column("kind", "kind", text=True)]
-        for variant in trace.variants:
-            part = densities[densities["variant"] == variant.name].reset_index(drop=True)
-            wide[f"{variant.name}:w"] = part["weight_density"]
-            wide[f"{variant.name}:a"] = part["activation_density"]
-            columns += [
-                Column(f"{variant.name}:w", f"{variant.name} w", _fmt_density),
-                Column(f"{variant.name}:a", f"{variant.name} a", _fmt_density),
-            ]
-        out.append(render_text_table(wide, columns))
+    if densities.empty:
+        return []
+    wide = geometry[["name", "kind"]].rename(columns={"name": "layer"})
+    columns = [Column("layer", "layer", text=True), Column("kind", "kind", text=True)]
+    for variant in trace.variants:
+        part = densities[densities["variant"] == variant.name].reset_index(drop=True)
+        wide[f"{variant.name}:w"] = part["weight_density"]
+        wide[f"{variant.name}:a"] = part["activation_density"]
+        columns += [
+            Column(f"{variant.name}:w", f"{variant.name} w", _fmt_density),
+            Column(f"{variant.name}:a", f"{variant.name} a", _fmt_density),
+        ]
+    return [
+        "densities per layer (weight / activation, in each variant's multiply domain)",
+        render_text_table(wide, columns),
+    ]
 
+
+def _position_lines(trace: Trace, layer_name: str | None) -> list[str]:
     positions = position_density_frame(trace, layer_name)
+    if positions.empty:
+        return ["no variant multiplies in the Winograd domain: no per-position densities"]
     p = trace.winograd_m + 2
     scope = f"layer {layer_name}" if layer_name else "all Winograd layers"
+    out: list[str] = []
     for variant in trace.variants:
         part = positions[positions["variant"] == variant.name]
         if part.empty:
@@ -239,9 +262,7 @@ def render_inspect_text(trace: Trace, path: str, layer_name: str | None) -> str:
             f"variant {variant.name!r} ({variant.method}): density per Winograd position, {scope} (row xi, column nu)"
         )
         out += [*_grid_lines(part, p), ""]
-    if positions.empty:
-        out.append("no variant multiplies in the Winograd domain: no per-position densities")
-    return "\n".join(out).rstrip("\n") + "\n"
+    return out
 
 
 def render_inspect_json(trace: Trace, path: str, layer_name: str | None) -> str:
