@@ -80,14 +80,4 @@ def simulate_layer(work: LayerWork, arch: Arch, table: EnergyTable, *, engine: E
         **transform_stats(work, traffic),
         **traffic.stats(),
     )
-    return LayerResult(
-        layer=work.layer.name,
-        layer_index=work.layer_index,
-        method=work.method,
-        variant=work.variant,
-        domain=work.domain,
-        images=work.images,
-        stats=stats,
-        energy=energy_breakdown(stats, arch, table),
-        count=count_operands(work),
-    )
+    return LayerResult(count=count_operands(work), stats=stats, energy=energy_breakdown(stats, arch, table))

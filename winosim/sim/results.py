@@ -142,17 +142,36 @@ _ENERGY_FIELDS = tuple(f.name for f in dataclasses.fields(EnergyBreakdown))
 @dataclass(frozen=True)
 class LayerResult:
     """One row: a layer under a method (and the variant that supplied its masks) on the run's architecture:
-    its exact counts (`winosim.counts`, from the same lowering), the simulated counts and their energy."""
+    its exact counts (`winosim.counts`, from the same lowering; they also name the row), the simulated counts
+    and their energy."""
 
-    layer: str
-    layer_index: int
-    method: str
-    variant: str | None
-    domain: str
-    images: int
+    count: LayerCount
     stats: LayerStats
     energy: EnergyBreakdown
-    count: LayerCount
+
+    @property
+    def layer(self) -> str:
+        return self.count.layer
+
+    @property
+    def layer_index(self) -> int:
+        return self.count.layer_index
+
+    @property
+    def method(self) -> str:
+        return self.count.method
+
+    @property
+    def variant(self) -> str | None:
+        return self.count.variant
+
+    @property
+    def domain(self) -> str:
+        return self.count.domain
+
+    @property
+    def images(self) -> int:
+        return self.count.images
 
 
 @dataclass(frozen=True)
