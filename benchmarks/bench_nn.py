@@ -70,7 +70,8 @@ def spatial_macs_per_image(network: str) -> int:
 def training_step_s(network: str, mode: str, batch: int, precision: str, repeats: int) -> float:
     """Median seconds of one training step on random CIFAR-shaped data."""
     torch.manual_seed(0)
-    model = build_model(network, mode, 10, dropout=False).to(memory_format=torch.channels_last).train()
+    model = build_model(network, mode, 10, dropout=False).train()
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4)
     x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))

@@ -3,6 +3,7 @@ uninterrupted one bit for bit."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -135,11 +136,62 @@ def test_native_run_can_start_from_a_spatial_checkpoint(random_data: Path, tmp_p
     assert model.mode == "native"
 
 
+def test_winograd_relu_run_can_start_from_a_spatial_checkpoint(random_data: Path, tmp_path: Path) -> None:
+    """Q = G g G^T from a trained spatial model: the dense phase starts from those weights, not from scratch."""
+    train(_config(random_data, tmp_path / "s", mode="spatial", densities=(), train_limit=16))
+    source = load_checkpoint(tmp_path / "s" / "phase0_dense.pt")
+    result = train(
+        _config(
+            random_data,
+            tmp_path / "w",
+            mode="winograd_relu",
+            epochs=0,
+            densities=(),
+            train_limit=16,
+            init_from=str(tmp_path / "s" / "phase0_dense.pt"),
+        )
+    )
+    assert result.finished
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "w" / "phase0_dense.pt"))
+    assert model.mode == "winograd_relu"
+    for geom, layer in model.winograd_modules():
+        g = source["model"][f"{geom.name}.weight"] * source["model"][f"{geom.name}.weight_mask"]
+        torch.testing.assert_close(layer.weight, spatial_to_winograd(g))
+
+
+def test_onecycle_schedule_warms_up_then_decays_linearly(tmp_path: Path) -> None:
+    """Dense phase: linear warm-up to lr over `warmup`, linear decay to lr * final_lr_fraction; retraining
+    phases decay linearly from retrain_lr without warm-up."""
+    config = _config(tmp_path, tmp_path, schedule="onecycle", lr=0.4, retrain_lr=0.04, warmup=0.25)
+    rates = [config.lr_at(0, step, 100) for step in range(100)]
+    assert rates[24] == pytest.approx(0.4)  # the peak ends the warm-up
+    assert rates[0] == pytest.approx(0.4 / 25)
+    assert all(a < b for a, b in itertools.pairwise(rates[:25]))
+    assert all(a > b for a, b in itertools.pairwise(rates[24:]))
+    assert rates[99] == pytest.approx(0.4 * 0.001)
+    retrain = [config.lr_at(1, step, 10) for step in range(10)]
+    assert retrain[0] < 0.04 and retrain[0] == pytest.approx(0.04 * (1 - 0.1 * 0.999))
+    assert retrain[-1] == pytest.approx(0.04 * 0.001)
+    step_config = _config(tmp_path, tmp_path, lr=0.1, lr_drops=(0.5, 0.75))
+    assert [step_config.lr_at(0, s, 4) for s in range(4)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+
+
+def test_progress_log_reports_rate_and_eta(random_data: Path, tmp_path: Path) -> None:
+    train(_config(random_data, tmp_path / "r", densities=(), train_limit=16, checkpoint_every_s=1e-6))
+    lines = (tmp_path / "r" / "progress.log").read_text().splitlines()
+    assert lines and all("images/s" in line and "run ETA" in line for line in lines)
+    assert "test accuracy" in lines[-1]
+
+
 def test_config_validation_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="densities"):
         _config(tmp_path, tmp_path, densities=(0.5, 0.7))
     with pytest.raises(ConfigError, match="init_from"):
-        _config(tmp_path, tmp_path, mode="winograd_relu", init_from="x.pt")
+        _config(tmp_path, tmp_path, mode="spatial", init_from="x.pt")
+    with pytest.raises(ConfigError, match="schedule"):
+        _config(tmp_path, tmp_path, schedule="cosine")
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        _config(tmp_path, tmp_path, label_smoothing=1.0)
     with pytest.raises(ConfigError, match="network"):
         _config(tmp_path, tmp_path, network="lenet")
 

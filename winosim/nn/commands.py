@@ -75,7 +75,12 @@ def _train_parser() -> argparse.ArgumentParser:
         help="images per epoch of the retraining phases (default: --epoch-images)",
     )
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
-    p.add_argument("--init-from", default=None, help="native only: start from a spatial checkpoint (U = G g G^T)")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="native or winograd_relu: start from a spatial checkpoint (U = G g G^T; exact for native, a "
+        "starting point for winograd_relu)",
+    )
     p.add_argument("--checkpoint-every-s", type=float, default=240.0, help="seconds between mid-epoch checkpoints")
     p.add_argument(
         "--schedule",

@@ -126,8 +126,10 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"TrainConfig: {name} must be >= 1 or None, got {value}")
-        if self.init_from is not None and self.mode != "native":
-            raise ConfigError(f"TrainConfig: init_from (a spatial checkpoint) needs mode 'native', got {self.mode!r}")
+        if self.init_from is not None and self.mode == "spatial":
+            raise ConfigError(
+                "TrainConfig: init_from (a spatial checkpoint) needs mode 'native' or 'winograd_relu', got 'spatial'"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -283,7 +285,9 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> WinoNet:
 
 
 def native_from_spatial(model: WinoNet, spatial_state: dict[str, torch.Tensor]) -> None:
-    """Load a spatial model's state into a native model: U = G (g * mask) G^T per Winograd layer, masks reset."""
+    """Load a spatial model's state into a Winograd-domain model: U = G (g * mask) G^T per Winograd layer, masks
+    reset. For `native` the result computes exactly what the spatial model does; for `winograd_relu` it is a
+    starting point only (the ReLU moves into the Winograd domain, so the function changes and needs training)."""
     state: dict[str, torch.Tensor] = {}
     winograd_names = {geom.name for geom, _ in model.winograd_modules()}
     for key, value in spatial_state.items():
@@ -403,7 +407,7 @@ def train(
         native_from_spatial(model, source["model"])
     model.to(dev)
     if config.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     out.mkdir(parents=True, exist_ok=True)
     optimizer = _optimizer(model, config, phases[min(state.phase, len(phases) - 1)][2])
     if ckpt is not None and ckpt.get("optimizer") is not None:
