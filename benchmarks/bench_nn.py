@@ -43,7 +43,7 @@ NETWORKS = {"vgg_nagadomi": "vgg_nagadomi", "resnet18": "resnet18_cifar"}  # mod
 LAYER_SHAPES = [(64, 32), (128, 16), (256, 8), (512, 4)]  # (channels, map side) of the CIFAR ResNet-18 stages
 
 
-def _median_s(fn: Callable[[], None], repeats: int, warmup: int = 1) -> float:
+def _median_s(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     for _ in range(warmup):  # allocator, oneDNN primitive caches
         fn()
     samples = []
