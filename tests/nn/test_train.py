@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -258,3 +262,56 @@ def test_commands_train_then_trace(random_data: Path, tmp_path: Path, capsys: py
     assert pruned.dense_accuracy == dense.accuracy and "phase0_dense.pt" in pruned.recipe["dense_accuracy_source"]
     with pytest.raises(ConfigError, match="required"):
         train_main(["--out", str(tmp_path / "other"), "--no-progress"])
+
+
+class _Unsafe:
+    """Any class outside torch's weights-only allow-list: loading it would run arbitrary code."""
+
+
+_DOCTORED_CHECKPOINTS = [
+    (lambda c: c["config"].__setitem__("epochs", "many"), "epochs must be"),
+    (lambda c: c["config"].__setitem__("batch_size", 2.5), "batch_size must be"),
+    (lambda c: c["config"].__setitem__("densities", ["a"]), "densities must be"),
+    (lambda c: c["config"].pop("network"), "missing fields"),
+    (lambda c: c.__setitem__("config", [1, 2]), "expected a mapping"),
+    (lambda c: c["state"].__setitem__("phase", -1), "must be >= 0"),
+    (lambda c: c["state"].__setitem__("history", "x"), "history must be"),
+    (lambda c: c.__setitem__("model", {"conv2.weight": 3}), "'model' is not a mapping"),
+    (lambda c: c["model"].__setitem__("conv2.weight", torch.zeros(1)), "weights do not fit"),
+    (lambda c: c.__setitem__("optimizer", {"state": {}, "param_groups": []}), "optimiser state"),
+    (lambda c: c.__setitem__("extra", _Unsafe()), "not a readable checkpoint"),
+]
+
+
+def _doctor(random_data: Path, out: Path, edit: Any) -> None:
+    train(_config(random_data, out), max_steps=1)
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, out / "last.pt")
+
+
+@pytest.mark.parametrize(("edit", "message"), _DOCTORED_CHECKPOINTS)
+def test_resume_from_a_malformed_or_unsafe_checkpoint_names_the_problem(
+    random_data: Path, tmp_path: Path, edit: Any, message: str
+) -> None:
+    """A doctored last.pt is refused with a CheckpointError naming the problem (never a TypeError)."""
+    _doctor(random_data, tmp_path / "run", edit)
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        train(_config(random_data, tmp_path / "run"), resume=True)
+
+
+@pytest.mark.parametrize(("edit", "message"), [_DOCTORED_CHECKPOINTS[0], _DOCTORED_CHECKPOINTS[-1]])
+def test_cli_resume_from_a_bad_checkpoint_is_one_line(
+    random_data: Path, tmp_path: Path, edit: Any, message: str
+) -> None:
+    """Through the CLI: one line, exit 2, no traceback and no torch warning before it."""
+    _doctor(random_data, tmp_path / "run", edit)
+    result = subprocess.run(
+        [sys.executable, "-m", "winosim", "train", "--out", str(tmp_path / "run"), "--resume", "--no-progress"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("winosim: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr

@@ -23,11 +23,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import tempfile
 import time
+import types
+import typing
+import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -138,13 +142,24 @@ class TrainConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: Any) -> TrainConfig:
+        """The configuration stored in a checkpoint or config.json; ConfigError naming the first bad field."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"TrainConfig: expected a mapping, got {type(data).__name__}")
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ConfigError(f"TrainConfig: unknown fields {sorted(unknown)}")
+            raise ConfigError(f"TrainConfig: unknown fields {sorted(map(str, unknown))}")
         values = dict(data)
-        values["densities"] = tuple(values.get("densities", ()))
-        values["lr_drops"] = tuple(values.get("lr_drops", (0.5, 0.75)))
+        for name in ("densities", "lr_drops"):
+            if name in values and isinstance(values[name], list | tuple):
+                values[name] = tuple(values[name])
+        hints = typing.get_type_hints(cls)
+        for name, value in values.items():
+            if not _has_type(value, hints[name]):
+                raise ConfigError(f"TrainConfig: {name} must be {hints[name]}, got {value!r:.60}")
+        missing = [f.name for f in fields(cls) if f.name not in values and f.default is MISSING]
+        if missing:
+            raise ConfigError(f"TrainConfig: missing fields {missing}")
         return cls(**values)
 
     def images_per_epoch(self, phase: int) -> int | None:
@@ -177,6 +192,32 @@ class TrainConfig:
         return [(None, self.epochs, self.lr)] + [(d, self.retrain_epochs, self.retrain_lr) for d in self.densities]
 
 
+def _has_type(value: Any, annotation: Any) -> bool:
+    """Whether a plain value read from a checkpoint fits a TrainConfig/TrainState annotation (bool is not int,
+    an int is a float, tuple[float, ...] holds numbers)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arm) for arm in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        (item, *_) = typing.get_args(annotation)
+        return isinstance(value, tuple) and all(_has_type(v, item) for v in value)
+    if origin is list:
+        return isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, dict)
+    return True
+
+
 def phase_tag(density: float | None) -> str:
     return "dense" if density is None else f"d{density:.2f}"
 
@@ -196,6 +237,23 @@ class TrainState:
     last_test_accuracy: float | None = None
     dense_accuracy: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _state_from_dict(data: Any) -> TrainState:
+    """The TrainState stored in a checkpoint; ConfigError naming the first bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"TrainState: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(TrainState)
+    unknown = set(data) - set(hints)
+    if unknown:
+        raise ConfigError(f"TrainState: unknown fields {sorted(map(str, unknown))}")
+    for name, value in data.items():
+        if not _has_type(value, hints[name]):
+            raise ConfigError(f"TrainState: {name} must be {hints[name]}, got {value!r:.60}")
+    counters = ("phase", "epoch", "batch", "step", "correct", "seen")
+    if any(data.get(name, 0) < 0 for name in counters):
+        raise ConfigError(f"TrainState: {', '.join(counters)} must be >= 0")
+    return TrainState(**data)
 
 
 @dataclass(frozen=True)
@@ -265,22 +323,46 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not source.is_file():
         raise CheckpointError(f"checkpoint not found: {source}")
     try:
-        ckpt = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt / foreign files
+        with warnings.catch_warnings():  # torch warns before refusing; the error line below says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt / foreign / unsafe files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CheckpointError(f"{source}: not a readable checkpoint ({type(exc).__name__}: {first_line})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{source}: not a winosim checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{source}: checkpoint version {ckpt.get('version')!r} is not {CHECKPOINT_VERSION}")
+    model = ckpt.get("model")
+    if not isinstance(model, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
+    ):
+        raise CheckpointError(f"{source}: malformed checkpoint: 'model' is not a mapping of names to tensors")
+    try:
+        TrainConfig.from_dict(ckpt.get("config"))
+        if "state" in ckpt:
+            _state_from_dict(ckpt["state"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: malformed checkpoint: {exc}") from None
+    if ckpt.get("optimizer") is not None and not isinstance(ckpt["optimizer"], dict):
+        raise CheckpointError(f"{source}: malformed checkpoint: 'optimizer' is not a mapping")
     return ckpt
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """`model.load_state_dict(state)`, with a CheckpointError naming `source` when names or shapes differ."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{source}: weights do not fit the model ({first_line})") from None
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> WinoNet:
     """Rebuild the model stored in a checkpoint (eval mode, CPU)."""
     config = TrainConfig.from_dict(ckpt["config"])
     model = build_model(config.network, config.mode, config.num_classes, dropout=config.dropout)
-    model.load_state_dict(ckpt["model"])
+    load_model_state(model, ckpt["model"], f"checkpoint of {config.out}")
     return model.eval()
 
 
@@ -394,8 +476,8 @@ def train(
     phases = config.phases()
     state = TrainState()
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        state = TrainState(**ckpt["state"])
+        load_model_state(model, ckpt["model"], last)
+        state = _state_from_dict(ckpt.get("state", {}))
     elif config.init_from:
         source = load_checkpoint(config.init_from)
         src_cfg = source["config"]
@@ -411,7 +493,10 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     optimizer = _optimizer(model, config, phases[min(state.phase, len(phases) - 1)][2])
     if ckpt is not None and ckpt.get("optimizer") is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"{last}: optimiser state does not fit the model ({exc})") from None
     atomic_write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n", out / "config.json")
 
     segment_start = time.monotonic()
