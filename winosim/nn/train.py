@@ -37,6 +37,7 @@ from tqdm import tqdm
 
 import winosim
 from winosim.errors import ConfigError, WinosimError
+from winosim.nn.custom import build_custom, parse_factory
 from winosim.nn.data import Dataset, derive_seed, load_dataset
 from winosim.nn.layers import MODES, spatial_to_winograd
 from winosim.nn.models import NETWORK_NAMES, WinoNet, build_model
@@ -86,9 +87,15 @@ class TrainConfig:
     final_lr_fraction: float = 0.001
     label_smoothing: float = 0.0
     channels_last: bool = False
+    model_factory: str | None = None
+    input_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.network not in NETWORK_NAMES:
+        if self.model_factory is not None:
+            parse_factory(self.model_factory)
+            if not self.dropout:
+                raise ConfigError("TrainConfig: --no-dropout applies to the built-in networks, not to --model")
+        elif self.network not in NETWORK_NAMES:
             raise ConfigError(f"TrainConfig: network must be one of {NETWORK_NAMES}, got {self.network!r}")
         if self.mode not in MODES:
             raise ConfigError(f"TrainConfig: mode must be one of {MODES}, got {self.mode!r}")
@@ -133,6 +140,8 @@ class TrainConfig:
         data = asdict(self)
         data["densities"] = list(self.densities)
         data["lr_drops"] = list(self.lr_drops)
+        if self.input_shape is not None:
+            data["input_shape"] = list(self.input_shape)
         return data
 
     @classmethod
@@ -143,6 +152,8 @@ class TrainConfig:
         values = dict(data)
         values["densities"] = tuple(values.get("densities", ()))
         values["lr_drops"] = tuple(values.get("lr_drops", (0.5, 0.75)))
+        if values.get("input_shape") is not None:
+            values["input_shape"] = tuple(values["input_shape"])
         return cls(**values)
 
     def images_per_epoch(self, phase: int) -> int | None:
@@ -277,9 +288,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def model_from_checkpoint(ckpt: dict[str, Any]) -> WinoNet:
     """Rebuild the model stored in a checkpoint (eval mode, CPU)."""
     config = TrainConfig.from_dict(ckpt["config"])
-    model = build_model(config.network, config.mode, config.num_classes, dropout=config.dropout)
+    model = build_network(config, config.num_classes)
     model.load_state_dict(ckpt["model"])
     return model.eval()
+
+
+def build_network(config: TrainConfig, num_classes: int | None) -> WinoNet:
+    """The model a configuration trains: a built-in network, or its `model_factory`'s model converted."""
+    if config.model_factory is not None:
+        if config.input_shape is None:
+            raise ConfigError(f"TrainConfig: model_factory {config.model_factory!r} needs input_shape")
+        return build_custom(config.model_factory, config.mode, num_classes, config.input_shape)
+    return build_model(config.network, config.mode, num_classes, dropout=config.dropout)
 
 
 def native_from_spatial(model: WinoNet, spatial_state: dict[str, torch.Tensor]) -> None:
@@ -384,9 +404,12 @@ def train(
     classes = config.num_classes or train_set.num_classes
     if config.num_classes is None:
         config = TrainConfig.from_dict({**config.to_dict(), "num_classes": classes})
+    if config.model_factory is not None and config.input_shape is None:
+        shape = tuple(int(d) for d in train_set.take([0])[0].shape[1:])
+        config = TrainConfig.from_dict({**config.to_dict(), "input_shape": shape})
 
     torch.manual_seed(config.seed)
-    model = build_model(config.network, config.mode, classes, dropout=config.dropout)
+    model = build_network(config, classes)
     phases = config.phases()
     state = TrainState()
     if ckpt is not None:
@@ -395,7 +418,8 @@ def train(
     elif config.init_from:
         source = load_checkpoint(config.init_from)
         src_cfg = source["config"]
-        if src_cfg["network"] != config.network or src_cfg["mode"] != "spatial":
+        same = (src_cfg["network"], src_cfg.get("model_factory")) == (config.network, config.model_factory)
+        if not same or src_cfg["mode"] != "spatial":
             raise ConfigError(
                 f"--init-from {config.init_from}: needs a spatial {config.network} checkpoint, got "
                 f"{src_cfg['mode']} {src_cfg['network']}"
