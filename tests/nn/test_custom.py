@@ -91,7 +91,8 @@ def runs(workdir: Path, random_data: Path) -> dict[str, Path]:
     assert _train(random_data, "runs/wr_resumed", "winograd_relu", "--max-steps", "3") == 0
     assert not (workdir / "runs/wr_resumed/phase1_d0.50.pt").exists()
     assert cli.main(["train", "--out", "runs/wr_resumed", "--resume", "--no-progress"]) == 0
-    return {name: workdir / "runs" / name for name in ("sp", "wr", "wr_resumed")}
+    assert _train(random_data, "runs/nat", "native", "--init-from", "runs/sp/phase0_dense.pt", "--epochs", "0") == 0
+    return {name: workdir / "runs" / name for name in ("sp", "wr", "wr_resumed", "nat")}
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +121,20 @@ def test_checkpoints_record_the_factory_and_resume_exactly(runs: dict[str, Path]
         "conv_c",
         "conv_d",
     }
+
+
+def test_native_from_a_spatial_run_computes_the_spatial_model(runs: dict[str, Path], random_data: Path) -> None:
+    """--init-from: U = G g G^T per converted layer, everything else (biases, batch norms, stem, head) copied,
+    so the native model at the start of its run computes the spatial dense model's function."""
+    spatial = model_from_checkpoint(load_checkpoint(runs["sp"] / "phase0_dense.pt")).double()
+    native = model_from_checkpoint(load_checkpoint(runs["nat"] / "phase0_dense.pt")).double()
+    assert isinstance(native, ConvertedModel) and native.mode == "native"
+    conv_a = native.get_submodule("conv_a")
+    assert isinstance(conv_a, ConvertedConv2d) and conv_a.bias is not None and conv_a.bias.abs().sum() > 0
+    x, _ = load_dataset(random_data, "test").take(list(range(4)))
+    with torch.no_grad():
+        # U is stored in float32: agreement to float32 rounding of the weights
+        torch.testing.assert_close(native(x.double()), spatial(x.double()), rtol=1e-6, atol=1e-6)
 
 
 def _direct_multiplies(model: ConvertedModel, x: torch.Tensor) -> dict[str, int]:

@@ -308,13 +308,13 @@ def native_from_spatial(model: WinoNet, spatial_state: dict[str, torch.Tensor]) 
     winograd_names = {geom.name for geom, _ in model.winograd_modules()}
     for key, value in spatial_state.items():
         prefix, _, leaf = key.rpartition(".")
-        if prefix in winograd_names:
+        if prefix in winograd_names and leaf in ("weight", "weight_mask"):
             if leaf == "weight":
                 mask = spatial_state[f"{prefix}.weight_mask"]
                 state[key] = spatial_to_winograd(value * mask)
                 state[f"{prefix}.weight_mask"] = torch.ones_like(state[key], dtype=torch.bool)
             continue
-        state[key] = value
+        state[key] = value  # everything else, a converted layer's bias included
     model.load_state_dict(state)
 
 
