@@ -134,7 +134,7 @@ def test_bad_onnx_input_is_one_line(
 def test_exported_resnet18_geometry_equals_the_torch_geometry(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     from examples.models import resnet18
-    from winosim.nn.convert import convert
+    from winosim.nn.conversion import convert
 
     model = resnet18(num_classes=10).eval()
     path = tmp_path / "resnet18.onnx"

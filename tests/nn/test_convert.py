@@ -15,7 +15,8 @@ import torch
 from torch import Tensor, nn
 
 from examples.models import SmallResidualCNN, resnet18, resnet34, small_residual_cnn, vgg11
-from winosim.nn.convert import ConversionError, ConvertedConv2d, ConvertedModel, conv_eligible, convert
+from winosim.nn import convert
+from winosim.nn.conversion import ConversionError, ConvertedConv2d, ConvertedModel, conv_eligible
 from winosim.nn.layers import spatial_to_winograd, winograd_init_std
 from winosim.nn.prune import network_density, prune_network
 

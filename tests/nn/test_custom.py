@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from winosim import cli
 from winosim.counts import count_trace
-from winosim.nn.convert import ConvertedConv2d, ConvertedModel
+from winosim.nn.conversion import ConvertedConv2d, ConvertedModel
 from winosim.nn.data import load_dataset
 from winosim.nn.extract import layer_inputs, sample_indices
 from winosim.nn.layers import WinogradConv2d

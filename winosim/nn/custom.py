@@ -3,7 +3,7 @@
 A *model factory* is `MODULE:FUNCTION`: a module importable from the working directory or PYTHONPATH and a
 function in it that returns an `nn.Module` (called with `num_classes=` when it takes that parameter, else
 with no argument). `build_custom` calls it (under the caller's torch seed, so the initialisation is
-deterministic) and converts the result with `winosim.nn.convert.convert` to the chosen method, with the
+deterministic) and converts the result with `winosim.nn.convert` to the chosen method, with the
 geometry of the dataset's input shape. A training checkpoint records the factory string and the input
 shape in its configuration, so `--resume` and `winosim trace` rebuild the same model before loading its
 weights (checkpoints are still loaded with `weights_only=True`: no pickled code).
@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from torch import nn
 
 from winosim.errors import ConfigError
-from winosim.nn.convert import ConvertedModel, convert
+from winosim.nn.conversion import ConvertedModel, convert
 
 
 def parse_factory(factory: str) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 import winosim
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry
-from winosim.nn.convert import ConvertedConv2d
+from winosim.nn.conversion import ConvertedConv2d
 from winosim.nn.data import Dataset, load_dataset
 from winosim.nn.layers import WinogradConv2d
 from winosim.nn.models import WinoNet

@@ -1,4 +1,4 @@
-"""Conversion of any PyTorch CNN to Winograd-domain layers: `convert(model, method)`.
+"""Conversion of any PyTorch CNN to Winograd-domain layers: `winosim.nn.convert(model, method)`.
 
 The paper's method applies to every 3x3 stride-1 convolution, and a `WinogradConv2d` includes the ReLU of
 its input (that ReLU's position is what distinguishes the methods). Converting an arbitrary model therefore
