@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 import winosim
 from winosim.errors import ConfigError, WinosimError
+from winosim.nn.custom import build_custom, parse_factory
 from winosim.nn.data import Dataset, derive_seed, load_dataset
 from winosim.nn.layers import MODES, spatial_to_winograd
 from winosim.nn.models import NETWORK_NAMES, WinoNet, build_model
@@ -90,9 +91,15 @@ class TrainConfig:
     final_lr_fraction: float = 0.001
     label_smoothing: float = 0.0
     channels_last: bool = False
+    model_factory: str | None = None
+    input_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.network not in NETWORK_NAMES:
+        if self.model_factory is not None:
+            parse_factory(self.model_factory)
+            if not self.dropout:
+                raise ConfigError("TrainConfig: --no-dropout applies to the built-in networks, not to --model")
+        elif self.network not in NETWORK_NAMES:
             raise ConfigError(f"TrainConfig: network must be one of {NETWORK_NAMES}, got {self.network!r}")
         if self.mode not in MODES:
             raise ConfigError(f"TrainConfig: mode must be one of {MODES}, got {self.mode!r}")
@@ -139,6 +146,8 @@ class TrainConfig:
         data = asdict(self)
         data["densities"] = list(self.densities)
         data["lr_drops"] = list(self.lr_drops)
+        if self.input_shape is not None:
+            data["input_shape"] = list(self.input_shape)
         return data
 
     @classmethod
@@ -150,7 +159,7 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"TrainConfig: unknown fields {sorted(map(str, unknown))}")
         values = dict(data)
-        for name in ("densities", "lr_drops"):
+        for name in ("densities", "lr_drops", "input_shape"):
             if name in values and isinstance(values[name], list | tuple):
                 values[name] = tuple(values[name])
         hints = typing.get_type_hints(cls)
@@ -361,9 +370,18 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
 def model_from_checkpoint(ckpt: dict[str, Any]) -> WinoNet:
     """Rebuild the model stored in a checkpoint (eval mode, CPU)."""
     config = TrainConfig.from_dict(ckpt["config"])
-    model = build_model(config.network, config.mode, config.num_classes, dropout=config.dropout)
+    model = build_network(config, config.num_classes)
     load_model_state(model, ckpt["model"], f"checkpoint of {config.out}")
     return model.eval()
+
+
+def build_network(config: TrainConfig, num_classes: int | None) -> WinoNet:
+    """The model a configuration trains: a built-in network, or its `model_factory`'s model converted."""
+    if config.model_factory is not None:
+        if config.input_shape is None:
+            raise ConfigError(f"TrainConfig: model_factory {config.model_factory!r} needs input_shape")
+        return build_custom(config.model_factory, config.mode, num_classes, config.input_shape)
+    return build_model(config.network, config.mode, num_classes, dropout=config.dropout)
 
 
 def native_from_spatial(model: WinoNet, spatial_state: dict[str, torch.Tensor]) -> None:
@@ -374,13 +392,13 @@ def native_from_spatial(model: WinoNet, spatial_state: dict[str, torch.Tensor]) 
     winograd_names = {geom.name for geom, _ in model.winograd_modules()}
     for key, value in spatial_state.items():
         prefix, _, leaf = key.rpartition(".")
-        if prefix in winograd_names:
+        if prefix in winograd_names and leaf in ("weight", "weight_mask"):
             if leaf == "weight":
                 mask = spatial_state[f"{prefix}.weight_mask"]
                 state[key] = spatial_to_winograd(value * mask)
                 state[f"{prefix}.weight_mask"] = torch.ones_like(state[key], dtype=torch.bool)
             continue
-        state[key] = value
+        state[key] = value  # everything else, a converted layer's bias included
     model.load_state_dict(state)
 
 
@@ -470,9 +488,12 @@ def train(
     classes = config.num_classes or train_set.num_classes
     if config.num_classes is None:
         config = TrainConfig.from_dict({**config.to_dict(), "num_classes": classes})
+    if config.model_factory is not None and config.input_shape is None:
+        shape = tuple(int(d) for d in train_set.take([0])[0].shape[1:])
+        config = TrainConfig.from_dict({**config.to_dict(), "input_shape": shape})
 
     torch.manual_seed(config.seed)
-    model = build_model(config.network, config.mode, classes, dropout=config.dropout)
+    model = build_network(config, classes)
     phases = config.phases()
     state = TrainState()
     if ckpt is not None:
@@ -481,7 +502,8 @@ def train(
     elif config.init_from:
         source = load_checkpoint(config.init_from)
         src_cfg = source["config"]
-        if src_cfg["network"] != config.network or src_cfg["mode"] != "spatial":
+        same = (src_cfg["network"], src_cfg.get("model_factory")) == (config.network, config.model_factory)
+        if not same or src_cfg["mode"] != "spatial":
             raise ConfigError(
                 f"--init-from {config.init_from}: needs a spatial {config.network} checkpoint, got "
                 f"{src_cfg['mode']} {src_cfg['network']}"
