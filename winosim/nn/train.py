@@ -528,13 +528,18 @@ def train(
     rate_start = (time.monotonic(), state.step)
 
     def progress_line(density: float | None, epochs: int, per_epoch: int, note: str = "") -> None:
-        """Append one line to `progress.log`: where the run is, images/s since this invocation began, ETA."""
+        """Append one line to `progress.log`: where the run is, images/s since this invocation began, ETA.
+        With a `note` the line closes the epoch just finished (`state.epoch` already counts it)."""
         elapsed = time.monotonic() - rate_start[0]
         rate = (state.step - rate_start[1]) * config.batch_size / max(elapsed, 1e-9)
         eta = _remaining_images(config, state, len(train_set)) / rate if rate > 0 else float("inf")
+        where = (
+            f"epoch {state.epoch}/{epochs} done"
+            if note
+            else f"epoch {state.epoch + 1}/{epochs} batch {state.batch}/{per_epoch}"
+        )
         line = (
-            f"{time.strftime('%Y-%m-%dT%H:%M:%S')} phase {state.phase} ({phase_tag(density)}) "
-            f"epoch {min(state.epoch + 1, max(epochs, 1))}/{epochs} batch {state.batch}/{per_epoch} "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%S')} phase {state.phase} ({phase_tag(density)}) {where} "
             f"step {state.step} | {rate:.1f} images/s | run ETA {_format_s(eta) if rate > 0 else '?'}"
         )
         with (out / "progress.log").open("a") as handle:
