@@ -56,7 +56,6 @@ _EXTRA_FOR_MODULE: dict[str, str] = {
     "torchvision": "torch",
     "dask": "sweep",
     "distributed": "sweep",
-    "pyarrow": "sweep",
 }
 """Top-level third-party modules and the pip extra of winosim that installs them."""
 

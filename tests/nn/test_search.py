@@ -40,6 +40,7 @@ def _fake_run(folder: Path, accuracies: dict[float, float], schedule: tuple[floa
             "accuracy": accuracy,
             "density": None if density == 1.0 else density,
             "state": {"history": history},
+            "model": {},
         }
         torch.save(ckpt, folder / f"phase{phase}_{tag}.pt")
     return folder

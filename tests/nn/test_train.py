@@ -3,8 +3,13 @@ uninterrupted one bit for bit."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -135,11 +140,62 @@ def test_native_run_can_start_from_a_spatial_checkpoint(random_data: Path, tmp_p
     assert model.mode == "native"
 
 
+def test_winograd_relu_run_can_start_from_a_spatial_checkpoint(random_data: Path, tmp_path: Path) -> None:
+    """Q = G g G^T from a trained spatial model: the dense phase starts from those weights, not from scratch."""
+    train(_config(random_data, tmp_path / "s", mode="spatial", densities=(), train_limit=16))
+    source = load_checkpoint(tmp_path / "s" / "phase0_dense.pt")
+    result = train(
+        _config(
+            random_data,
+            tmp_path / "w",
+            mode="winograd_relu",
+            epochs=0,
+            densities=(),
+            train_limit=16,
+            init_from=str(tmp_path / "s" / "phase0_dense.pt"),
+        )
+    )
+    assert result.finished
+    model = model_from_checkpoint(load_checkpoint(tmp_path / "w" / "phase0_dense.pt"))
+    assert model.mode == "winograd_relu"
+    for geom, layer in model.winograd_modules():
+        g = source["model"][f"{geom.name}.weight"] * source["model"][f"{geom.name}.weight_mask"]
+        torch.testing.assert_close(layer.weight, spatial_to_winograd(g))
+
+
+def test_onecycle_schedule_warms_up_then_decays_linearly(tmp_path: Path) -> None:
+    """Dense phase: linear warm-up to lr over `warmup`, linear decay to lr * final_lr_fraction; retraining
+    phases decay linearly from retrain_lr without warm-up."""
+    config = _config(tmp_path, tmp_path, schedule="onecycle", lr=0.4, retrain_lr=0.04, warmup=0.25)
+    rates = [config.lr_at(0, step, 100) for step in range(100)]
+    assert rates[24] == pytest.approx(0.4)  # the peak ends the warm-up
+    assert rates[0] == pytest.approx(0.4 / 25)
+    assert all(a < b for a, b in itertools.pairwise(rates[:25]))
+    assert all(a > b for a, b in itertools.pairwise(rates[24:]))
+    assert rates[99] == pytest.approx(0.4 * 0.001)
+    retrain = [config.lr_at(1, step, 10) for step in range(10)]
+    assert retrain[0] < 0.04 and retrain[0] == pytest.approx(0.04 * (1 - 0.1 * 0.999))
+    assert retrain[-1] == pytest.approx(0.04 * 0.001)
+    step_config = _config(tmp_path, tmp_path, lr=0.1, lr_drops=(0.5, 0.75))
+    assert [step_config.lr_at(0, s, 4) for s in range(4)] == pytest.approx([0.1, 0.1, 0.01, 0.001])
+
+
+def test_progress_log_reports_rate_and_eta(random_data: Path, tmp_path: Path) -> None:
+    train(_config(random_data, tmp_path / "r", densities=(), train_limit=16, checkpoint_every_s=1e-6))
+    lines = (tmp_path / "r" / "progress.log").read_text().splitlines()
+    assert lines and all("images/s" in line and "run ETA" in line for line in lines)
+    assert "test accuracy" in lines[-1]
+
+
 def test_config_validation_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="densities"):
         _config(tmp_path, tmp_path, densities=(0.5, 0.7))
     with pytest.raises(ConfigError, match="init_from"):
-        _config(tmp_path, tmp_path, mode="winograd_relu", init_from="x.pt")
+        _config(tmp_path, tmp_path, mode="spatial", init_from="x.pt")
+    with pytest.raises(ConfigError, match="schedule"):
+        _config(tmp_path, tmp_path, schedule="cosine")
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        _config(tmp_path, tmp_path, label_smoothing=1.0)
     with pytest.raises(ConfigError, match="network"):
         _config(tmp_path, tmp_path, network="lenet")
 
@@ -206,3 +262,56 @@ def test_commands_train_then_trace(random_data: Path, tmp_path: Path, capsys: py
     assert pruned.dense_accuracy == dense.accuracy and "phase0_dense.pt" in pruned.recipe["dense_accuracy_source"]
     with pytest.raises(ConfigError, match="required"):
         train_main(["--out", str(tmp_path / "other"), "--no-progress"])
+
+
+class _Unsafe:
+    """Any class outside torch's weights-only allow-list: loading it would run arbitrary code."""
+
+
+_DOCTORED_CHECKPOINTS = [
+    (lambda c: c["config"].__setitem__("epochs", "many"), "epochs must be"),
+    (lambda c: c["config"].__setitem__("batch_size", 2.5), "batch_size must be"),
+    (lambda c: c["config"].__setitem__("densities", ["a"]), "densities must be"),
+    (lambda c: c["config"].pop("network"), "missing fields"),
+    (lambda c: c.__setitem__("config", [1, 2]), "expected a mapping"),
+    (lambda c: c["state"].__setitem__("phase", -1), "must be >= 0"),
+    (lambda c: c["state"].__setitem__("history", "x"), "history must be"),
+    (lambda c: c.__setitem__("model", {"conv2.weight": 3}), "'model' is not a mapping"),
+    (lambda c: c["model"].__setitem__("conv2.weight", torch.zeros(1)), "weights do not fit"),
+    (lambda c: c.__setitem__("optimizer", {"state": {}, "param_groups": []}), "optimiser state"),
+    (lambda c: c.__setitem__("extra", _Unsafe()), "not a readable checkpoint"),
+]
+
+
+def _doctor(random_data: Path, out: Path, edit: Any) -> None:
+    train(_config(random_data, out), max_steps=1)
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    edit(ckpt)
+    torch.save(ckpt, out / "last.pt")
+
+
+@pytest.mark.parametrize(("edit", "message"), _DOCTORED_CHECKPOINTS)
+def test_resume_from_a_malformed_or_unsafe_checkpoint_names_the_problem(
+    random_data: Path, tmp_path: Path, edit: Any, message: str
+) -> None:
+    """A doctored last.pt is refused with a CheckpointError naming the problem (never a TypeError)."""
+    _doctor(random_data, tmp_path / "run", edit)
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        train(_config(random_data, tmp_path / "run"), resume=True)
+
+
+@pytest.mark.parametrize(("edit", "message"), [_DOCTORED_CHECKPOINTS[0], _DOCTORED_CHECKPOINTS[-1]])
+def test_cli_resume_from_a_bad_checkpoint_is_one_line(
+    random_data: Path, tmp_path: Path, edit: Any, message: str
+) -> None:
+    """Through the CLI: one line, exit 2, no traceback and no torch warning before it."""
+    _doctor(random_data, tmp_path / "run", edit)
+    result = subprocess.run(
+        [sys.executable, "-m", "winosim", "train", "--out", str(tmp_path / "run"), "--resume", "--no-progress"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("winosim: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert message in result.stderr

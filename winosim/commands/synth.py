@@ -1,4 +1,5 @@
-"""`winosim synth`: write a seeded SYNTHETIC trace (random masks, not a trained model) of a known geometry.
+"""`winosim synth`: write a seeded SYNTHETIC trace (random masks, not a trained model) of a known geometry, or
+of the conv and fully connected layers of an ONNX model (`--onnx`, `winosim.onnx_geometry`).
 
 The trace comes from `winosim.synthetic.synthetic_trace`; same arguments give the same file bit for bit
 (the recorded command line is the canonical form of the arguments, without the output path). Its metadata
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+from dataclasses import replace
 
 from winosim.commands import command_parser, positive_int
 from winosim.errors import ConfigError
-from winosim.geometry import NETWORKS, network
+from winosim.geometry import NETWORKS, NetworkGeometry, network
 from winosim.synthetic import synthetic_trace
 from winosim.trace import VARIANT_METHODS, write_trace
 
@@ -37,18 +39,45 @@ def canonical_command(
     methods: list[str],
     variation: float,
     seed: int,
+    source: str | None = None,
 ) -> str:
-    """The `winosim synth` command line that reproduces a trace (recorded in its provenance)."""
+    """The `winosim synth` command line that reproduces a trace (recorded in its provenance); `source` replaces
+    `--network NAME` (e.g. `--onnx model.onnx`)."""
     return (
-        f"winosim synth --network {network_name} --images {images} --weight-density {weight_density} "
+        f"winosim synth {source or f'--network {network_name}'} --images {images} --weight-density {weight_density} "
         f"--activation-density {activation_density} --methods {','.join(methods)} --variation {variation} "
         f"--seed {seed}"
     )
 
 
+def _onnx_source(path: str, input_shape: str | None) -> tuple[NetworkGeometry, str, tuple[str, ...]]:
+    """The geometry of an ONNX model, its `source` for the canonical command and its unsupported operators,
+    each logged as one warning line."""
+    from winosim.onnx_geometry import onnx_geometry
+
+    shape = None
+    if input_shape is not None:
+        try:
+            shape = tuple(int(d) for d in input_shape.split(","))
+        except ValueError:
+            raise ConfigError(f"--input-shape must be C,H,W integers, got {input_shape!r}") from None
+    read = onnx_geometry(path, input_shape=shape)
+    for line in read.unsupported:
+        logger.warning("unsupported ONNX operator %s", line)
+    shape_option = f" --input-shape {input_shape}" if input_shape is not None else ""
+    return read.geometry, f"--onnx {path}{shape_option}", read.unsupported
+
+
 def main(argv: list[str]) -> int:
     parser = command_parser("synth", "Write a seeded SYNTHETIC trace (random masks, not a trained model).")
-    parser.add_argument("--network", required=True, choices=sorted(NETWORKS), help="geometry to generate")
+    origin = parser.add_mutually_exclusive_group(required=True)
+    origin.add_argument("--network", choices=sorted(NETWORKS), help="geometry to generate")
+    origin.add_argument(
+        "--onnx", metavar="MODEL.onnx", help="geometry of an ONNX CNN's conv and FC layers (needs the onnx extra)"
+    )
+    parser.add_argument(
+        "--input-shape", metavar="C,H,W", help="with --onnx: input size for a model whose input size is dynamic"
+    )
     parser.add_argument("--images", type=positive_int, default=8, help="sample images N (default 8)")
     parser.add_argument("--weight-density", type=_fraction, default=0.3, help="target weight density (default 0.3)")
     parser.add_argument(
@@ -76,11 +105,26 @@ def main(argv: list[str]) -> int:
         )
     if args.variation < 0:
         raise ConfigError(f"--variation must be >= 0, got {args.variation}")
+    source: str | None = None
+    unsupported: tuple[str, ...] = ()
+    if args.onnx is not None:
+        geometry, source, unsupported = _onnx_source(args.onnx, args.input_shape)
+    elif args.input_shape is not None:
+        raise ConfigError("--input-shape applies to --onnx models only")
+    else:
+        geometry = network(args.network)
     command = canonical_command(
-        args.network, args.images, args.weight_density, args.activation_density, methods, args.variation, args.seed
+        args.network,
+        args.images,
+        args.weight_density,
+        args.activation_density,
+        methods,
+        args.variation,
+        args.seed,
+        source,
     )
     trace = synthetic_trace(
-        network(args.network),
+        geometry,
         images=args.images,
         weight_density=args.weight_density,
         activation_density=args.activation_density,
@@ -89,6 +133,10 @@ def main(argv: list[str]) -> int:
         seed=args.seed,
         command=command,
     )
+    if args.onnx is not None:
+        skipped = f"{len(unsupported)} unsupported ONNX operators skipped" + "".join(f"; {u}" for u in unsupported)
+        notes = f"{trace.provenance.notes}; geometry from ONNX model {args.onnx}: {skipped}"
+        trace = replace(trace, provenance=replace(trace.provenance, notes=notes))
     write_trace(trace, args.output)
     logger.info("wrote %s", args.output)
     return 0

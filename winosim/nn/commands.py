@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from winosim.errors import ConfigError, WinosimError
+from winosim.nn.custom import factory_name
 from winosim.nn.layers import MODES
 from winosim.nn.models import NETWORK_NAMES
 from winosim.nn.train import PRECISIONS, SCHEDULES, TrainConfig, atomic_write_text, train
@@ -36,7 +37,13 @@ def _train_parser() -> argparse.ArgumentParser:
         prog="winosim train",
         description="Train a network in one method: dense, then magnitude pruning steps with masked retraining.",
     )
-    p.add_argument("--network", choices=NETWORK_NAMES, help="network to train (required unless --resume)")
+    p.add_argument("--network", choices=NETWORK_NAMES, help="network to train (required unless --model or --resume)")
+    p.add_argument(
+        "--model",
+        metavar="MODULE:FACTORY",
+        help="your own network instead of --network: a function returning an nn.Module, importable from the "
+        "working directory or PYTHONPATH, converted with winosim.nn.convert (docs/your-model.md)",
+    )
     p.add_argument("--method", "--mode", dest="method", choices=MODES, help="spatial, native or winograd_relu")
     p.add_argument(
         "--data", help="dataset folder (CIFAR .npz layout, cifar-10-batches-py, cifar-100-python, or an image folder)"
@@ -75,7 +82,12 @@ def _train_parser() -> argparse.ArgumentParser:
         help="images per epoch of the retraining phases (default: --epoch-images)",
     )
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on the first N test images only")
-    p.add_argument("--init-from", default=None, help="native only: start from a spatial checkpoint (U = G g G^T)")
+    p.add_argument(
+        "--init-from",
+        default=None,
+        help="native or winograd_relu: start from a spatial checkpoint (U = G g G^T; exact for native, a "
+        "starting point for winograd_relu)",
+    )
     p.add_argument("--checkpoint-every-s", type=float, default=240.0, help="seconds between mid-epoch checkpoints")
     p.add_argument(
         "--schedule",
@@ -108,15 +120,19 @@ def train_main(argv: list[str]) -> int:
             network=args.network or "vgg_nagadomi", mode=args.method or "spatial", data=args.data or "", out=args.out
         )
     else:
+        if args.network is not None and args.model is not None:
+            raise ConfigError("train: give --network or --model, not both")
+        network = factory_name(args.model) if args.model is not None else args.network
         missing = [
             flag
-            for flag, value in (("--network", args.network), ("--method", args.method), ("--data", args.data))
+            for flag, value in (("--network or --model", network), ("--method", args.method), ("--data", args.data))
             if value is None
         ]
         if missing:
             raise ConfigError(f"train: {', '.join(missing)} required (unless --resume)")
         config = TrainConfig(
-            network=args.network,
+            network=network,
+            model_factory=args.model,
             mode=args.method,
             data=args.data,
             out=args.out,

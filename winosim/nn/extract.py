@@ -7,7 +7,7 @@ images (the same images for every variant), captured at each layer's input by fo
 
 - `winograd_relu` Winograd layers: ReLU(B^T d B) != 0, i.e. V > 0, shape (N, C, TH, TW, 16);
 - `native` Winograd layers: B^T ReLU(d) B != 0;
-- `spatial` Winograd layers: ReLU(d) != 0, (N, C, H, W);
+- `spatial` Winograd layers: ReLU(d) != 0, (N, C, H, W) (d != 0 for a converted layer without input ReLU);
 - every other layer: its actual input != 0 (the RGB image for a stem, ReLU(x) for a shortcut or FC layer).
 
 The test accuracy of every checkpoint is measured again here, and goes into the variant with the dense
@@ -28,6 +28,7 @@ from torch import Tensor, nn
 import winosim
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry
+from winosim.nn.conversion import ConvertedConv2d
 from winosim.nn.data import Dataset, load_dataset
 from winosim.nn.layers import WinogradConv2d
 from winosim.nn.models import WinoNet
@@ -64,7 +65,8 @@ def layer_masks(geom: LayerGeometry, module: nn.Module, layer_input: Tensor) -> 
     if isinstance(module, WinogradConv2d):
         weight = module.masked_weight().float()
         if module.mode == "spatial":
-            w_mask, a_mask = weight != 0, torch.relu(layer_input) != 0
+            spatial = module.spatial_activation(layer_input) if isinstance(module, ConvertedConv2d) else None
+            w_mask, a_mask = weight != 0, (torch.relu(layer_input) if spatial is None else spatial) != 0
         else:
             w_mask = weight.permute(2, 1, 0) != 0  # (16, C, K) -> (K, C, 16)
             a_mask = module.winograd_activation(layer_input).permute(2, 1, 3, 4, 0) != 0  # (N, C, TH, TW, 16)
@@ -190,6 +192,8 @@ def extract_trace(
             "measured_weight_density": ckpt.get("measured_density"),
             "dense_accuracy_source": dense_source,
         }
+        if cfg.model_factory is not None:
+            recipe["model_factory"] = cfg.model_factory
         if search is not None:
             recipe["density_search"] = dict(search)
         variants.append(

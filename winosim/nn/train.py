@@ -23,11 +23,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import tempfile
 import time
+import types
+import typing
+import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +41,7 @@ from tqdm import tqdm
 
 import winosim
 from winosim.errors import ConfigError, WinosimError
+from winosim.nn.custom import build_custom, parse_factory
 from winosim.nn.data import Dataset, derive_seed, load_dataset
 from winosim.nn.layers import MODES, spatial_to_winograd
 from winosim.nn.models import NETWORK_NAMES, WinoNet, build_model
@@ -86,9 +91,15 @@ class TrainConfig:
     final_lr_fraction: float = 0.001
     label_smoothing: float = 0.0
     channels_last: bool = False
+    model_factory: str | None = None
+    input_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if self.network not in NETWORK_NAMES:
+        if self.model_factory is not None:
+            parse_factory(self.model_factory)
+            if not self.dropout:
+                raise ConfigError("TrainConfig: --no-dropout applies to the built-in networks, not to --model")
+        elif self.network not in NETWORK_NAMES:
             raise ConfigError(f"TrainConfig: network must be one of {NETWORK_NAMES}, got {self.network!r}")
         if self.mode not in MODES:
             raise ConfigError(f"TrainConfig: mode must be one of {MODES}, got {self.mode!r}")
@@ -126,23 +137,38 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"TrainConfig: {name} must be >= 1 or None, got {value}")
-        if self.init_from is not None and self.mode != "native":
-            raise ConfigError(f"TrainConfig: init_from (a spatial checkpoint) needs mode 'native', got {self.mode!r}")
+        if self.init_from is not None and self.mode == "spatial":
+            raise ConfigError(
+                "TrainConfig: init_from (a spatial checkpoint) needs mode 'native' or 'winograd_relu', got 'spatial'"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["densities"] = list(self.densities)
         data["lr_drops"] = list(self.lr_drops)
+        if self.input_shape is not None:
+            data["input_shape"] = list(self.input_shape)
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: Any) -> TrainConfig:
+        """The configuration stored in a checkpoint or config.json; ConfigError naming the first bad field."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"TrainConfig: expected a mapping, got {type(data).__name__}")
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
-            raise ConfigError(f"TrainConfig: unknown fields {sorted(unknown)}")
+            raise ConfigError(f"TrainConfig: unknown fields {sorted(map(str, unknown))}")
         values = dict(data)
-        values["densities"] = tuple(values.get("densities", ()))
-        values["lr_drops"] = tuple(values.get("lr_drops", (0.5, 0.75)))
+        for name in ("densities", "lr_drops", "input_shape"):
+            if name in values and isinstance(values[name], list | tuple):
+                values[name] = tuple(values[name])
+        hints = typing.get_type_hints(cls)
+        for name, value in values.items():
+            if not _has_type(value, hints[name]):
+                raise ConfigError(f"TrainConfig: {name} must be {hints[name]}, got {value!r:.60}")
+        missing = [f.name for f in fields(cls) if f.name not in values and f.default is MISSING]
+        if missing:
+            raise ConfigError(f"TrainConfig: missing fields {missing}")
         return cls(**values)
 
     def images_per_epoch(self, phase: int) -> int | None:
@@ -175,6 +201,32 @@ class TrainConfig:
         return [(None, self.epochs, self.lr)] + [(d, self.retrain_epochs, self.retrain_lr) for d in self.densities]
 
 
+def _has_type(value: Any, annotation: Any) -> bool:
+    """Whether a plain value read from a checkpoint fits a TrainConfig/TrainState annotation (bool is not int,
+    an int is a float, tuple[float, ...] holds numbers)."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arm) for arm in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if annotation is str:
+        return isinstance(value, str)
+    if origin is tuple:
+        (item, *_) = typing.get_args(annotation)
+        return isinstance(value, tuple) and all(_has_type(v, item) for v in value)
+    if origin is list:
+        return isinstance(value, list)
+    if origin is dict:
+        return isinstance(value, dict)
+    return True
+
+
 def phase_tag(density: float | None) -> str:
     return "dense" if density is None else f"d{density:.2f}"
 
@@ -194,6 +246,23 @@ class TrainState:
     last_test_accuracy: float | None = None
     dense_accuracy: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _state_from_dict(data: Any) -> TrainState:
+    """The TrainState stored in a checkpoint; ConfigError naming the first bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"TrainState: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(TrainState)
+    unknown = set(data) - set(hints)
+    if unknown:
+        raise ConfigError(f"TrainState: unknown fields {sorted(map(str, unknown))}")
+    for name, value in data.items():
+        if not _has_type(value, hints[name]):
+            raise ConfigError(f"TrainState: {name} must be {hints[name]}, got {value!r:.60}")
+    counters = ("phase", "epoch", "batch", "step", "correct", "seen")
+    if any(data.get(name, 0) < 0 for name in counters):
+        raise ConfigError(f"TrainState: {', '.join(counters)} must be >= 0")
+    return TrainState(**data)
 
 
 @dataclass(frozen=True)
@@ -263,38 +332,73 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not source.is_file():
         raise CheckpointError(f"checkpoint not found: {source}")
     try:
-        ckpt = torch.load(source, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt / foreign files
+        with warnings.catch_warnings():  # torch warns before refusing; the error line below says it all
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(source, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for corrupt / foreign / unsafe files
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise CheckpointError(f"{source}: not a readable checkpoint ({type(exc).__name__}: {first_line})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{source}: not a winosim checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{source}: checkpoint version {ckpt.get('version')!r} is not {CHECKPOINT_VERSION}")
+    model = ckpt.get("model")
+    if not isinstance(model, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model.items()
+    ):
+        raise CheckpointError(f"{source}: malformed checkpoint: 'model' is not a mapping of names to tensors")
+    try:
+        TrainConfig.from_dict(ckpt.get("config"))
+        if "state" in ckpt:
+            _state_from_dict(ckpt["state"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: malformed checkpoint: {exc}") from None
+    if ckpt.get("optimizer") is not None and not isinstance(ckpt["optimizer"], dict):
+        raise CheckpointError(f"{source}: malformed checkpoint: 'optimizer' is not a mapping")
     return ckpt
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """`model.load_state_dict(state)`, with a CheckpointError naming `source` when names or shapes differ."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{source}: weights do not fit the model ({first_line})") from None
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> WinoNet:
     """Rebuild the model stored in a checkpoint (eval mode, CPU)."""
     config = TrainConfig.from_dict(ckpt["config"])
-    model = build_model(config.network, config.mode, config.num_classes, dropout=config.dropout)
-    model.load_state_dict(ckpt["model"])
+    model = build_network(config, config.num_classes)
+    load_model_state(model, ckpt["model"], f"checkpoint of {config.out}")
     return model.eval()
 
 
+def build_network(config: TrainConfig, num_classes: int | None) -> WinoNet:
+    """The model a configuration trains: a built-in network, or its `model_factory`'s model converted."""
+    if config.model_factory is not None:
+        if config.input_shape is None:
+            raise ConfigError(f"TrainConfig: model_factory {config.model_factory!r} needs input_shape")
+        return build_custom(config.model_factory, config.mode, num_classes, config.input_shape)
+    return build_model(config.network, config.mode, num_classes, dropout=config.dropout)
+
+
 def native_from_spatial(model: WinoNet, spatial_state: dict[str, torch.Tensor]) -> None:
-    """Load a spatial model's state into a native model: U = G (g * mask) G^T per Winograd layer, masks reset."""
+    """Load a spatial model's state into a Winograd-domain model: U = G (g * mask) G^T per Winograd layer, masks
+    reset. For `native` the result computes exactly what the spatial model does; for `winograd_relu` it is a
+    starting point only (the ReLU moves into the Winograd domain, so the function changes and needs training)."""
     state: dict[str, torch.Tensor] = {}
     winograd_names = {geom.name for geom, _ in model.winograd_modules()}
     for key, value in spatial_state.items():
         prefix, _, leaf = key.rpartition(".")
-        if prefix in winograd_names:
+        if prefix in winograd_names and leaf in ("weight", "weight_mask"):
             if leaf == "weight":
                 mask = spatial_state[f"{prefix}.weight_mask"]
                 state[key] = spatial_to_winograd(value * mask)
                 state[f"{prefix}.weight_mask"] = torch.ones_like(state[key], dtype=torch.bool)
             continue
-        state[key] = value
+        state[key] = value  # everything else, a converted layer's bias included
     model.load_state_dict(state)
 
 
@@ -384,18 +488,22 @@ def train(
     classes = config.num_classes or train_set.num_classes
     if config.num_classes is None:
         config = TrainConfig.from_dict({**config.to_dict(), "num_classes": classes})
+    if config.model_factory is not None and config.input_shape is None:
+        shape = tuple(int(d) for d in train_set.take([0])[0].shape[1:])
+        config = TrainConfig.from_dict({**config.to_dict(), "input_shape": shape})
 
     torch.manual_seed(config.seed)
-    model = build_model(config.network, config.mode, classes, dropout=config.dropout)
+    model = build_network(config, classes)
     phases = config.phases()
     state = TrainState()
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        state = TrainState(**ckpt["state"])
+        load_model_state(model, ckpt["model"], last)
+        state = _state_from_dict(ckpt.get("state", {}))
     elif config.init_from:
         source = load_checkpoint(config.init_from)
         src_cfg = source["config"]
-        if src_cfg["network"] != config.network or src_cfg["mode"] != "spatial":
+        same = (src_cfg["network"], src_cfg.get("model_factory")) == (config.network, config.model_factory)
+        if not same or src_cfg["mode"] != "spatial":
             raise ConfigError(
                 f"--init-from {config.init_from}: needs a spatial {config.network} checkpoint, got "
                 f"{src_cfg['mode']} {src_cfg['network']}"
@@ -403,11 +511,14 @@ def train(
         native_from_spatial(model, source["model"])
     model.to(dev)
     if config.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     out.mkdir(parents=True, exist_ok=True)
     optimizer = _optimizer(model, config, phases[min(state.phase, len(phases) - 1)][2])
     if ckpt is not None and ckpt.get("optimizer") is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise CheckpointError(f"{last}: optimiser state does not fit the model ({exc})") from None
     atomic_write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n", out / "config.json")
 
     segment_start = time.monotonic()
@@ -417,13 +528,18 @@ def train(
     rate_start = (time.monotonic(), state.step)
 
     def progress_line(density: float | None, epochs: int, per_epoch: int, note: str = "") -> None:
-        """Append one line to `progress.log`: where the run is, images/s since this invocation began, ETA."""
+        """Append one line to `progress.log`: where the run is, images/s since this invocation began, ETA.
+        With a `note` the line closes the epoch just finished (`state.epoch` already counts it)."""
         elapsed = time.monotonic() - rate_start[0]
         rate = (state.step - rate_start[1]) * config.batch_size / max(elapsed, 1e-9)
         eta = _remaining_images(config, state, len(train_set)) / rate if rate > 0 else float("inf")
+        where = (
+            f"epoch {state.epoch}/{epochs} done"
+            if note
+            else f"epoch {state.epoch + 1}/{epochs} batch {state.batch}/{per_epoch}"
+        )
         line = (
-            f"{time.strftime('%Y-%m-%dT%H:%M:%S')} phase {state.phase} ({phase_tag(density)}) "
-            f"epoch {min(state.epoch + 1, max(epochs, 1))}/{epochs} batch {state.batch}/{per_epoch} "
+            f"{time.strftime('%Y-%m-%dT%H:%M:%S')} phase {state.phase} ({phase_tag(density)}) {where} "
             f"step {state.step} | {rate:.1f} images/s | run ETA {_format_s(eta) if rate > 0 else '?'}"
         )
         with (out / "progress.log").open("a") as handle:
