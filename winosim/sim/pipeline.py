@@ -112,52 +112,54 @@ class LayerTimeline:
 
 
 class DramChannel:
-    """The one DRAM channel shared by every transfer. `transfer` returns an event that fires when done.
+    """The one DRAM channel shared by every transfer: `yield from channel.transfer(cycles, priority)` moves
+    one pass's bytes and returns when they are moved.
 
-    The arbiter is a process that sleeps while nothing is pending; a request wakes it in the same cycle.
-    Before it serves a read it lets everything else of the cycle happen (`_settle`), so that a write
-    requested later in that cycle still goes first. The requester's event fires when its transfer ends.
+    A requester takes the channel when it is free and its request is the first pending one (writes before
+    reads, then in order of request); otherwise it waits until the transfer in progress ends, and the
+    requester that ends it hands the channel on. Before a read starts, everything else of the cycle happens
+    first (`_settle`), so that a write requested later in that cycle still goes first.
     """
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self.pending: list[tuple[int, int, int, simpy.Event]] = []
+        self.pending: list[list[Any]] = []  # heap of [priority, sequence, waiting event or None]
         self.sequence = 0
-        self.wake: simpy.Event | None = None
+        self.in_use = False
         self.busy_cycles = 0
         self.idle_cycles = 0
         self.last_busy_end = 0
-        env.process(self.run())
 
-    def transfer(self, cycles: int, priority: int) -> simpy.Event:
-        done = self.env.event()
-        heapq.heappush(self.pending, (priority, self.sequence, cycles, done))
+    def transfer(self, cycles: int, priority: int) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        request: list[Any] = [priority, self.sequence, None]
         self.sequence += 1
-        if self.wake is not None:
-            wake, self.wake = self.wake, None
-            wake.succeed()
-        return done
+        heapq.heappush(self.pending, request)
+        while True:
+            if not self.in_use and self.pending[0] is request:
+                if priority == WRITE_PRIORITY:
+                    break
+                yield from self._settle()  # a write requested later in this same cycle still goes first
+                if not self.in_use and self.pending[0] is request:
+                    break
+            request[2] = env.event()
+            yield request[2]
+        heapq.heappop(self.pending)
+        self.in_use = True
+        self.idle_cycles += int(env.now) - self.last_busy_end
+        yield env.timeout(cycles)
+        self.in_use = False
+        self.busy_cycles += cycles
+        self.last_busy_end = int(env.now)
+        if self.pending and self.pending[0][2] is not None:
+            waiting, self.pending[0][2] = self.pending[0][2], None
+            waiting.succeed()
 
     def _settle(self) -> Generator[simpy.Event, Any, None]:
         """Wait, without advancing time, until nothing else is scheduled in this cycle."""
         env = self.env
         while env.peek() == env.now:
             yield env.timeout(0)
-
-    def run(self) -> Generator[simpy.Event, Any, None]:
-        env = self.env
-        while True:
-            if not self.pending:
-                self.wake = env.event()
-                yield self.wake
-            if self.pending[0][0] != WRITE_PRIORITY:
-                yield from self._settle()  # a write requested later in this same cycle still goes first
-            _, _, cycles, done = heapq.heappop(self.pending)
-            self.idle_cycles += int(env.now) - self.last_busy_end
-            yield env.timeout(cycles)
-            self.busy_cycles += cycles
-            self.last_busy_end = int(env.now)
-            done.succeed()
 
 
 class Buffer:
@@ -235,7 +237,7 @@ def _block(
         if cycles:
             if dram is not None:
                 t2 = int(env.now)
-                yield dram.transfer(cycles, dram_priority)
+                yield from dram.transfer(cycles, dram_priority)
                 log.dram_wait_cycles += int(env.now) - t2 - cycles
                 start = int(env.now) - cycles
             else:
