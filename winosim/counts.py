@@ -18,6 +18,7 @@ Layers of kind "spatial" (the stem, strided and 1x1 convolutions, FC) count spat
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -95,6 +96,7 @@ def dense_multiplies(layer: LayerGeometry, domain: Domain, images: int, winograd
     return layer.out_channels * layer.in_channels * positions * rows_per_image * columns_per_row * images
 
 
+@functools.cache
 def transform_adds_per_tile(winograd_m: int, kernel: int) -> tuple[int, int]:
     """Adds of one tile's input transform (one input channel) and output transform (one output channel)."""
     transform = transform_for(winograd_m, kernel)

@@ -17,10 +17,11 @@ if its key names every parameter it depends on. Here that is enforced rather tha
 from __future__ import annotations
 
 import functools
+import operator
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, TypeVar, cast, get_type_hints
+from typing import Any, NamedTuple, TypeVar, cast, get_type_hints
 
 from winosim.arch import Arch
 
@@ -35,10 +36,10 @@ class UndeclaredRead(AttributeError):
     """A stage read an architecture field it does not declare (a bug in the stage, not a user error)."""
 
 
-@dataclass(frozen=True)
-class MemoKey:
+class MemoKey(NamedTuple):
     """The key of one stage's value: the stage, the values of the architecture fields it declares (in
-    declaration order; None for a conditional field whose condition does not hold) and its other inputs."""
+    declaration order; None for a conditional field whose condition does not hold) and its other inputs.
+    (A named tuple: built and hashed at C speed, on every layer of every design point.)"""
 
     stage: str
     fields: tuple[Hashable, ...]
@@ -64,21 +65,38 @@ class Stage:
             if path not in self.reads or condition not in self.reads:
                 raise ValueError(f"Stage {self.name!r}: {path!r} and its condition {condition!r} must be in reads")
 
-    def _readable(self, arch: Arch, path: str) -> bool:
-        condition = self.reads_when.get(path)
-        return condition is None or _get(arch, condition[0]) == condition[1]
+    @functools.cached_property
+    def _values(self) -> Callable[[Arch], tuple[Hashable, ...]]:
+        """The declared fields' values of an architecture, in declaration order (one C-level getter)."""
+        if not self.reads:
+            return lambda arch: ()
+        getter = operator.attrgetter(*self.reads)
+        return (lambda arch: (getter(arch),)) if len(self.reads) == 1 else getter
+
+    @functools.cached_property
+    def _conditions(self) -> tuple[tuple[int, Callable[[Arch], Hashable], Hashable], ...]:
+        """(index in `reads`, getter of the condition field, value) of every conditional field."""
+        return tuple(
+            (self.reads.index(path), operator.attrgetter(field), value)
+            for path, (field, value) in self.reads_when.items()
+        )
+
+    def _unreadable(self, arch: Arch) -> tuple[int, ...]:
+        """Indices in `reads` of the conditional fields whose condition fails for `arch`."""
+        return tuple(index for index, getter, value in self._conditions if getter(arch) != value)
 
     def key(self, arch: Arch, *inputs: Hashable) -> MemoKey:
         """The key of this stage's value for `arch` and `inputs`."""
-        return MemoKey(
-            self.name,
-            tuple(_get(arch, path) if self._readable(arch, path) else None for path in self.reads),
-            inputs,
-        )
+        values = self._values(arch)
+        unreadable = self._unreadable(arch) if self._conditions else ()
+        if unreadable:
+            values = tuple(None if i in unreadable else value for i, value in enumerate(values))
+        return MemoKey(self.name, values, inputs)
 
     def view(self, arch: Arch) -> Arch:
         """`arch` restricted to the fields this stage declares (see the module docstring)."""
-        allowed = frozenset(path for path in self.reads if self._readable(arch, path))
+        unreadable = self._unreadable(arch) if self._conditions else ()
+        allowed = frozenset(path for i, path in enumerate(self.reads) if i not in unreadable)
         return cast(Arch, _View(arch, "", allowed, self.name))
 
 
@@ -111,13 +129,6 @@ class _View:
         raise AttributeError(f"{name}: an architecture view is read-only")
 
 
-def _get(arch: Arch, path: str) -> Hashable:
-    value: Any = arch
-    for part in path.split("."):
-        value = getattr(value, part)
-    return cast(Hashable, value)
-
-
 @functools.cache
 def _arch_fields() -> frozenset[str]:
     """Every dotted field of an `Arch`."""
@@ -130,6 +141,9 @@ def _arch_fields() -> frozenset[str]:
         else:
             paths.add(top.name)
     return frozenset(paths)
+
+
+_MISSING = object()
 
 
 class Memo:
@@ -151,8 +165,8 @@ class Memo:
 
     def get(self, key: MemoKey, compute: Callable[[], T]) -> T:
         with self._lock:
-            if key in self._entries:
-                hit = self._entries.pop(key)
+            hit = self._entries.pop(key, _MISSING)
+            if hit is not _MISSING:
                 self._entries[key] = hit  # most recently used last
                 return cast(T, hit)
         value = compute()  # outside the lock: two threads may both compute it, with the same result

@@ -21,6 +21,7 @@ from winosim.arch import Arch
 from winosim.energy import energy_table
 from winosim.errors import ConfigError
 from winosim.methods import available, check_methods
+from winosim.sim.cost import Prices
 from winosim.sim.layer import ENGINES, Engine, simulate_layer
 from winosim.sim.results import LayerResult, SimResult
 from winosim.trace import Trace
@@ -66,9 +67,10 @@ def simulate(
         if absent:
             raise ConfigError(f"simulate: the workload was lowered without method(s) {', '.join(absent)}")
     table = energy_table(arch.energy_table)
+    prices = Prices.of(arch, table)
     rows: list[LayerResult] = []
     for done, work in enumerate(works, start=1):
-        rows.append(simulate_layer(work, arch, table, engine=engine))
+        rows.append(simulate_layer(work, arch, prices, engine=engine))
         if progress is not None:
             progress(done, len(works))
     logger.debug("simulated %d layer-method rows of %s on %s", len(rows), trace.network, arch.name)

@@ -38,6 +38,7 @@ again after pickling.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -122,6 +123,10 @@ class LayerOperands:
         Key (weights_nonzero_only, activations_nonzero_only): (False, False) is the algorithmic count,
         (True, True) the exact zero-skipping count (`winosim.counts`).
         """
+        return dict(self._pair_counts)
+
+    @functools.cached_property
+    def _pair_counts(self) -> dict[tuple[bool, bool], int]:
         k, q, cols = self.out_channels, self.q, self.columns
         full = k * q * cols
         if self.dense:

@@ -15,6 +15,7 @@ For one layer's `LayerStats` on an `Arch` with data width b bits:
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from winosim.arch import Arch
 from winosim.energy import EnergyTable, energy_table
@@ -22,25 +23,53 @@ from winosim.sim.pe_array import ACCUMULATOR_BITS
 from winosim.sim.results import EnergyBreakdown, LayerStats, SimResult
 
 
+@dataclass(frozen=True)
+class Prices:
+    """An energy table's prices for one architecture: picojoules per operation and per byte of each level
+    (computed once per design point, then applied to every layer's counts)."""
+
+    multiply_pj: float
+    accumulate_pj: float
+    add_pj: float
+    register_file_pj_per_byte: float
+    accumulator_pj_per_byte: float
+    buffer_pj_per_byte: float
+    dram_pj_per_byte: float
+
+    @classmethod
+    def of(cls, arch: Arch, table: EnergyTable) -> Prices:
+        width = arch.data_width_bits
+        return cls(
+            multiply_pj=table.multiply_pj(width),
+            accumulate_pj=table.add_pj(ACCUMULATOR_BITS),
+            add_pj=table.add_pj(width),
+            register_file_pj_per_byte=table.sram_pj_per_byte(arch.memory.register_file_bytes),
+            accumulator_pj_per_byte=table.sram_pj_per_byte(arch.pe_array.accumulator_entries * ACCUMULATOR_BITS // 8),
+            buffer_pj_per_byte=table.sram_pj_per_byte(arch.memory.global_buffer_bytes),
+            dram_pj_per_byte=table.dram_pj_per_byte(),
+        )
+
+    def energy(self, stats: LayerStats) -> EnergyBreakdown:
+        """Picojoules of each component for `stats`."""
+        return EnergyBreakdown(
+            multiply_pj=stats.multiplies_actual * self.multiply_pj,
+            add_pj=stats.accumulation_adds * self.accumulate_pj
+            + (stats.input_transform_adds + stats.output_transform_adds + stats.relu_compares) * self.add_pj,
+            register_file_pj=stats.rf_access_bytes * self.register_file_pj_per_byte,
+            accumulator_pj=stats.accumulator_access_bytes * self.accumulator_pj_per_byte,
+            buffer_pj=stats.buffer_bytes * self.buffer_pj_per_byte,
+            dram_pj=stats.dram_bytes * self.dram_pj_per_byte,
+        )
+
+
 def energy_breakdown(stats: LayerStats, arch: Arch, table: EnergyTable) -> EnergyBreakdown:
     """Picojoules of each component for `stats` on `arch`, priced with `table`."""
-    width = arch.data_width_bits
-    return EnergyBreakdown(
-        multiply_pj=stats.multiplies_actual * table.multiply_pj(width),
-        add_pj=stats.accumulation_adds * table.add_pj(ACCUMULATOR_BITS)
-        + (stats.input_transform_adds + stats.output_transform_adds + stats.relu_compares) * table.add_pj(width),
-        register_file_pj=stats.rf_access_bytes * table.sram_pj_per_byte(arch.memory.register_file_bytes),
-        accumulator_pj=stats.accumulator_access_bytes
-        * table.sram_pj_per_byte(arch.pe_array.accumulator_entries * ACCUMULATOR_BITS // 8),
-        buffer_pj=stats.buffer_bytes * table.sram_pj_per_byte(arch.memory.global_buffer_bytes),
-        dram_pj=stats.dram_bytes * table.dram_pj_per_byte(),
-    )
+    return Prices.of(arch, table).energy(stats)
 
 
 def recost(result: SimResult, table: EnergyTable | str) -> SimResult:
     """The same result priced with another energy table (no re-simulation)."""
     priced = energy_table(table) if isinstance(table, str) else table
-    rows = tuple(
-        dataclasses.replace(row, energy=energy_breakdown(row.stats, result.arch, priced)) for row in result.rows
-    )
+    prices = Prices.of(result.arch, priced)
+    rows = tuple(dataclasses.replace(row, energy=prices.energy(row.stats)) for row in result.rows)
     return dataclasses.replace(result, rows=rows, energy_table=priced.name)

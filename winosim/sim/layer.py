@@ -28,9 +28,9 @@ from winosim.counts import count_operands
 from winosim.energy import EnergyTable
 from winosim.errors import ConfigError
 from winosim.memo import Stage
-from winosim.sim.cost import energy_breakdown
+from winosim.sim.cost import Prices
 from winosim.sim.pe_array import pass_compute, pe_array_stats
-from winosim.sim.pipeline import PassTiming, pipeline_stats, run_layer, solve_layer
+from winosim.sim.pipeline import PassTiming, pipeline_stats, run_layer, solve_layer, timeline_stats
 from winosim.sim.plan import PLAN, plan_layer
 from winosim.sim.results import LayerResult, LayerStats
 from winosim.sim.traffic import layer_traffic
@@ -41,29 +41,28 @@ Engine = Literal["events", "recurrence"]
 ENGINES: tuple[str, ...] = ("events", "recurrence")
 """Timing engines: the simpy event model, or the exact recurrences of the same model."""
 
-TIMING = Stage(
-    "timing",
-    reads=(
-        "memory.dram_bandwidth_bytes_per_cycle",
-        "input_transform.count",
-        "input_transform.tiles_per_cycle",
-        "output_transform.count",
-        "output_transform.tiles_per_cycle",
-    ),
-)
-"""What the pipeline's service times read of the architecture, besides the plan and the PE array's stages."""
+COUNT = Stage("count", reads=())
+"""The layer's exact counts (`winosim.counts`): they read nothing of the architecture."""
+
+TIMELINE = Stage("timeline", reads=())
+"""What the pipeline reports of itself (`pipeline.timeline_stats`): a function of the passes' service times
+alone (the key's inputs), so design points that differ only in what does not change them (the PE count or
+assignment when the passes take as long, energy, clock, register files) share it."""
 
 
-def simulate_layer(work: LayerWork, arch: Arch, table: EnergyTable, *, engine: Engine = "events") -> LayerResult:
-    """Simulate one layer under one method on `arch` and price it with `table` (see the module docstring)."""
+def simulate_layer(
+    work: LayerWork, arch: Arch, table: EnergyTable | Prices, *, engine: Engine = "events"
+) -> LayerResult:
+    """Simulate one layer under one method on `arch` and price it with `table` (see the module docstring);
+    a network loop passes the table's `Prices` for `arch`, computed once."""
     if engine not in ENGINES:
         raise ConfigError(f"simulate_layer: engine must be one of {ENGINES}, got {engine!r}")
-    plan = plan_layer(work, arch)
-    traffic = layer_traffic(work, plan, PLAN.key(arch), arch)
+    plan_key = PLAN.key(arch)
+    plan = plan_layer(work, arch, plan_key)
+    traffic = layer_traffic(work, plan, plan_key, arch)
     compute = pass_compute(work, plan, arch)
-    timing_arch = TIMING.view(arch)
-    input_cycles, output_cycles = transform_cycles(work, traffic, timing_arch)
-    bandwidth = timing_arch.memory.dram_bandwidth_bytes_per_cycle
+    input_cycles, output_cycles = transform_cycles(work, traffic, arch)
+    bandwidth = arch.memory.dram_bandwidth_bytes_per_cycle
     timing = PassTiming(
         read_cycles=traffic.read_cycles(bandwidth),
         input_transform_cycles=input_cycles,
@@ -72,12 +71,21 @@ def simulate_layer(work: LayerWork, arch: Arch, table: EnergyTable, *, engine: E
         write_cycles=traffic.write_cycles(bandwidth),
         has_transforms=work.domain == "winograd",
     )
-    timeline = solve_layer(timing) if engine == "recurrence" else run_layer(simpy.Environment(), timing)
+
+    def run() -> dict[str, int]:
+        timeline = solve_layer(timing) if engine == "recurrence" else run_layer(simpy.Environment(), timing)
+        return timeline_stats(timeline, timing.has_transforms)
+
+    cycles = tuple(tuple(service) for service in timing.service_cycles())
+    timeline = work.memo.get(TIMELINE.key(arch, engine, *cycles), run)
+    pipeline = pipeline_stats(timeline, int(compute.work_cycles.sum()), arch.pe_array.pe_count)
     stats = LayerStats(
-        **pipeline_stats(timeline, int(compute.work_cycles.sum()), arch.pe_array.pe_count, timing.has_transforms),
+        **pipeline,
         passes=plan.passes,
-        **pe_array_stats(work, arch, timeline.total_cycles),
+        **pe_array_stats(work, arch, pipeline["cycles"]),
         **transform_stats(work, traffic),
         **traffic.stats(),
     )
-    return LayerResult(count=count_operands(work), stats=stats, energy=energy_breakdown(stats, arch, table))
+    count = work.memo.get(COUNT.key(arch), lambda: count_operands(work))
+    prices = table if isinstance(table, Prices) else Prices.of(arch, table)
+    return LayerResult(count=count, stats=stats, energy=prices.energy(stats))

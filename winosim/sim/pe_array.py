@@ -161,8 +161,9 @@ def unit_cycles(work: LayerWork, plan: LayerPlan, arch: Arch) -> IntArray:
     """Cycles of every unit: (K, groups) for `output_channels`, (segments, k-blocks) for `tiles` (read-only).
 
     Kept in `work.memo` under the `UNITS` stage's key."""
-    pe = UNITS.view(arch).pe_array
-    return work.memo.get(_units_key(plan, arch), lambda: _read_only(_unit_cycles(work, plan, pe)))
+    return work.memo.get(
+        _units_key(plan, arch), lambda: _read_only(_unit_cycles(work, plan, UNITS.view(arch).pe_array))
+    )
 
 
 def _read_only(values: IntArray) -> IntArray:
@@ -314,10 +315,10 @@ def pass_compute(work: LayerWork, plan: LayerPlan, arch: Arch, cycles: IntArray 
     if cycles is not None:
         return _pass_compute(_pass_units(work, plan, arch.pe_array, cycles), arch.pe_array)
     key = PASSES.key(arch, _units_key(plan, arch), plan.kblocks, plan.group_rows, plan.group_segments)
-    passes_pe = PASSES.view(arch).pe_array
-    units = work.memo.get(key, lambda: _pass_units(work, plan, passes_pe, unit_cycles(work, plan, arch)))
-    makespans_pe = MAKESPANS.view(arch).pe_array
-    return work.memo.get(MAKESPANS.key(arch, key), lambda: _pass_compute(units, makespans_pe))
+    units = work.memo.get(
+        key, lambda: _pass_units(work, plan, PASSES.view(arch).pe_array, unit_cycles(work, plan, arch))
+    )
+    return work.memo.get(MAKESPANS.key(arch, key), lambda: _pass_compute(units, MAKESPANS.view(arch).pe_array))
 
 
 def _pass_compute(units: _PassUnits, pe: PEArray) -> PassCompute:

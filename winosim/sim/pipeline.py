@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import operator
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +57,16 @@ class PassTiming:
     output_transform_cycles: Sequence[int]
     write_cycles: Sequence[int]
     has_transforms: bool
+
+    def service_cycles(self) -> tuple[Sequence[int], ...]:
+        """Every block's service times, loader first, writer last (with the transforms' even when spatial)."""
+        return (
+            self.read_cycles,
+            self.input_transform_cycles,
+            self.compute_cycles,
+            self.output_transform_cycles,
+            self.write_cycles,
+        )
 
     def stages(self) -> tuple[tuple[str, Sequence[int]], ...]:
         """The blocks between the loader and the writer, in order, with their service times."""
@@ -102,52 +112,54 @@ class LayerTimeline:
 
 
 class DramChannel:
-    """The one DRAM channel shared by every transfer. `transfer` returns an event that fires when done.
+    """The one DRAM channel shared by every transfer: `yield from channel.transfer(cycles, priority)` moves
+    one pass's bytes and returns when they are moved.
 
-    The arbiter is a process that sleeps while nothing is pending; a request wakes it in the same cycle.
-    Before it serves a read it lets everything else of the cycle happen (`_settle`), so that a write
-    requested later in that cycle still goes first. The requester's event fires when its transfer ends.
+    A requester takes the channel when it is free and its request is the first pending one (writes before
+    reads, then in order of request); otherwise it waits until the transfer in progress ends, and the
+    requester that ends it hands the channel on. Before a read starts, everything else of the cycle happens
+    first (`_settle`), so that a write requested later in that cycle still goes first.
     """
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
-        self.pending: list[tuple[int, int, int, simpy.Event]] = []
+        self.pending: list[list[Any]] = []  # heap of [priority, sequence, waiting event or None]
         self.sequence = 0
-        self.wake: simpy.Event | None = None
+        self.in_use = False
         self.busy_cycles = 0
         self.idle_cycles = 0
         self.last_busy_end = 0
-        env.process(self.run())
 
-    def transfer(self, cycles: int, priority: int) -> simpy.Event:
-        done = self.env.event()
-        heapq.heappush(self.pending, (priority, self.sequence, cycles, done))
+    def transfer(self, cycles: int, priority: int) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        request: list[Any] = [priority, self.sequence, None]
         self.sequence += 1
-        if self.wake is not None:
-            wake, self.wake = self.wake, None
-            wake.succeed()
-        return done
+        heapq.heappush(self.pending, request)
+        while True:
+            if not self.in_use and self.pending[0] is request:
+                if priority == WRITE_PRIORITY:
+                    break
+                yield from self._settle()  # a write requested later in this same cycle still goes first
+                if not self.in_use and self.pending[0] is request:
+                    break
+            request[2] = env.event()
+            yield request[2]
+        heapq.heappop(self.pending)
+        self.in_use = True
+        self.idle_cycles += int(env.now) - self.last_busy_end
+        yield env.timeout(cycles)
+        self.in_use = False
+        self.busy_cycles += cycles
+        self.last_busy_end = int(env.now)
+        if self.pending and self.pending[0][2] is not None:
+            waiting, self.pending[0][2] = self.pending[0][2], None
+            waiting.succeed()
 
     def _settle(self) -> Generator[simpy.Event, Any, None]:
         """Wait, without advancing time, until nothing else is scheduled in this cycle."""
         env = self.env
         while env.peek() == env.now:
             yield env.timeout(0)
-
-    def run(self) -> Generator[simpy.Event, Any, None]:
-        env = self.env
-        while True:
-            if not self.pending:
-                self.wake = env.event()
-                yield self.wake
-            if self.pending[0][0] != WRITE_PRIORITY:
-                yield from self._settle()  # a write requested later in this same cycle still goes first
-            _, _, cycles, done = heapq.heappop(self.pending)
-            self.idle_cycles += int(env.now) - self.last_busy_end
-            yield env.timeout(cycles)
-            self.busy_cycles += cycles
-            self.last_busy_end = int(env.now)
-            done.succeed()
 
 
 class Buffer:
@@ -225,7 +237,7 @@ def _block(
         if cycles:
             if dram is not None:
                 t2 = int(env.now)
-                yield dram.transfer(cycles, dram_priority)
+                yield from dram.transfer(cycles, dram_priority)
                 log.dram_wait_cycles += int(env.now) - t2 - cycles
                 start = int(env.now) - cycles
             else:
@@ -288,7 +300,7 @@ def solve_layer(timing: PassTiming) -> LayerTimeline:
     been made by t, so the other request goes first, as in the event model. Same timeline as `run_layer`, bit
     for bit (tests/sim/test_golden_results.py checks it against the event model), in a fraction of the time.
     """
-    return _Solver(timing).solve()
+    return _solve(timing)
 
 
 def _length(intervals: list[tuple[int, int]]) -> int:
@@ -296,153 +308,139 @@ def _length(intervals: list[tuple[int, int]]) -> int:
     return -sum(itertools.starmap(operator.sub, intervals))
 
 
-class _Solver:
-    """`solve_layer`'s state: block 0 is the loader, blocks 1..S the stages of `PassTiming.stages`, block
-    S + 1 the writer. For each block: `done` passes finished, `ready` when it was done with its previous
-    pass, `finish` times, interval logs; `read` and `write` are the pending DRAM requests (-1: none), `free`
-    when the channel is next free."""
-
-    def __init__(self, timing: PassTiming) -> None:
-        self.timing = timing
-        self.services = [timing.read_cycles, *(service for _, service in timing.stages()), timing.write_cycles]
-        self.passes = len(timing.compute_cycles)
-        blocks = len(self.services)
-        self.finish = [[0] * self.passes for _ in range(blocks)]
-        self.done = [0] * blocks
-        self.ready = [0] * blocks
-        self.busy: list[list[tuple[int, int]]] = [[] for _ in range(blocks)]
-        self.starved: list[list[tuple[int, int]]] = [[] for _ in range(blocks)]
-        self.blocked: list[list[tuple[int, int]]] = [[] for _ in range(blocks)]
-        self.read_wait = self.write_wait = 0
-        self.read = self.write = -1
-        self.free = 0
-
-    def solve(self) -> LayerTimeline:
-        last = len(self.services) - 1
-        while True:
-            progress = True
-            while progress:
-                progress = self._advance_loader()
-                for block in range(1, last):
-                    progress = self._advance_stage(block) or progress
-                progress = self._advance_writer() or progress
-            if self.done[last] == self.passes:
-                break
-            self._serve_dram()
-        return self._timeline()
-
-    def _advance_loader(self) -> bool:
-        """Move the loader on until it requests a transfer or has no free slot; True if it finished a pass."""
-        if self.read >= 0:
-            return False
-        reads, finish, after = self.services[0], self.finish[0], self.finish[1]
-        n, limit, t_ready = self.done[0], min(self.passes, self.done[1] + 2), self.ready[0]
-        start = n
-        while n < limit:
-            if n >= 2:
-                t = after[n - 2]
-                if t > t_ready:
-                    self.blocked[0].append((t_ready, t))
-                    t_ready = t
-            if reads[n]:
-                self.read = t_ready
-                break
-            finish[n] = t_ready  # nothing to fetch: no transfer
-            n += 1
-        self.done[0], self.ready[0] = n, t_ready
-        return n > start
-
-    def _advance_stage(self, block: int) -> bool:
-        """Move a transform unit or the PE array on as far as its inputs and slots allow."""
-        service, finish = self.services[block], self.finish[block]
-        before, after = self.finish[block - 1], self.finish[block + 1]
-        starved, blocked, busy = self.starved[block], self.blocked[block], self.busy[block]
-        n, limit, t_ready = self.done[block], min(self.done[block - 1], self.done[block + 1] + 2), self.ready[block]
-        start = n
-        while n < limit:
-            t = before[n]
-            if t > t_ready:
-                starved.append((t_ready, t))
-                t_ready = t
-            if n >= 2:
-                t = after[n - 2]
-                if t > t_ready:
-                    blocked.append((t_ready, t))
-                    t_ready = t
-            cycles = service[n]
-            if cycles:
-                t = t_ready + cycles
-                busy.append((t_ready, t))
-                t_ready = t
-            finish[n] = t_ready
-            n += 1
-        self.done[block], self.ready[block] = n, t_ready
-        return n > start
-
-    def _advance_writer(self) -> bool:
-        """Move the writer on until it requests a transfer or has no pass to write; True if it finished one."""
-        if self.write >= 0:
-            return False
-        last = len(self.services) - 1
-        writes, finish, before = self.services[last], self.finish[last], self.finish[last - 1]
-        n, limit, t_ready = self.done[last], self.done[last - 1], self.ready[last]
-        start = n
-        while n < limit:
-            t = before[n]
-            if t > t_ready:
-                self.starved[last].append((t_ready, t))
-                t_ready = t
-            if writes[n]:
-                self.write = t_ready
-                break
-            finish[n] = t_ready
-            n += 1
-        self.done[last], self.ready[last] = n, t_ready
-        return n > start
-
-    def _serve_dram(self) -> None:
-        """One DRAM transfer: the write if it was requested by the time the channel decides, else the read."""
-        read, write, free = self.read, self.write, self.free
+def _solve(timing: PassTiming) -> LayerTimeline:
+    """`solve_layer`: block 0 is the loader, blocks 1..S the stages of `timing.stages()`, block S + 1 the
+    writer. For each block: `done` passes finished, `ready` when it was done with its previous pass, `finish`
+    times, interval logs; `read` and `write` are the pending DRAM requests (when the loader / writer asked;
+    -1: none) and `free` when the channel is next free. Every block advances as far as its inputs and slots
+    allow (a written pass frees a slot: that round goes backwards through the stages), then the DRAM channel
+    serves one transfer; until the writer has written every pass. One loop over local variables, no call
+    per block and round: this is the hot path of a sweep."""
+    stage_names = timing.stages()
+    services = [timing.read_cycles, *(service for _, service in stage_names), timing.write_cycles]
+    passes, last = len(timing.compute_cycles), len(services) - 1
+    finish = [[0] * passes for _ in services]
+    done, ready = [0] * (last + 1), [0] * (last + 1)
+    busy: list[list[tuple[int, int]]] = [[] for _ in services]
+    starved: list[list[tuple[int, int]]] = [[] for _ in services]
+    blocked: list[list[tuple[int, int]]] = [[] for _ in services]
+    stages = [
+        (b - 1, services[b], finish[b], finish[b - 1], finish[b + 1 - (b == last)], starved[b], blocked[b], busy[b])
+        for b in range(last)
+    ]
+    forward, backward = range(1, last), range(last - 1, 0, -1)
+    order = forward
+    reads, writes, loaded, written = services[0], services[last], finish[0], finish[last]
+    first_after, last_before = finish[1], finish[last - 1]
+    loader_blocked, writer_starved = blocked[0], starved[last]
+    n_load = n_write = t_load = t_write = 0  # the loader's and the writer's `done` and `ready`
+    read = write = -1
+    free = read_wait = write_wait = 0
+    while True:
+        again = True
+        while again:  # rounds until no block can advance
+            again = False
+            if read < 0:  # the loader: until it requests a transfer or has no free slot
+                limit = done[1] + 2
+                if limit > passes:
+                    limit = passes
+                first = n_load
+                while n_load < limit:
+                    if n_load >= 2 and first_after[n_load - 2] > t_load:
+                        loader_blocked.append((t_load, first_after[n_load - 2]))
+                        t_load = first_after[n_load - 2]
+                    if reads[n_load]:
+                        read = t_load
+                        break
+                    loaded[n_load] = t_load  # nothing to fetch: no transfer
+                    n_load += 1
+                if n_load > first:
+                    done[0] = n_load
+                    again = True
+            for block in order:  # a transform unit or the PE array, as far as its inputs and slots allow
+                first, limit, cap = done[block], done[block - 1], done[block + 1] + 2
+                if first >= limit or first >= cap:
+                    continue
+                _below, service, own, before, after, idle, stuck, working = stages[block]
+                n = first
+                if limit > cap:
+                    limit = cap
+                t_ready = ready[block]
+                while n < limit:
+                    t = before[n]
+                    if t > t_ready:
+                        idle.append((t_ready, t))
+                        t_ready = t
+                    if n >= 2:
+                        t = after[n - 2]
+                        if t > t_ready:
+                            stuck.append((t_ready, t))
+                            t_ready = t
+                    cycles = service[n]
+                    if cycles:
+                        t = t_ready + cycles
+                        working.append((t_ready, t))
+                        t_ready = t
+                    own[n] = t_ready
+                    n += 1
+                done[block], ready[block] = n, t_ready
+                again = True
+            if write < 0:  # the writer: until it requests a transfer or has no pass to write
+                limit, first = done[last - 1], n_write
+                while n_write < limit:
+                    if last_before[n_write] > t_write:
+                        writer_starved.append((t_write, last_before[n_write]))
+                        t_write = last_before[n_write]
+                    if writes[n_write]:
+                        write = t_write
+                        break
+                    written[n_write] = t_write
+                    n_write += 1
+                if n_write > first:
+                    done[last] = n_write
+                    again = True
+            order = forward
+        if n_write == passes:
+            break
+        # one DRAM transfer: the write if it was requested by the time the channel decides, else the read
         if write >= 0 and (read < 0 or write <= free or write <= read):
-            block, requested = len(self.services) - 1, write
-            self.write = -1
+            start = free if free > write else write
+            write_wait += start - write
+            free = t_write = written[n_write] = start + writes[n_write]
+            busy[last].append((start, free))
+            n_write += 1
+            done[last] = n_write
+            write = -1
+            order = backward  # a written pass frees a slot: let it ripple back through the stages
         elif read >= 0:
-            block, requested = 0, read
-            self.read = -1
+            start = free if free > read else read
+            read_wait += start - read
+            free = t_load = loaded[n_load] = start + reads[n_load]
+            busy[0].append((start, free))
+            n_load += 1
+            done[0] = n_load
+            read = -1
         else:
             raise RuntimeError("solve_layer: the pipeline cannot progress")  # unreachable (see solve_layer)
-        start = free if free > requested else requested
-        n = self.done[block]
-        end = start + self.services[block][n]
-        if block == 0:
-            self.read_wait += start - requested
-        else:
-            self.write_wait += start - requested
-        self.free = self.ready[block] = self.finish[block][n] = end
-        self.busy[block].append((start, end))
-        self.done[block] = n + 1
-
-    def _log(self, block: int, dram_wait: int = 0) -> BlockLog:
-        finish = self.finish[block]
-        return BlockLog(
-            busy_cycles=sum(self.services[block]),
-            starved_cycles=_length(self.starved[block]),
-            blocked_cycles=_length(self.blocked[block]),
-            dram_wait_cycles=dram_wait,
-            last_finish=finish[-1] if finish else 0,
-            busy_intervals=self.busy[block],
-            starved_intervals=self.starved[block],
-            blocked_intervals=self.blocked[block],
+    logs = [
+        BlockLog(
+            busy_cycles=sum(services[block]),
+            starved_cycles=_length(starved[block]),
+            blocked_cycles=_length(blocked[block]),
+            dram_wait_cycles=read_wait if block == 0 else write_wait if block == last else 0,
+            last_finish=finish[block][-1] if passes else 0,
+            busy_intervals=busy[block],
+            starved_intervals=starved[block],
+            blocked_intervals=blocked[block],
         )
-
-    def _timeline(self) -> LayerTimeline:
-        last = len(self.services) - 1
-        logs = {name: self._log(block) for block, (name, _) in enumerate(self.timing.stages(), start=1)}
-        loader, writer = self._log(0, self.read_wait), self._log(last, self.write_wait)
-        it, pe, ot = (logs.get(name, BlockLog()) for name in ("input_transform", "pe_array", "output_transform"))
-        total = max(loader.last_finish, it.last_finish, pe.last_finish, ot.last_finish, writer.last_finish)
-        dram_busy = loader.busy_cycles + writer.busy_cycles
-        return LayerTimeline(total, loader, it, pe, ot, writer, dram_busy, total - dram_busy)
+        for block in range(last + 1)
+    ]
+    by_name = {name: logs[block] for block, (name, _) in enumerate(stage_names, start=1)}
+    it, pe, ot = (by_name.get(name) or BlockLog() for name in ("input_transform", "pe_array", "output_transform"))
+    loader, writer = logs[0], logs[last]
+    total = max(loader.last_finish, it.last_finish, pe.last_finish, ot.last_finish, writer.last_finish)
+    dram_busy = loader.busy_cycles + writer.busy_cycles
+    return LayerTimeline(total, loader, it, pe, ot, writer, dram_busy, total - dram_busy)
 
 
 def overlap_cycles(intervals: Sequence[tuple[int, int]], busy: Sequence[tuple[int, int]]) -> int:
@@ -459,52 +457,42 @@ def overlap_cycles(intervals: Sequence[tuple[int, int]], busy: Sequence[tuple[in
     return total
 
 
-@dataclass(frozen=True)
-class Attribution:
-    """The layer's cycles from the PE array's point of view; the four parts sum to the total."""
-
-    compute_cycles: int
-    imbalance_idle_cycles: int
-    transform_stall_cycles: int
-    dram_stall_cycles: int
-
-
-def attribute(timeline: LayerTimeline, work_cycles: int, pe_count: int, has_transforms: bool) -> Attribution:
-    """Split the layer's cycles into compute / imbalance / waiting on a transform unit / waiting on DRAM.
-
-    Compute is what a perfectly balanced array would need for the same work: ceil(PE-cycles / P); the rest
-    of the array's busy time is imbalance. When the array is not busy, a cycle waits on a transform unit if
-    the unit the array waits for (input transform when starved, output transform when blocked or after its
-    last pass) is busy, and on DRAM otherwise.
-    """
-    pe = timeline.pe_array
-    compute = ceil_div(work_cycles, pe_count)
-    imbalance = pe.busy_cycles - compute
-    waiting = timeline.total_cycles - pe.busy_cycles
+def timeline_stats(timeline: LayerTimeline, has_transforms: bool) -> dict[str, int]:
+    """What the pipeline reports of itself, as `LayerStats` fields: the layer's cycles, every block's busy and
+    stall cycles, and the cycles the PE array waits on a transform unit: when the array is not busy, a cycle
+    waits on a transform unit if the unit the array waits for (input transform when starved, output
+    transform when blocked or after its last pass) is busy, and on DRAM otherwise. A function of the passes'
+    service times alone; `pipeline_stats` adds the split that depends on the array's work."""
+    pe, total = timeline.pe_array, timeline.total_cycles
     transform = 0
     if has_transforms:
         transform += overlap_cycles(pe.starved_intervals, timeline.input_transform.busy_intervals)
-        after = [*pe.blocked_intervals, (pe.last_finish, timeline.total_cycles)]
+        after = [*pe.blocked_intervals, (pe.last_finish, total)]
         transform += overlap_cycles(after, timeline.output_transform.busy_intervals)
-    return Attribution(compute, imbalance, transform, waiting - transform)
-
-
-def pipeline_stats(timeline: LayerTimeline, work_cycles: int, pe_count: int, has_transforms: bool) -> dict[str, int]:
-    """The layer's cycles, their attribution and every block's busy and stall cycles, as `LayerStats` fields."""
-    parts = attribute(timeline, work_cycles, pe_count, has_transforms)
-    total = timeline.total_cycles
     return {
         "cycles": total,
-        "compute_cycles": parts.compute_cycles,
-        "imbalance_idle_cycles": parts.imbalance_idle_cycles,
-        "transform_stall_cycles": parts.transform_stall_cycles,
-        "dram_stall_cycles": parts.dram_stall_cycles,
-        "pe_array_busy_cycles": timeline.pe_array.busy_cycles,
-        "pe_array_stall_cycles": timeline.pe_array.stall_cycles(total),
+        "transform_stall_cycles": transform,
+        "pe_array_busy_cycles": pe.busy_cycles,
+        "pe_array_stall_cycles": pe.stall_cycles(total),
         "input_transform_busy_cycles": timeline.input_transform.busy_cycles,
         "input_transform_stall_cycles": timeline.input_transform.stall_cycles(total),
         "output_transform_busy_cycles": timeline.output_transform.busy_cycles,
         "output_transform_stall_cycles": timeline.output_transform.stall_cycles(total),
         "dram_channel_busy_cycles": timeline.dram_busy_cycles,
         "dram_channel_stall_cycles": timeline.dram_idle_cycles,
+    }
+
+
+def pipeline_stats(timeline: Mapping[str, int], work_cycles: int, pe_count: int) -> dict[str, int]:
+    """`timeline_stats` and the attribution of the layer's cycles, as `LayerStats` fields: compute is what a
+    perfectly balanced array would need for the same work, ceil(PE-cycles / P); the rest of the array's busy
+    time is imbalance; of the cycles it is not busy, those not waiting on a transform unit wait on DRAM. The
+    four parts sum to the total."""
+    compute = ceil_div(work_cycles, pe_count)
+    waiting = timeline["cycles"] - timeline["pe_array_busy_cycles"]
+    return {
+        **timeline,
+        "compute_cycles": compute,
+        "imbalance_idle_cycles": timeline["pe_array_busy_cycles"] - compute,
+        "dram_stall_cycles": waiting - timeline["transform_stall_cycles"],
     }

@@ -37,7 +37,7 @@ from numpy.typing import NDArray
 
 from winosim.arch import Arch
 from winosim.errors import ConfigError
-from winosim.memo import Stage
+from winosim.memo import MemoKey, Stage
 from winosim.sim.formats import Footprint, footprint, footprint_bytes
 from winosim.workload import SEGMENT_COLUMNS, LayerWork
 
@@ -196,11 +196,11 @@ PLAN = Stage(
 k-blocks: a `tiles` plan does not depend on it, and is shared across PE counts.)"""
 
 
-def plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
+def plan_layer(work: LayerWork, arch: Arch, key: MemoKey | None = None) -> LayerPlan:
     """Cut `work` into passes for `arch` (see the module docstring); raises ConfigError if it cannot.
 
-    Kept in `work.memo` under `PLAN.key(arch)`."""
-    return work.memo.get(PLAN.key(arch), lambda: _plan_layer(work, PLAN.view(arch)))
+    Kept in `work.memo` under `PLAN.key(arch)` (pass it as `key` when it is at hand)."""
+    return work.memo.get(key or PLAN.key(arch), lambda: _plan_layer(work, PLAN.view(arch)))
 
 
 @dataclass(frozen=True)

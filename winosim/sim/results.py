@@ -211,14 +211,14 @@ class SimResult:
         `energy_pj` and its breakdown. Stable column order."""
         out: list[dict[str, Any]] = []
         for row in self.rows:
-            stats = row.stats
+            stats, count = row.stats, row.count
             record: dict[str, Any] = {
-                "layer": row.layer,
-                "layer_index": row.layer_index,
-                "method": row.method,
-                "variant": row.variant,
-                "domain": row.domain,
-                "images": row.images,
+                "layer": count.layer,
+                "layer_index": count.layer_index,
+                "method": count.method,
+                "variant": count.variant,
+                "domain": count.domain,
+                "images": count.images,
                 "multiplies": stats.multiplies,
                 "cycles": stats.cycles,
                 "latency_s": self.latency_s(stats.cycles),
