@@ -107,3 +107,23 @@ def test_epoch_batches_are_seeded_and_resumable(random_data: Path) -> None:
     assert not torch.equal(other[1], full[0][1])
     labels = torch.cat([y for _, y in full])
     assert sorted(labels.tolist()) == sorted(data.labels.tolist())  # an epoch is a permutation
+
+
+@pytest.mark.parametrize(
+    "device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
+)
+def test_a_dataset_moved_to_a_device_gives_the_same_batches(random_data: Path, device: str) -> None:
+    """Data on the GPU: the same seeded shuffles, crops and flips as on the CPU, computed where the images are."""
+    data = load_dataset(random_data, "train").subset(40)
+    assert isinstance(data, ArrayDataset)
+    moved = data.to(device)
+    for (x, y), (xm, ym) in zip(
+        data.train_batches(seed=3, epoch=1, batch_size=16),
+        moved.train_batches(seed=3, epoch=1, batch_size=16),
+        strict=True,
+    ):
+        assert xm.device.type == device
+        torch.testing.assert_close(xm.cpu(), x)
+        assert torch.equal(ym.cpu(), y)
+    xt, _ = moved.take([0, 5])
+    torch.testing.assert_close(xt.cpu(), data.take([0, 5])[0])

@@ -74,15 +74,22 @@ class ArrayDataset:
             raise ConfigError(f"image limit must be >= 1, got {count}")
         return ArrayDataset(self.name, self.images[:count], self.labels[:count], self.num_classes, self.mean, self.std)
 
+    def to(self, device: torch.device | str) -> ArrayDataset:
+        """The same images on `device` (a CUDA GPU: the whole set stays there, and shuffling, augmentation and
+        normalisation run there too, with the same seeded draws as on the CPU, so batches are the same)."""
+        return ArrayDataset(
+            self.name, self.images.to(device), self.labels.to(device), self.num_classes, self.mean, self.std
+        )
+
     def normalise(self, images: Tensor) -> Tensor:
-        """uint8 (B, 3, H, W) -> float32 normalised."""
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        """uint8 (B, 3, H, W) -> float32 normalised, on the images' device."""
+        mean = torch.tensor(self.mean, device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, 3, 1, 1)
         return (images.float().div_(255.0) - mean) / std
 
     def take(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
         """Normalised, unaugmented images and labels at `indices`."""
-        index = torch.as_tensor(indices, dtype=torch.long)
+        index = torch.as_tensor(indices, dtype=torch.long).to(self.images.device)
         return self.normalise(self.images[index]), self.labels[index]
 
     def batches_per_epoch(self, batch_size: int, epoch_images: int | None = None) -> int:
@@ -96,6 +103,7 @@ class ArrayDataset:
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))
         if epoch_images is not None:
             order = order[:epoch_images]
+        order = order.to(self.images.device)
         for b in range(start_batch, self.batches_per_epoch(batch_size, epoch_images)):
             index = order[b * batch_size : (b + 1) * batch_size]
             gen = torch.Generator().manual_seed(derive_seed(seed, epoch, b, 7))
@@ -107,15 +115,19 @@ class ArrayDataset:
 
 
 def augment(images: Tensor, generator: torch.Generator, pad: int = 4) -> Tensor:
-    """Random crop after zero padding by `pad` pixels, then random horizontal flip. uint8 (B, 3, H, W)."""
+    """Random crop after zero padding by `pad` pixels, then random horizontal flip. uint8 (B, 3, H, W).
+
+    The draws come from the CPU `generator` (the same on every device); the gathers run on the images' device.
+    """
     b, _, h, w = images.shape
+    device = images.device
     padded = torch.nn.functional.pad(images, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
-    flip = torch.rand(b, generator=generator) < 0.5
-    rows = (dy.view(b, 1) + torch.arange(h).view(1, h)).view(b, 1, h, 1).expand(b, 3, h, w + 2 * pad)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(device)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(device)
+    rows = (dy.view(b, 1) + torch.arange(h, device=device).view(1, h)).view(b, 1, h, 1).expand(b, 3, h, w + 2 * pad)
     cropped = torch.gather(padded, 2, rows)
-    cols_base = torch.arange(w).view(1, w)
+    cols_base = torch.arange(w, device=device).view(1, w)
     cols_base = torch.where(flip.view(b, 1), w - 1 - cols_base, cols_base)
     cols = (dx.view(b, 1) + cols_base).view(b, 1, 1, w).expand(b, 3, h, w)
     return torch.gather(cropped, 3, cols)

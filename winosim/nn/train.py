@@ -42,7 +42,7 @@ from tqdm import tqdm
 import winosim
 from winosim.errors import ConfigError, WinosimError
 from winosim.nn.custom import build_custom, parse_factory
-from winosim.nn.data import Dataset, derive_seed, load_dataset
+from winosim.nn.data import ArrayDataset, Dataset, derive_seed, load_dataset
 from winosim.nn.layers import MODES, spatial_to_winograd
 from winosim.nn.models import NETWORK_NAMES, WinoNet, build_model
 from winosim.nn.prune import layer_densities, network_density, prune_network
@@ -421,7 +421,7 @@ def evaluate(model: WinoNet, data: Dataset, device: torch.device, precision: str
     for x, y in data.test_batches(batch_size):
         with autocast(device, precision):
             logits = model(x.to(device))
-        correct += int((logits.argmax(1).cpu() == y).sum())
+        correct += int((logits.argmax(1) == y.to(logits.device)).sum())
     model.train(was_training)
     return correct / len(data)
 
@@ -485,6 +485,8 @@ def train(
     dev = select_device(device)
     train_set = load_dataset(config.data, "train").subset(config.train_limit)
     test_set = load_dataset(config.data, "test").subset(config.test_limit)
+    if dev.type == "cuda" and isinstance(train_set, ArrayDataset) and isinstance(test_set, ArrayDataset):
+        train_set, test_set = train_set.to(dev), test_set.to(dev)  # data on the GPU: no host copies per batch
     classes = config.num_classes or train_set.num_classes
     if config.num_classes is None:
         config = TrainConfig.from_dict({**config.to_dict(), "num_classes": classes})
