@@ -22,6 +22,7 @@ SCRIPTS = {
     "pe_scaling.py": ("pe-scaling-", "pe-scaling-"),
     "arch_sensitivity.py": ("arch-sensitivity-", "arch-sensitivity-"),
     "trace_cards.py": ("card-", "card-"),
+    "training_curves.py": ("training-curves", "training-curves"),
 }
 """Each script and the prefixes of the Markdown tables and of the PNG figures it writes."""
 CHECKED_ELSEWHERE = {"validation.py": "needs the validation extra (ZigZag) and minutes: tests/test_validation.py"}
