@@ -119,3 +119,50 @@ def test_synth_refuses_non_finite_negative_and_oversized_options(tmp_path: Path,
     result, seconds, peak = winosim("synth", "--network", "resnet18_imagenet", *args, "--output", tmp_path / "t.npz")
     assert_clean_refusal(result, message, seconds=seconds, peak=peak)
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- YAML: bombs and deep nesting
+
+ALIAS_BOMB = "\n".join(
+    [
+        'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]',
+        *(f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)),
+        "pe_array: [*i, *i, *i, *i, *i, *i, *i, *i, *i]",  # 9^10 = 3.5e9 strings if expanded
+    ]
+)
+
+YAML_CASES = {
+    "alias_bomb": (ALIAS_BOMB, "YAML aliases (*a) are not supported (line 2"),
+    "deep_flow": ("pe_array: " + "[" * 100_000 + "]" * 100_000, "YAML nested deeper than 32 levels"),
+    "deep_block": ("".join(f"{'  ' * i}k{i}:\n" for i in range(300)) + "  " * 300 + "v: 1\n", "nested deeper"),
+    "huge": ("# " + "x" * (2 * 1024**2) + "\n", "larger than 1024 KiB"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(YAML_CASES))
+def test_yaml_bombs_and_deep_nesting_in_an_architecture_file(trace_path: Path, tmp_path: Path, case: str) -> None:
+    text, message = YAML_CASES[case]
+    arch = tmp_path / "arch.yaml"
+    arch.write_text(text)
+    result, seconds, peak = winosim("run", "--trace", trace_path, "--arch", arch, "--output", tmp_path / "out.txt")
+    assert_clean_refusal(result, message, seconds=seconds, peak=peak)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arch.yaml"]
+
+
+@pytest.mark.parametrize("case", sorted(YAML_CASES))
+def test_yaml_bombs_and_deep_nesting_in_a_grid_file(trace_path: Path, tmp_path: Path, case: str) -> None:
+    text, message = YAML_CASES[case]
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(text.replace("pe_array", "pe"))
+    result, seconds, peak = winosim("sweep", "--trace", trace_path, "--grid-file", grid, "--out", tmp_path / "out")
+    assert_clean_refusal(result, message, seconds=seconds, peak=peak)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]
+
+
+def test_anchors_without_aliases_and_ordinary_files_still_load(tmp_path: Path) -> None:
+    from winosim.archio import load_arch, safe_yaml
+
+    assert safe_yaml("a: &x 1\nb: [1, [2, {c: 3}]]\n") == {"a": 1, "b": [1, [2, {"c": 3}]]}
+    arch = tmp_path / "arch.yaml"
+    arch.write_text("pe_array:\n  pe_count: &p 32\n")
+    assert load_arch(arch).pe_array.pe_count == 32

@@ -177,9 +177,11 @@ def grid_from_yaml(path: str | os.PathLike[str]) -> Grid:
 
 def typed_value(text: str) -> Scalar:
     """The typed value of a grid string for the table column: '64' -> 64, '1.5' -> 1.5, 'skip' -> 'skip'."""
+    from winosim.archio import safe_yaml
+
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = safe_yaml(text)
+    except (yaml.YAMLError, ConfigError):
         return text
     return value if isinstance(value, bool | int | float) else text
 
