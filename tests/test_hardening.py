@@ -166,3 +166,21 @@ def test_anchors_without_aliases_and_ordinary_files_still_load(tmp_path: Path) -
     arch = tmp_path / "arch.yaml"
     arch.write_text("pe_array:\n  pe_count: &p 32\n")
     assert load_arch(arch).pe_array.pe_count == 32
+
+
+# --------------------------------------------------------------------------- sweeps: size
+
+MILLION = [f"--grid={key}={','.join(str(v) for v in range(1, 101))}" for key in ("pe", "input_transform.count")]
+MILLION.append(f"--grid=output_transform.count={','.join(str(v) for v in range(1, 101))}")
+
+
+def test_a_million_point_grid_is_refused_at_once(trace_path: Path, tmp_path: Path) -> None:
+    result, seconds, peak = winosim("sweep", "--trace", trace_path, *MILLION, "--out", tmp_path / "out")
+    assert_clean_refusal(
+        result,
+        "1,000,000 design points x 1 trace(s) = 1,000,000 points, above the limit of 10,000; check the grid, "
+        "or pass --yes to run it anyway",
+        seconds=seconds,
+        peak=peak,
+    )
+    assert list(tmp_path.iterdir()) == []
