@@ -9,6 +9,7 @@ tests/test_sweep.py, the property-based mutations in tests/test_mutations.py.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -184,3 +185,76 @@ def test_a_million_point_grid_is_refused_at_once(trace_path: Path, tmp_path: Pat
         peak=peak,
     )
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- parsers: sweep folders
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(trace_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from winosim.sweep import SimulateEvaluator, grid_from_options, run_sweep
+
+    out = tmp_path_factory.mktemp("sweep") / "out"
+    run_sweep([trace_path], grid_from_options(["pe=4,8"]), out, evaluator=SimulateEvaluator(), jobs=1)
+    return out
+
+
+def _edited_copy(sweep_dir: Path, tmp_path: Path, edit) -> Path:
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy)
+    edit(copy)
+    return copy
+
+
+def _edit_manifest(**fields):
+    def edit(folder: Path) -> None:
+        manifest = json.loads((folder / "sweep.json").read_text())
+        manifest.update(fields)
+        (folder / "sweep.json").write_text(json.dumps(manifest))
+
+    return edit
+
+
+def _drop_column(column: str):
+    def edit(folder: Path) -> None:
+        import pandas as pd
+
+        table = pd.read_parquet(folder / "results.parquet")
+        table.drop(columns=[column]).to_parquet(folder / "results.parquet", index=False)
+
+    return edit
+
+
+REPORT_CASES = {
+    "grid_columns_text": (_edit_manifest(grid_columns="pe"), "manifest field 'grid_columns' must be a list, got str"),
+    "points_not_list": (_edit_manifest(points={"0": "pe=4"}), "manifest field 'points' must be a list, got dict"),
+    "point_index_text": (
+        _edit_manifest(points=[{"index": "0", "label": "pe=4"}]),
+        "manifest points[0] needs index of the right type",
+    ),
+    "synthetic_text": (_edit_manifest(synthetic="yes"), "manifest field 'synthetic' must be a bool, got str"),
+    "version": (_edit_manifest(version=7), "sweep manifest version 7 is not supported"),
+    "no_traces": (_edit_manifest(traces=None), "manifest field 'traces' must be a list, got NoneType"),
+    "deep_json": (
+        lambda folder: (folder / "sweep.json").write_text('{"format": "winosim-sweep", "x": ' + "[" * 100_000),
+        "unreadable sweep manifest",
+    ),
+    "no_method_column": (_drop_column("method"), "the results table lacks the required column(s) method"),
+    "no_grid_column": (_drop_column("pe"), "lacks the required column(s) pe"),
+    "not_parquet": (
+        lambda folder: (folder / "results.parquet").write_bytes(b"PAR1 not really"),
+        "unreadable results table",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REPORT_CASES))
+def test_report_on_a_malformed_sweep_folder_is_one_line(sweep_dir: Path, tmp_path: Path, case: str) -> None:
+    edit, message = REPORT_CASES[case]
+    folder = _edited_copy(sweep_dir, tmp_path, edit)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result, seconds, peak = winosim("report", folder, "--figures")
+    assert_clean_refusal(result, message, seconds=seconds, peak=peak)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before

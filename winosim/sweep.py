@@ -931,15 +931,66 @@ def load_results(out_dir: str | os.PathLike[str]) -> SweepResults:
         raise ConfigError(f"{out}: not a finished sweep directory (no {MANIFEST_NAME} and {RESULTS_PARQUET})")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise ConfigError(f"{manifest_path}: unreadable sweep manifest (nested too deeply)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{manifest_path}: unreadable sweep manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ConfigError(f"{manifest_path}: not a winosim sweep manifest")
+    _check_manifest(manifest, str(manifest_path))
     try:
         table = pd.read_parquet(parquet_path, engine="pyarrow")
     except Exception as exc:
-        raise ConfigError(f"{parquet_path}: unreadable results table ({exc})") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{parquet_path}: unreadable results table ({reason})") from None
+    required = [*RESULT_COLUMNS, *manifest["grid_columns"]]
+    missing = [column for column in dict.fromkeys(required) if column not in table.columns]
+    if missing:
+        raise ConfigError(f"{parquet_path}: the results table lacks the required column(s) {', '.join(missing)}")
     return SweepResults(table, manifest)
+
+
+#: Columns every results table has, whatever its evaluator (besides its grid columns).
+RESULT_COLUMNS: tuple[str, ...] = (*ID_COLUMNS, "layer", "layer_index", "method", "variant")
+
+_MANIFEST_FIELDS: dict[str, type] = {
+    "version": int,
+    "evaluator": str,
+    "traces": list,
+    "grid": list,
+    "grid_columns": list,
+    "param_columns": list,
+    "points": list,
+    "synthetic": bool,
+    "infeasible": list,
+}
+_ENTRY_FIELDS: dict[str, dict[str, type]] = {
+    "traces": {"name": str, "path": str, "sha256": str},
+    "points": {"index": int, "label": str},
+    "infeasible": {"trace": str, "point": int, "label": str, "message": str},
+}
+
+
+def _check_manifest(manifest: Mapping[str, Any], where: str) -> None:
+    """Every field a reader uses has its type (a hand-edited or foreign manifest is one clear error)."""
+
+    def kind(value: Any, expected: type) -> bool:
+        return isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+
+    for name, expected in _MANIFEST_FIELDS.items():
+        if not kind(manifest.get(name), expected):
+            got = type(manifest[name]).__name__ if name in manifest else "nothing"
+            raise ConfigError(f"{where}: manifest field {name!r} must be a {expected.__name__}, got {got}")
+    if manifest["version"] != MANIFEST_VERSION:
+        raise ConfigError(f"{where}: sweep manifest version {manifest['version']} is not supported")
+    for name in ("grid_columns", "param_columns"):
+        if not all(isinstance(column, str) for column in manifest[name]):
+            raise ConfigError(f"{where}: manifest field {name!r} must be a list of column names")
+    for name, fields in _ENTRY_FIELDS.items():
+        for i, entry in enumerate(manifest[name]):
+            bad = [f for f, t in fields.items() if not isinstance(entry, dict) or not kind(entry.get(f), t)]
+            if bad:
+                raise ConfigError(f"{where}: manifest {name}[{i}] needs {', '.join(bad)} of the right type")
 
 
 def trace_for_figures(path: str, sha256: str | None = None) -> Trace | None:
