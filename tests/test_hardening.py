@@ -258,3 +258,78 @@ def test_report_on_a_malformed_sweep_folder_is_one_line(sweep_dir: Path, tmp_pat
     result, seconds, peak = winosim("report", folder, "--figures")
     assert_clean_refusal(result, message, seconds=seconds, peak=peak)
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+# --------------------------------------------------------------------------- terminal safety
+
+EVIL_LAYERS = (
+    LayerGeometry("st\x1b[2Jem", "spatial", "conv", 3, 8, 8, 8, kernel=3, stride=1, padding=1),
+    LayerGeometry("a\nforged line\u202e", "winograd", "conv", 8, 8, 8, 8, kernel=3, stride=1, padding=1),
+    LayerGeometry("fc\x07\r", "spatial", "fc", 8, 10, 1, 1, kernel=1),
+)
+
+
+def _unsafe(text: str) -> list[str]:
+    import unicodedata
+
+    return [c for c in text if c not in "\n" and unicodedata.category(c).startswith("C")]
+
+
+def _strings(document: object) -> set[str]:
+    if isinstance(document, dict):
+        return set().union(*(_strings(v) for v in document.values())) if document else set()
+    if isinstance(document, list):
+        return set().union(*(_strings(v) for v in document)) if document else set()
+    return {document} if isinstance(document, str) else set()
+
+
+def test_printable_escapes_every_control_character_and_nothing_else() -> None:
+    from winosim.text import printable
+
+    assert printable("conv1_a-b ü 层") == "conv1_a-b ü 层"
+    assert printable("a\x1b[2Jb\x07\r\u202e\x7f") == "a\\u001b[2Jb\\u0007\\u000d\\u202e\\u007f"
+    assert printable("two\nlines\tx") == "two\\u000alines\\u0009x"
+    assert printable("two\nlines\tx", keep_newlines=True) == "two\nlines\tx"
+    assert json.loads('"' + printable("\x1b\u202e") + '"') == "\x1b\u202e"  # the JSON spelling of the same text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--pe", "4"],
+        ["run", "--pe", "4", "--format", "md"],
+        ["run", "--pe", "4", "--format", "csv"],
+        ["run", "--pe", "4", "--format", "latex"],
+        ["run", "--pe", "4", "--format", "json"],
+        ["inspect"],
+        ["inspect", "--format", "json"],
+    ],
+)
+def test_names_with_control_characters_are_never_printed_raw(tmp_path: Path, args: list[str]) -> None:
+    """Names from a trace are printed escaped (or the trace is refused at load: either is safe); never raw."""
+    evil = write_trace(
+        synthetic_trace(NetworkGeometry("net\x1b]0;title\x07", 8, 8, 10, EVIL_LAYERS), images=1), tmp_path / "e.npz"
+    )
+    command, *options = args
+    result, _, _ = winosim(command, *(["--trace", evil] if command == "run" else [evil]), *options)
+    if result.returncode == 2:  # refused by the trace validator
+        assert_clean_refusal(result, "")
+        assert not _unsafe(result.stderr)
+        return
+    assert result.returncode == 0, result.stderr
+    assert not _unsafe(result.stdout) and not _unsafe(result.stderr)
+    if "json" in options:
+        document = json.loads(result.stdout)
+        assert "st\x1b[2Jem" in _strings(document)  # JSON keeps the real names
+    elif "latex" in options:  # the escape's backslash is itself escaped for LaTeX
+        assert "st\\textbackslash{}u001b[2Jem" in result.stdout
+    elif "csv" in options:  # a line feed inside a quoted CSV field is CSV, not a forged line
+        assert "st\\u001b[2Jem" in result.stdout and '"a\nforged line\\u202e"' in result.stdout
+    else:
+        assert "st\\u001b[2Jem" in result.stdout and "a\\u000aforged line\\u202e" in result.stdout
+
+
+def test_an_error_message_is_one_line_whatever_it_quotes(trace_path: Path) -> None:
+    result, _, _ = winosim("inspect", trace_path, "--layer", "x\n\x1b[31mforged: error")
+    assert_clean_refusal(result, "has no layer")
+    assert not _unsafe(result.stderr)

@@ -40,6 +40,7 @@ from winosim.report import (
     run_frame,
 )
 from winosim.simulate import simulate
+from winosim.text import printable
 from winosim.trace import Trace, load_trace, variant_summary
 from winosim.version import __version__
 
@@ -227,6 +228,7 @@ def main(argv: list[str]) -> int:
         notes=_notes(trace, simulated),
         group="layer",
     )
+    text = printable(text, keep_newlines=True)
     if args.out:
         _write_out_dir(Path(args.out), frame, sim, meta, args.trace)
     if args.output:
