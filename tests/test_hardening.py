@@ -333,3 +333,73 @@ def test_an_error_message_is_one_line_whatever_it_quotes(trace_path: Path) -> No
     result, _, _ = winosim("inspect", trace_path, "--layer", "x\n\x1b[31mforged: error")
     assert_clean_refusal(result, "has no layer")
     assert not _unsafe(result.stderr)
+
+
+# --------------------------------------------------------------------------- partial output
+
+
+def test_run_out_appears_whole_or_not_at_all(
+    trace_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --out DIR` builds tables and figures aside and moves them into place only when all succeeded
+    (with `--output`, that file too): a step that fails late leaves nothing, not run.csv and run.json."""
+    from winosim import cli, figures
+    from winosim.errors import OutputError
+
+    out, output = tmp_path / "new" / "out", tmp_path / "table.txt"
+    run = ["run", "--trace", str(trace_path), "--pe", "4", "--out", str(out)]
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OutputError("the disk is full (simulated)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(figures, "energy_breakdown_figure", broken)
+        assert (
+            cli.main(["run", "--trace", str(trace_path), "--pe", "4", "--out", str(out), "--output", str(output)]) == 2
+        )
+    assert capsys.readouterr().err == "winosim: error: the disk is full (simulated)\n"
+    assert list(tmp_path.iterdir()) == []  # not even the parent folder, nor a temporary folder
+
+    code = cli.main(
+        ["run", "--trace", str(trace_path), "--pe", "4", "--out", str(out), "--output", str(tmp_path / "no" / "x")]
+    )
+    assert code == 2 and "folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # --output failed last: the folder's files did not appear either
+
+    out.mkdir(parents=True)
+    (out / "mine.txt").write_text("kept\n")
+    assert cli.main([*run, "--output", str(output)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cycle_attribution_dense_spatial.png",
+        "cycle_attribution_winograd_relu.png",
+        "energy_breakdown.png",
+        "layer_cycles.png",
+        "mine.txt",
+        "run.csv",
+        "run.json",
+    ]
+    assert output.read_text() and (out / "mine.txt").read_text() == "kept\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_atomic_writes_fsync_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file's content is flushed to disk before it gets its name (a crash never leaves an empty file
+    under the real name), and the folder entry after."""
+    from winosim import files
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync")
+        real_fsync(fd)
+
+    def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        events.append("replace")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    files.atomic_write_text(tmp_path / "a.txt", "x\n")
+    assert events == ["fsync", "replace", "fsync"]
+    assert (tmp_path / "a.txt").read_text() == "x\n"
