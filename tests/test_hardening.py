@@ -403,3 +403,37 @@ def test_atomic_writes_fsync_before_the_rename(tmp_path: Path, monkeypatch: pyte
     files.atomic_write_text(tmp_path / "a.txt", "x\n")
     assert events == ["fsync", "replace", "fsync"]
     assert (tmp_path / "a.txt").read_text() == "x\n"
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+def test_pyarrow_is_a_core_dependency_and_dask_an_extra() -> None:
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    assert "pyarrow" in names(project["dependencies"])
+    assert "dask" not in names(project["dependencies"]) and "dask" in names(project["optional-dependencies"]["sweep"])
+
+
+def test_a_local_sweep_does_not_need_dask(trace_path: Path, tmp_path: Path) -> None:
+    """After `pip install -e .` (no sweep extra) a local sweep runs: dask and distributed are made unimportable."""
+    code = (
+        "import sys\n"
+        "sys.modules.update(dict.fromkeys(['dask', 'distributed'], None))\n"
+        "from winosim.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    argv = ["sweep", "--trace", str(trace_path), "--grid", "pe=4,8", "--out", str(tmp_path / "out"), "--jobs", "1"]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "swept 2 points" in result.stdout
+    assert (tmp_path / "out" / "results.parquet").is_file()
