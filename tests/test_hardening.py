@@ -437,3 +437,28 @@ def test_a_local_sweep_does_not_need_dask(trace_path: Path, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     assert "swept 2 points" in result.stdout
     assert (tmp_path / "out" / "results.parquet").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--network", "vgg_nagadomi", "--method", "spatial", "--seed", "-1"], "argument --seed: a seed must"),
+        (
+            ["train", "--network", "vgg_nagadomi", "--method", "spatial", "--lr", "nan"],
+            "--lr: expected a finite number",
+        ),
+        (["train", "--network", "vgg_nagadomi", "--epochs", "1e3"], "argument --epochs: invalid int value: '1e3'"),
+        (["trace", "x.pt", "--data", "d", "--seed", "-5"], "argument --seed: a seed must be an integer in [0, "),
+        (["curve", "runs/a", "--within", "inf"], "argument --within: expected a finite number, got 'inf'"),
+    ],
+)
+def test_training_options_follow_the_same_number_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    pytest.importorskip("torch")
+    from winosim import cli
+
+    assert cli.main([*argv, "--out", str(tmp_path / "out")] if argv[0] != "curve" else argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("winosim: error: ") and err.count("\n") == 1 and message in err
+    assert list(tmp_path.iterdir()) == []
