@@ -42,13 +42,19 @@ def trace_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def winosim(*args: str | Path, cwd: Path | None = None) -> tuple[subprocess.CompletedProcess[str], float, int]:
     """Run `python -m winosim ARGS` as a user would; returns the result, its wall time (s) and its peak RSS."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    # VmHWM is the peak RSS of this process image; ru_maxrss would include the forked test runner's pages
     code = (
-        "import resource, sys, runpy\n"
+        "import re, resource, sys, runpy\n"
         "sys.argv = ['winosim', *sys.argv[1:]]\n"
+        "def peak():\n"
+        "    try:\n"
+        "        return int(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1))\n"
+        "    except OSError:\n"
+        "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "try:\n"
         "    runpy.run_module('winosim', run_name='__main__')\n"
         "finally:\n"
-        "    print(f'PEAK_RSS_KIB={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}', file=sys.stderr)\n"
+        "    print(f'PEAK_RSS_KIB={peak()}', file=sys.stderr)\n"
     )
     start = time.perf_counter()
     result = subprocess.run(
