@@ -123,7 +123,7 @@ def test_extreme_values_in_an_architecture_file_load_or_are_one_clean_error(tmp_
         return
     # what loads is within the documented bounds: every count an int64-safe positive integer
     assert 1 <= arch.pe_array.pe_count * arch.pe_array.multipliers_per_pe <= 2**32
-    assert 0 < arch.clock_hz <= 1e12
+    assert 1 <= arch.clock_hz <= 1e12
 
 
 # --------------------------------------------------------------------------- grid files

@@ -18,9 +18,9 @@ An `Arch` describes one design point of a mobile CNN accelerator (docs/simulator
 Every quantity carries its unit in its name and every field is checked on construction; an impossible value
 raises `ConfigError` naming the record, the field and the value. Counts and sizes are integers between 1 and
 the documented bound of their field (`MAXIMUM`): far beyond any buildable accelerator, and low enough that
-every product the simulator forms stays inside int64; the clock is a finite number of Hz up to
-`MAX_CLOCK_HZ`. No field accepts NaN, infinity, a boolean or a number that only looks integral. The records
-have no default values: the default architecture exists in one place, the shipped preset
+every product the simulator forms stays inside int64; the clock is a finite number of Hz from `MIN_CLOCK_HZ`
+to `MAX_CLOCK_HZ` (so latencies stay finite). No field accepts NaN, infinity, a boolean or a number that only
+looks integral. The records have no default values: the default architecture exists in one place, the shipped preset
 `winosim/presets/default.yaml` (where each number comes from is documented there), which
 `winosim.archio.default_arch()` loads.
 """
@@ -64,8 +64,9 @@ MAXIMUM: dict[tuple[str, str], int] = {
 cycle of DRAM bandwidth, a 1 TiB global buffer. Far beyond any buildable mobile accelerator, and small enough
 that counts, cycles and bytes stay exact in int64."""
 
+MIN_CLOCK_HZ = 1.0
 MAX_CLOCK_HZ = 1e12
-"""The largest clock (1 THz)."""
+"""The clock's bounds: 1 Hz to 1 THz."""
 
 
 def _shown(value: object) -> str:
@@ -206,9 +207,11 @@ class Arch:
             not isinstance(self.clock_hz, int | float)
             or isinstance(self.clock_hz, bool)
             or not math.isfinite(self.clock_hz)
-            or not 0 < self.clock_hz <= MAX_CLOCK_HZ
+            or not MIN_CLOCK_HZ <= self.clock_hz <= MAX_CLOCK_HZ
         ):
-            raise ConfigError(f"Arch: clock_hz must be a finite number in (0, {MAX_CLOCK_HZ:g}], got {self.clock_hz!r}")
+            raise ConfigError(
+                f"Arch: clock_hz must be a finite number in [{MIN_CLOCK_HZ:g}, {MAX_CLOCK_HZ:g}], got {self.clock_hz!r}"
+            )
         _choice("Arch", "energy_table", self.energy_table, ENERGY_TABLES)
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"Arch: name must be a non-empty string, got {self.name!r}")
