@@ -334,6 +334,7 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory, trace_path: Path) -> dic
     bigger = json.loads(json.dumps(meta))
     bigger["layers"][1]["out_channels"] = 12
     files["shape"] = variant_of("shape.npz", bigger)
+    files["m0"] = variant_of("m0.npz", meta | {"winograd": {"m": 0, "r": 3}})
     return files
 
 
@@ -344,6 +345,7 @@ BAD_TRACES = [
     ("pickled", "pickled object array"),
     ("schema", "trace schema version 99 is not supported"),
     ("shape", "disagrees with the geometry"),
+    ("m0", "meta 'winograd' must be {'m': an integer in [1, 16], 'r': 3}, got {'m': 0, 'r': 3}"),
 ]
 
 

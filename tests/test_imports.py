@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "winosim.version",
         "winosim.integers",
         "winosim.files",
+        "winosim.text",
         "winosim.geometry",
         "winosim.winograd",
         "winosim.methods",

@@ -9,7 +9,9 @@ The Dask tests start a real scheduler and two workers on 127.0.0.1 with `python 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,10 +34,12 @@ from winosim.sweep import (
     DesignPoint,
     Grid,
     SimulateEvaluator,
+    frame_checksum,
     grid_from_options,
     grid_from_yaml,
     load_results,
     parse_grid_option,
+    plan,
     run_sweep,
 )
 from winosim.synthetic import synthetic_trace
@@ -290,6 +294,82 @@ def test_a_local_worker_that_dies_loses_no_point(reference: Path, traces: tuple[
     _same_output(reference, tmp_path / "out")
 
 
+def test_two_axes_on_one_parameter_are_an_error(traces: tuple[Path, Path], tmp_path: Path) -> None:
+    """`pe` is `pe_array.pe_count`: keys are resolved to their canonical name before the product, so two axes
+    on one parameter cannot silently run every row at one of them while labelling them with the other."""
+    with pytest.raises(ConfigError, match=r"keys 'pe' and 'pe_array\.pe_count' name the same parameter"):
+        grid_from_options(["pe=16,32", "pe_array.pe_count=64"])
+    grid_file = tmp_path / "grid.yaml"
+    grid_file.write_text("pe_array.pe_count: [64]\n")
+    with pytest.raises(ConfigError, match=r"same parameter pe_array\.pe_count"):
+        grid_from_options(["pe=16,32"]) + grid_from_yaml(grid_file)
+    assert Grid((("pe", ("16",)), ("pe_array.multipliers_per_pe", ("8",)))).size == 1
+
+
+def test_a_sweep_above_the_size_limit_is_refused_before_anything_is_read(tmp_path: Path) -> None:
+    """The size is the product of the axes' lengths times the traces, known before any point is formed; a
+    million points are refused at once (the traces are not even read) unless the limit is lifted."""
+    million = Grid(tuple((key, tuple(str(v) for v in range(1, 101))) for key in ("pe", "input_transform.count")))
+    million = million + Grid((("output_transform.count", tuple(str(v) for v in range(1, 101))),))
+    assert million.size == 1_000_000
+    with pytest.raises(
+        ConfigError, match=r"1,000,000 design points x 1 trace\(s\) = 1,000,000 points, above the limit"
+    ):
+        run_sweep(["missing.npz"], million, tmp_path / "out")
+    with pytest.raises(ConfigError, match="above the limit of 5"):
+        run_sweep(["a.npz", "b.npz", "a.npz"], GRID, tmp_path / "out", max_points=5)  # 6 points x 2 traces
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_resumed_sweep_never_reports_a_point_it_did_not_compute_for_that_point(
+    reference: Path, traces: tuple[Path, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stored point proves it is the point asked for (its key and a checksum of its rows inside it) or it is
+    recomputed with one warning line: an empty file, another point's file, a corrupted file, rows edited
+    after storing, and a file without a stamp are all recomputed, and the table is the reference's."""
+    out = tmp_path / "out"
+    shutil.copytree(reference, out)
+    _, _, tasks = plan(list(traces), GRID, SimulateEvaluator())
+    paths = [out / "points" / f"{t.key}.parquet" for t in tasks]
+    assert all(p.exists() for p in paths)
+    paths[0].write_bytes(b"")  # empty
+    shutil.copyfile(paths[5], paths[1])  # another point's file under this point's name
+    paths[2].write_bytes(paths[2].read_bytes()[:-100])  # truncated
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(paths[3])
+    edited = table.to_pandas()
+    edited.loc[0, "cycles"] += 1  # rows edited after storing, stamp kept
+    pq.write_table(pa_table(edited, table.schema.metadata), paths[3])
+    pq.write_table(pa_table(table.to_pandas(), {}), paths[4])  # no stamp (or a sweep of an older winosim)
+    with caplog.at_level(logging.WARNING, logger="winosim.sweep"):
+        summary = run_sweep(list(traces), GRID, out, jobs=1)
+    assert (summary.points_reused, summary.points_computed) == (7, 5)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 5 and all("recomputing stored point" in w and "\n" not in w for w in warnings)
+    for reason in ("unreadable", "stamped as point", "does not match its checksum", "carries no point stamp"):
+        assert any(reason in w for w in warnings), reason
+    _same_output(reference, out)
+    again = run_sweep(list(traces), GRID, out, jobs=1)
+    assert (again.points_reused, again.points_computed) == (12, 0)
+
+
+def test_a_stored_point_is_stamped_with_its_key_and_checksum(reference: Path, traces: tuple[Path, Path]) -> None:
+    import pyarrow.parquet as pq
+
+    _, _, tasks = plan(list(traces), GRID, SimulateEvaluator())
+    table = pq.read_table(reference / "points" / f"{tasks[0].key}.parquet")
+    stamp = json.loads(table.schema.metadata[b"winosim.point"])
+    assert stamp == {"key": tasks[0].key, "sha256": frame_checksum(table.to_pandas())}
+
+
+def pa_table(frame: pd.DataFrame, metadata: Any) -> Any:
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **dict(metadata or {})})
+
+
 # --------------------------------------------------------------------------- a real Dask cluster
 
 
@@ -443,6 +523,11 @@ def test_the_sweep_and_report_commands(
             ["sweep", "--trace", "{a}", "--grid", "pe=16", "--out", "o", "--jobs", "2", "--scheduler", "tcp://x:1"],
             "exclusive",
         ),
+        (
+            ["sweep", "--trace", "{a}", "--grid", "pe=16,32", "--grid", "pe_array.pe_count=64", "--out", "o"],
+            "same parameter",
+        ),
+        (["sweep", "--trace", "{a}", "--grid", "memory.global_buffer_bytes=1e30", "--out", "o"], "integer in [1, 10"),
         (["report", "nowhere"], "results directory not found"),
         (["report", "{ref}", "--table", "area"], "unknown table kind"),
     ],

@@ -14,8 +14,8 @@ import pytest
 
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry, NetworkGeometry, convpool_cnn_c, vgg_nagadomi
-from winosim.synthetic import synthetic_trace
-from winosim.trace import LayerMasks, Trace, load_trace, trace_metadata, write_trace
+from winosim.synthetic import mask_bytes, synthetic_trace
+from winosim.trace import VARIANT_METHODS, LayerMasks, Trace, load_trace, trace_metadata, write_trace
 
 LAYERS = (
     LayerGeometry("stem", "spatial", "conv", 3, 16, 16, 16, kernel=3, stride=1, padding=1),
@@ -125,7 +125,14 @@ def test_known_geometries_build_valid_traces(geometry):
     [
         ({"weight_density": 1.5}, "weight_density must be in \\[0, 1\\], got 1.5"),
         ({"activation_density": -0.1}, "activation_density must be in \\[0, 1\\], got -0.1"),
-        ({"variation": -1.0}, "variation must be >= 0, got -1.0"),
+        ({"variation": -1.0}, "variation must be a finite number >= 0, got -1.0"),
+        ({"variation": float("nan")}, "variation must be a finite number >= 0, got nan"),
+        ({"variation": float("inf")}, "variation must be a finite number >= 0, got inf"),
+        ({"weight_density": float("nan")}, "weight_density must be in \\[0, 1\\], got nan"),
+        ({"seed": -1}, "seed must be an integer in \\[0, 2\\^63 - 1\\], got -1"),
+        ({"seed": 2**63}, "seed must be an integer in"),
+        ({"images": 10**8}, "would take .* GiB of memory, above the limit of 2 GiB"),
+        ({"images": 8, "max_mask_bytes": 1000}, "above the limit of 1000 bytes"),
         ({"images": 0}, "images must be >= 1, got 0"),
         ({"methods": ("dense",)}, "methods must be a non-empty subset"),
         ({"methods": ()}, "methods must be a non-empty subset"),
@@ -135,3 +142,13 @@ def test_known_geometries_build_valid_traces(geometry):
 def test_invalid_arguments_are_rejected(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         synthetic_trace(NET, **kwargs)
+
+
+def test_the_size_check_is_exact_and_comes_before_any_allocation():
+    """`mask_bytes` is the sum of the mask shapes' sizes; a trace of exactly that many bytes is allowed, one
+    byte less is refused."""
+    needed = mask_bytes(NET, 2, VARIANT_METHODS)
+    trace = synthetic_trace(NET, images=2, max_mask_bytes=needed)
+    assert needed == sum(m.weight.size + m.activation.size for v in trace.variants for m in v.masks)
+    with pytest.raises(ConfigError, match="above the limit"):
+        synthetic_trace(NET, images=2, max_mask_bytes=needed - 1)

@@ -16,9 +16,13 @@ An `Arch` describes one design point of a mobile CNN accelerator (docs/simulator
 - `Arch`: the above plus the data width, the clock and the name of the energy table used for costing.
 
 Every quantity carries its unit in its name and every field is checked on construction; an impossible value
-raises `ConfigError` naming the record, the field and the value. The records have no default values: the
-default architecture exists in one place, the shipped preset `winosim/presets/default.yaml` (where each
-number comes from is documented there), which `winosim.archio.default_arch()` loads.
+raises `ConfigError` naming the record, the field and the value. Counts and sizes are integers between 1 and
+the documented bound of their field (`MAXIMUM`): far beyond any buildable accelerator, and low enough that
+every product the simulator forms stays inside int64; the clock is a finite number of Hz from `MIN_CLOCK_HZ`
+to `MAX_CLOCK_HZ` (so latencies stay finite). No field accepts NaN, infinity, a boolean or a number that only
+looks integral. The records have no default values: the default architecture exists in one place, the shipped preset
+`winosim/presets/default.yaml` (where each number comes from is documented there), which
+`winosim.archio.default_arch()` loads.
 """
 
 from __future__ import annotations
@@ -44,9 +48,38 @@ DATA_WIDTHS_BITS: tuple[int, ...] = (8, 16, 32)
 ENERGY_TABLES: tuple[str, ...] = ("horowitz45", "mobile_lpddr4")
 
 
+MAXIMUM: dict[tuple[str, str], int] = {
+    ("PEArray", "pe_count"): 2**20,
+    ("PEArray", "multipliers_per_pe"): 2**12,
+    ("PEArray", "accumulator_entries"): 2**30,
+    ("PEArray", "cartesian_weights"): 2**6,
+    ("PEArray", "cartesian_activations"): 2**6,
+    ("TransformUnit", "count"): 2**20,
+    ("TransformUnit", "tiles_per_cycle"): 2**12,
+    ("Memory", "dram_bandwidth_bytes_per_cycle"): 2**30,
+    ("Memory", "global_buffer_bytes"): 2**40,
+    ("Memory", "register_file_bytes"): 2**30,
+}
+"""The largest value of every integer field, by (record, field): 1 Mi PEs of up to 4096 multipliers, 1 GiB per
+cycle of DRAM bandwidth, a 1 TiB global buffer. Far beyond any buildable mobile accelerator, and small enough
+that counts, cycles and bytes stay exact in int64."""
+
+MIN_CLOCK_HZ = 1.0
+MAX_CLOCK_HZ = 1e12
+"""The clock's bounds: 1 Hz to 1 THz."""
+
+
+def _shown(value: object) -> str:
+    """A value for an error message: huge integers in scientific notation, not hundreds of digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
+        return f"{float(value):.3g}"
+    return repr(value)
+
+
 def _positive_int(record: str, name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{record}: {name} must be an integer >= 1, got {value!r}")
+    maximum = MAXIMUM[(record, name)]
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= maximum:
+        raise ConfigError(f"{record}: {name} must be an integer in [1, {maximum}], got {_shown(value)}")
 
 
 def _choice(record: str, name: str, value: object, choices: tuple[object, ...]) -> None:
@@ -174,9 +207,11 @@ class Arch:
             not isinstance(self.clock_hz, int | float)
             or isinstance(self.clock_hz, bool)
             or not math.isfinite(self.clock_hz)
-            or self.clock_hz <= 0
+            or not MIN_CLOCK_HZ <= self.clock_hz <= MAX_CLOCK_HZ
         ):
-            raise ConfigError(f"Arch: clock_hz must be a finite number > 0, got {self.clock_hz!r}")
+            raise ConfigError(
+                f"Arch: clock_hz must be a finite number in [{MIN_CLOCK_HZ:g}, {MAX_CLOCK_HZ:g}], got {self.clock_hz!r}"
+            )
         _choice("Arch", "energy_table", self.energy_table, ENERGY_TABLES)
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"Arch: name must be a non-empty string, got {self.name!r}")

@@ -8,6 +8,10 @@ into the nested records (`pe_array.pe_count`, `memory.global_buffer_bytes`, `dat
 short alias for `pe_array.pe_count`. Values given as text are parsed against the field's type; sizes and
 clocks may carry human units at this edge only ("256KiB", "1.5MB", "800MHz", "1GHz"). An unknown key, a
 value of the wrong type or an impossible architecture raises `ConfigError` naming the key.
+
+YAML is parsed by `safe_yaml`: PyYAML's safe loader without aliases (an alias bomb, a few lines that expand
+to billions of nodes, cannot be written), nested at most `MAX_YAML_DEPTH` levels (no RecursionError) and
+from files of at most `MAX_YAML_BYTES`.
 """
 
 from __future__ import annotations
@@ -44,6 +48,49 @@ _SIZE_UNITS = {
     "gib": 1024**3,
 }
 _HZ_UNITS = {"hz": 1.0, "khz": 1e3, "mhz": 1e6, "ghz": 1e9}
+MAX_YAML_DEPTH = 32
+"""Deepest nesting of mappings and lists in an architecture or grid file (a real one nests 2 levels)."""
+
+MAX_YAML_BYTES = 1024**2
+"""Largest architecture or grid file (1 MiB; the shipped preset is about 3 KiB)."""
+
+
+def _where(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+class _BoundedSafeLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader that refuses aliases and nesting deeper than MAX_YAML_DEPTH while composing, so
+    neither alias expansion nor recursion can run away."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise ConfigError(f"YAML aliases (*{event.anchor}) are not supported ({_where(event.start_mark)})")
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                where = _where(self.peek_event().start_mark)
+                raise ConfigError(f"YAML nested deeper than {MAX_YAML_DEPTH} levels ({where})")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def safe_yaml(text: str) -> Any:
+    """Parse one YAML document with the bounded safe loader; malformed YAML raises `yaml.YAMLError`, an
+    alias or too deep a nesting raises `ConfigError`."""
+    loader = _BoundedSafeLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
 _NUMBER_UNIT = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
 
 
@@ -197,15 +244,21 @@ def read_yaml_file(path: str | os.PathLike[str], what: str) -> Any:
     ConfigError naming `what` ("architecture file", "grid file")."""
     source = Path(path)
     try:
-        text = source.read_text(encoding="utf-8")
+        with source.open("rb") as handle:
+            raw = handle.read(MAX_YAML_BYTES + 1)
+        if len(raw) > MAX_YAML_BYTES:
+            raise ConfigError(f"{source}: {what} larger than {MAX_YAML_BYTES // 1024} KiB")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{what} not found: {source}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{source}: cannot read {what} ({exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     return data if data is not None else {}
 
 
@@ -226,7 +279,7 @@ def load_preset(name: str) -> Arch:
     if not resource.is_file():
         known = sorted(p.name.removesuffix(".yaml") for p in files.iterdir() if p.name.endswith(".yaml"))
         raise ConfigError(f"unknown architecture preset {name!r}; known: {', '.join(known)}")
-    data = yaml.safe_load(resource.read_text(encoding="utf-8"))
+    data = safe_yaml(resource.read_text(encoding="utf-8"))
     return arch_from_dict(data or {}, where=f"preset {name!r}")
 
 

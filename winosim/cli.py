@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from winosim.commands import CommandParser
 from winosim.errors import WinosimError
+from winosim.text import printable
 from winosim.version import __version__
 
 EXIT_USAGE = 2
@@ -114,7 +115,7 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def _error(message: str) -> int:
-    print(f"winosim: error: {message}", file=sys.stderr)
+    print(f"winosim: error: {printable(message)}", file=sys.stderr)
     return EXIT_USAGE
 
 

@@ -1,23 +1,31 @@
-"""Atomic output files: a file appears complete or not at all.
+"""Atomic output files and folders: an output appears complete or not at all.
 
 Every file winosim writes (command outputs, traces, figures, sweep points and tables) goes through
 `atomic_write`: the content is written to a temporary file in the target's folder, made an ordinary
-readable file (0644; `mkstemp` creates 0600) and renamed over the target, so an interrupted or failing
-writer never leaves a partial file behind and a reader never sees one.
+readable file (0644; `mkstemp` creates 0600), flushed to disk (`fsync`) and renamed over the target, and the
+folder's entry is flushed too, so an interrupted or failing writer, or a crash of the machine, never leaves a
+partial file behind and a reader never sees one.
+
+A set of files that belongs together (`run --out DIR`: tables and figures) is built with
+`atomic_directory`: in a temporary folder next to the target, moved into place only when every file of the
+set has been written; when any step fails, nothing of the set appears.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from winosim.errors import OutputError
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *, create_folder: bool = True) -> Path:
-    """Call `write(tmp)` to fill a temporary file next to `path`, then rename it over `path`; returns `path`.
+    """Call `write(tmp)` to fill a temporary file next to `path`, fsync it, then rename it over `path`;
+    returns `path`.
 
     With `create_folder` the target's missing folders are created; without it a missing folder raises
     `OutputError`, as do a directory in the way and a file system error (the temporary file is removed).
@@ -38,12 +46,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *,
     try:
         write(tmp)
         os.chmod(tmp, 0o644)
+        _fsync(tmp)
         os.replace(tmp, target)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
+    _fsync_folder(folder)
     return target
 
 
@@ -52,6 +62,68 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, create_folder:
     return atomic_write(path, lambda tmp: _write_text(tmp, text), create_folder=create_folder)
 
 
+@contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build the files of folder `path` in a temporary folder next to it (yielded); when the block finishes
+    without an error they are moved into `path` (created if missing; other files already there are kept,
+    same-named ones replaced), and when it raises, the temporary folder is removed and nothing appears.
+
+    A missing `path` is created by renaming the temporary folder, so the whole set appears at once.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"cannot write {target}: it exists and is not a directory")
+    anchor = target.absolute().parent
+    while not anchor.exists():  # build next to the nearest folder that exists; create the rest at the end
+        anchor = anchor.parent
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=anchor))
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    try:
+        yield staging
+        try:
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.chmod(staging, 0o755)  # mkdtemp creates 0700
+                os.replace(staging, target)
+                _fsync_folder(target.parent)
+            else:
+                items = sorted(staging.iterdir())
+                blocked = [item.name for item in items if (target / item.name).is_dir()]
+                if blocked:
+                    raise OutputError(f"cannot write {target}: {', '.join(blocked)} in it is a directory")
+                for item in items:
+                    os.replace(item, target / item.name)
+                _fsync_folder(target)
+        except OSError as exc:
+            raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _write_text(tmp: Path, text: str) -> None:
     with tmp.open("w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Flush a folder's entries (the rename) to disk where the platform allows it (not on Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -31,6 +31,7 @@ from winosim.errors import ConfigError
 from winosim.integers import ceil_div
 from winosim.methods import METHOD_LABELS, METHODS, available
 from winosim.sim.results import LayerResult, LayerStats, SimResult
+from winosim.text import printable
 from winosim.trace import Trace
 
 FORMATS: tuple[str, ...] = ("table", "md", "csv", "json", "latex")
@@ -365,7 +366,7 @@ def _cells(frame: pd.DataFrame, columns: Sequence[Column]) -> list[list[str]]:
     for record in frame[[c.key for c in columns]].itertuples(index=False, name=None):
         rows.append(
             [
-                column.null if _is_null(value) else column.formatter(value)
+                column.null if _is_null(value) else printable(column.formatter(value))
                 for column, value in zip(columns, record, strict=True)
             ]
         )

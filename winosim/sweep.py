@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import multiprocessing
 import os
 import tempfile
@@ -61,6 +62,10 @@ POINTS_DIR = "points"
 MANIFEST_FORMAT = "winosim-sweep"
 MANIFEST_VERSION = 1
 
+MAX_SWEEP_POINTS = 10_000
+"""Largest sweep (design points x traces) run without being asked twice: about ten minutes at the measured
+16 points/s of a small trace. `run_sweep(max_points=None)` or `winosim sweep --yes` runs a larger one."""
+
 #: Columns every sweep table starts with, before the parameter and result columns.
 ID_COLUMNS: tuple[str, ...] = ("trace", "trace_sha256", "synthetic", "point")
 
@@ -76,17 +81,30 @@ class SweepError(WinosimError):
 
 @dataclass(frozen=True)
 class Grid:
-    """Named axes of a design space: `axes` is ((key, (value, ...)), ...) with string values, in order."""
+    """Named axes of a design space: `axes` is ((key, (value, ...)), ...) with string values, in order.
+
+    Keys are resolved to their canonical parameter names (`pe` is `pe_array.pe_count`) before any product is
+    formed: two axes on one parameter are an error, never a silent override of one by the other.
+    """
 
     axes: tuple[tuple[str, tuple[str, ...]], ...]
 
     def __post_init__(self) -> None:
+        from winosim.archio import ALIASES
+
         keys: list[str] = []
+        canonical: dict[str, str] = {}
         for key, values in self.axes:
             if not isinstance(key, str) or not key or any(ch.isspace() for ch in key) or "=" in key:
                 raise ConfigError(f"Grid: key must be a non-empty name without spaces or '=', got {key!r}")
             if key in keys:
                 raise ConfigError(f"Grid: key {key!r} is given more than once")
+            name = ALIASES.get(key, key)
+            if name in canonical:
+                raise ConfigError(
+                    f"Grid: keys {canonical[name]!r} and {key!r} name the same parameter {name}; give it one axis"
+                )
+            canonical[name] = key
             keys.append(key)
             if not values:
                 raise ConfigError(f"Grid: key {key!r} has no values")
@@ -99,6 +117,11 @@ class Grid:
     @property
     def keys(self) -> tuple[str, ...]:
         return tuple(key for key, _ in self.axes)
+
+    @property
+    def size(self) -> int:
+        """Number of design points (the product of the axes' lengths), without forming the product."""
+        return math.prod(len(values) for _, values in self.axes)
 
     def points(self) -> tuple[DesignPoint, ...]:
         """The cartesian product of the axes, first key slowest; a grid without axes has one point."""
@@ -177,9 +200,11 @@ def grid_from_yaml(path: str | os.PathLike[str]) -> Grid:
 
 def typed_value(text: str) -> Scalar:
     """The typed value of a grid string for the table column: '64' -> 64, '1.5' -> 1.5, 'skip' -> 'skip'."""
+    from winosim.archio import safe_yaml
+
     try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
+        value = safe_yaml(text)
+    except (yaml.YAMLError, ConfigError):
         return text
     return value if isinstance(value, bool | int | float) else text
 
@@ -406,26 +431,78 @@ def _infeasible_path(out_dir: Path, key: str) -> Path:
     return out_dir / POINTS_DIR / f"{key}.infeasible.json"
 
 
+POINT_STAMP = b"winosim.point"
+"""Parquet schema metadata of a stored point: its key and the checksum of its rows, as JSON."""
+
+
+def frame_checksum(frame: pd.DataFrame) -> str:
+    """sha256 of a result frame's column names, dtypes and every value (row order included)."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[str(c), str(t)] for c, t in frame.dtypes.items()]).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
 def store_point(out_dir: Path, key: str, result: pd.DataFrame | Infeasible) -> None:
+    """Store one point's result under its key, stamped with the key and a checksum of its content."""
     if isinstance(result, Infeasible):
-        text = json.dumps({"infeasible": result.message}) + "\n"
-        atomic_write_text(_infeasible_path(out_dir, key), text)
-    else:
-        atomic_write(_point_path(out_dir, key), lambda tmp: result.to_parquet(tmp, index=False, engine="pyarrow"))
+        stamp = {
+            "key": key,
+            "infeasible": result.message,
+            "sha256": hashlib.sha256(result.message.encode()).hexdigest(),
+        }
+        atomic_write_text(_infeasible_path(out_dir, key), json.dumps(stamp) + "\n")
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(result, preserve_index=False)
+    stamp_text = json.dumps({"key": key, "sha256": frame_checksum(table.to_pandas())})
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), POINT_STAMP: stamp_text.encode()})
+    atomic_write(_point_path(out_dir, key), lambda tmp: pq.write_table(table, tmp))
 
 
 def load_point(out_dir: Path, key: str) -> pd.DataFrame | Infeasible | None:
-    """A stored point, or None when absent or unreadable (an unreadable one is evaluated again)."""
+    """The stored point of `key`, or None when absent or when the file does not prove it is that point: an
+    unreadable file, one without a stamp, one stamped with another key, or one whose content does not match
+    its checksum is logged (one warning line) and the point is evaluated again, never trusted."""
     path = _point_path(out_dir, key)
     infeasible = _infeasible_path(out_dir, key)
+    source = path if path.exists() else infeasible if infeasible.exists() else None
+    if source is None:
+        return None
     try:
-        if path.exists():
-            return pd.read_parquet(path, engine="pyarrow")
-        if infeasible.exists():
-            return Infeasible(str(json.loads(infeasible.read_text(encoding="utf-8"))["infeasible"]))
-    except Exception as exc:  # a corrupt point file is recomputed, never trusted
-        log.warning("ignoring unreadable stored point %s (%s)", path, exc)
-    return None
+        result, stamp, checksum = _read_point(source)
+    except Exception as exc:  # a file that cannot be read back as a point is recomputed
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        log.warning("recomputing stored point %s: unreadable (%s)", source.name, reason)
+        return None
+    if not isinstance(stamp, dict) or "key" not in stamp:
+        log.warning("recomputing stored point %s: it carries no point stamp (key and checksum)", source.name)
+        return None
+    if stamp["key"] != key:
+        log.warning("recomputing stored point %s: it is stamped as point %s, not this one", source.name, stamp["key"])
+        return None
+    if stamp.get("sha256") != checksum:
+        log.warning("recomputing stored point %s: its content does not match its checksum", source.name)
+        return None
+    return result
+
+
+def _read_point(source: Path) -> tuple[pd.DataFrame | Infeasible, Any, str]:
+    """A stored point file's result, its stamp and the checksum of the content as read."""
+    if source.suffix == ".json":
+        stored = json.loads(source.read_text(encoding="utf-8"))
+        message = stored["infeasible"]
+        if not isinstance(message, str):
+            raise ValueError("'infeasible' is not text")
+        return Infeasible(message), stored, hashlib.sha256(message.encode()).hexdigest()
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(source)
+    raw = (table.schema.metadata or {}).get(POINT_STAMP)
+    frame = table.to_pandas()
+    return frame, json.loads(raw) if raw is not None else None, frame_checksum(frame)
 
 
 # --------------------------------------------------------------------------- executors
@@ -579,13 +656,19 @@ def _trace_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[TraceInput, 
 
 
 def plan(
-    traces: Sequence[str | os.PathLike[str]], grid: Grid, evaluator: Evaluator
+    traces: Sequence[str | os.PathLike[str]], grid: Grid, evaluator: Evaluator, *, progress: bool = False
 ) -> tuple[tuple[TraceInput, ...], tuple[DesignPoint, ...], tuple[Task, ...]]:
-    """Validate the inputs and list every (trace, point) task in output order."""
+    """Validate the inputs and list every (trace, point) task in output order (`progress`: a tqdm bar on
+    stderr, when it is a terminal, while the design points are checked, so a large grid shows its size from
+    the first point)."""
+    from tqdm import tqdm
+
     inputs = _trace_inputs(traces)
     points = grid.points()
     resolved: list[tuple[Any, dict[str, Scalar]]] = []
-    for point in points:
+    shown = None if progress else True  # None: on a terminal only
+    checking = tqdm(points, desc="checking design points", unit="point", disable=shown, leave=False)
+    for point in checking:
         try:
             resolved.append(evaluator.resolve(point.as_dict()))
         except WinosimError as exc:
@@ -650,6 +733,18 @@ def assemble(
 
 def _write_csv(frame: pd.DataFrame, tmp: Path) -> None:
     frame.to_csv(tmp, index=False, lineterminator="\n")
+
+
+def check_size(grid: Grid, traces: int, max_points: int | None) -> int:
+    """The number of (trace, design point) evaluations of a sweep; ConfigError above `max_points` (None: no
+    limit). Computed from the axes' lengths alone, so a huge grid is refused before it is formed."""
+    total = grid.size * traces
+    if max_points is not None and total > max_points:
+        raise ConfigError(
+            f"sweep: {grid.size:,} design points x {traces} trace(s) = {total:,} points, above the limit of "
+            f"{max_points:,}; check the grid, or pass --yes to run it anyway"
+        )
+    return total
 
 
 def _check_run_options(jobs: int | None, scheduler: str | None) -> None:
@@ -743,20 +838,23 @@ def run_sweep(
     scheduler: str | None = None,
     progress: bool = False,
     on_point: Callable[[int, int], None] | None = None,
+    max_points: int | None = MAX_SWEEP_POINTS,
 ) -> SweepSummary:
     """Run every (trace, design point) of `grid` and write the tidy table into `out_dir`.
 
     `jobs` local worker processes (default: the number of cores; 1 runs in this process) unless
     `scheduler` (a Dask scheduler address such as tcp://127.0.0.1:8786) is given. Points already stored
     in `out_dir` are reused. `on_point(done, total)` is called after each point is stored (progress
-    hooks, tests); `progress` shows a tqdm bar on stderr with points done, rate and ETA.
+    hooks, tests); `progress` shows a tqdm bar on stderr with points done, rate and ETA. A sweep of more than
+    `max_points` (trace, design point) evaluations is refused before anything is read (None: no limit).
     """
     evaluator = evaluator if evaluator is not None else SimulateEvaluator()
     _check_run_options(jobs, scheduler)
+    check_size(grid, len(dict.fromkeys(map(str, traces))), max_points)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"sweep: --out {out} exists and is not a directory")
-    inputs, points, tasks = plan(traces, grid, evaluator)
+    inputs, points, tasks = plan(traces, grid, evaluator, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     frames, todo = _stored_and_todo(out, tasks)
     reused = sum(1 for t in tasks if t.key in frames)
@@ -833,15 +931,66 @@ def load_results(out_dir: str | os.PathLike[str]) -> SweepResults:
         raise ConfigError(f"{out}: not a finished sweep directory (no {MANIFEST_NAME} and {RESULTS_PARQUET})")
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise ConfigError(f"{manifest_path}: unreadable sweep manifest (nested too deeply)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ConfigError(f"{manifest_path}: unreadable sweep manifest ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
         raise ConfigError(f"{manifest_path}: not a winosim sweep manifest")
+    _check_manifest(manifest, str(manifest_path))
     try:
         table = pd.read_parquet(parquet_path, engine="pyarrow")
     except Exception as exc:
-        raise ConfigError(f"{parquet_path}: unreadable results table ({exc})") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"{parquet_path}: unreadable results table ({reason})") from None
+    required = [*RESULT_COLUMNS, *manifest["grid_columns"]]
+    missing = [column for column in dict.fromkeys(required) if column not in table.columns]
+    if missing:
+        raise ConfigError(f"{parquet_path}: the results table lacks the required column(s) {', '.join(missing)}")
     return SweepResults(table, manifest)
+
+
+#: Columns every results table has, whatever its evaluator (besides its grid columns).
+RESULT_COLUMNS: tuple[str, ...] = (*ID_COLUMNS, "layer", "layer_index", "method", "variant")
+
+_MANIFEST_FIELDS: dict[str, type] = {
+    "version": int,
+    "evaluator": str,
+    "traces": list,
+    "grid": list,
+    "grid_columns": list,
+    "param_columns": list,
+    "points": list,
+    "synthetic": bool,
+    "infeasible": list,
+}
+_ENTRY_FIELDS: dict[str, dict[str, type]] = {
+    "traces": {"name": str, "path": str, "sha256": str},
+    "points": {"index": int, "label": str},
+    "infeasible": {"trace": str, "point": int, "label": str, "message": str},
+}
+
+
+def _check_manifest(manifest: Mapping[str, Any], where: str) -> None:
+    """Every field a reader uses has its type (a hand-edited or foreign manifest is one clear error)."""
+
+    def kind(value: Any, expected: type) -> bool:
+        return isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+
+    for name, expected in _MANIFEST_FIELDS.items():
+        if not kind(manifest.get(name), expected):
+            got = type(manifest[name]).__name__ if name in manifest else "nothing"
+            raise ConfigError(f"{where}: manifest field {name!r} must be a {expected.__name__}, got {got}")
+    if manifest["version"] != MANIFEST_VERSION:
+        raise ConfigError(f"{where}: sweep manifest version {manifest['version']} is not supported")
+    for name in ("grid_columns", "param_columns"):
+        if not all(isinstance(column, str) for column in manifest[name]):
+            raise ConfigError(f"{where}: manifest field {name!r} must be a list of column names")
+    for name, fields in _ENTRY_FIELDS.items():
+        for i, entry in enumerate(manifest[name]):
+            bad = [f for f, t in fields.items() if not isinstance(entry, dict) or not kind(entry.get(f), t)]
+            if bad:
+                raise ConfigError(f"{where}: manifest {name}[{i}] needs {', '.join(bad)} of the right type")
 
 
 def trace_for_figures(path: str, sha256: str | None = None) -> Trace | None:

@@ -16,10 +16,15 @@ The first layer's input is the image and is dense, and so are the spatial maps t
 convolutions of a `winograd_relu` variant read (its ReLUs live in the Winograd domain). Only layers of kind
 "winograd" are pruned; the stem, 1x1 and FC layers keep dense weights, as in the paper. Every trace is
 labelled synthetic in its metadata.
+
+Size: the masks of a trace are held in memory as one byte per element while they are drawn, so a trace whose
+masks would exceed `max_mask_bytes` (default `DEFAULT_MAX_MASK_BYTES`, 2 GiB: about 90 images of ImageNet
+ResNet-18; `synth --max-mask-gib` raises it) is refused before anything is allocated.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +35,28 @@ from winosim.geometry import LayerGeometry, NetworkGeometry
 from winosim.trace import VARIANT_METHODS, LayerMasks, Provenance, Trace, Variant, mask_shapes
 from winosim.version import __version__
 from winosim.winograd import tile, transform_for
+
+DEFAULT_MAX_MASK_BYTES = 2 * 1024**3
+"""Default bound on the bytes of a synthetic trace's masks in memory (one byte per mask element)."""
+
+
+def mask_bytes(geometry: NetworkGeometry, images: int, methods: Sequence[str], winograd_m: int = 2) -> int:
+    """Bytes the masks of a synthetic trace of `geometry` take in memory (one per element), computed from the
+    shapes alone (Python integers: exact however large)."""
+    return sum(
+        math.prod(shape)
+        for method in methods
+        for layer in geometry.layers
+        for shape in mask_shapes(method, layer, images, winograd_m)
+    )
+
+
+def _size_text(size_bytes: int) -> str:
+    """'1.5 GiB', '12 KiB', '100 bytes'."""
+    for unit, scale in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size_bytes >= scale:
+            return f"{size_bytes / scale:,.3g} {unit}"
+    return f"{size_bytes} bytes"
 
 
 def _spread(rng: np.random.Generator, size: int, variation: float) -> NDArray[np.float64]:
@@ -106,18 +133,22 @@ def synthetic_trace(
     variation: float = 0.5,
     seed: int = 0,
     command: str | None = None,
+    max_mask_bytes: int = DEFAULT_MAX_MASK_BYTES,
 ) -> Trace:
     """A seeded random trace of `geometry` with one variant per method (named after the method).
 
     Same arguments, same masks, bit for bit. `variation` is the log-normal sigma of the per-position,
-    per-input-channel and per-output-channel density factors (0 = uniform).
+    per-input-channel and per-output-channel density factors (0 = uniform). A trace whose masks would take
+    more than `max_mask_bytes` (see `mask_bytes`) is refused before anything is allocated.
     """
     for name, value in (("weight_density", weight_density), ("activation_density", activation_density)):
-        if not 0.0 <= value <= 1.0:
+        if not 0.0 <= value <= 1.0:  # also refuses NaN
             raise ConfigError(f"synthetic_trace: {name} must be in [0, 1], got {value}")
-    if variation < 0.0:
-        raise ConfigError(f"synthetic_trace: variation must be >= 0, got {variation}")
-    if images < 1:
+    if not (isinstance(variation, int | float) and math.isfinite(variation) and variation >= 0.0):
+        raise ConfigError(f"synthetic_trace: variation must be a finite number >= 0, got {variation}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ConfigError(f"synthetic_trace: seed must be an integer in [0, 2^63 - 1], got {seed!r}")
+    if not isinstance(images, int) or images < 1:
         raise ConfigError(f"synthetic_trace: images must be >= 1, got {images}")
     unknown = [m for m in methods if m not in VARIANT_METHODS]
     if unknown or not methods:
@@ -128,6 +159,13 @@ def synthetic_trace(
         raise ConfigError(f"synthetic_trace: methods must not repeat, got {list(methods)}")
 
     winograd_m = 2
+    needed = mask_bytes(geometry, images, methods, winograd_m)
+    if needed > max_mask_bytes:
+        raise ConfigError(
+            f"synthetic_trace: the masks of {len(methods)} variants of {geometry.name} with {images} images would "
+            f"take {_size_text(needed)} of memory, above the limit of {_size_text(max_mask_bytes)} "
+            "(fewer --images, or raise the limit with --max-mask-gib)"
+        )
     variants = []
     for vi, method in enumerate(methods):
         masks = tuple(

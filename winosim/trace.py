@@ -42,6 +42,13 @@ BoolArray = NDArray[np.bool_]
 
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 
+MAX_WINOGRAD_M = 16
+"""The largest output tile size m of F(m x m, 3x3) a trace may declare (F(2x2,3x3) is the paper's)."""
+
+
+def _valid_winograd_m(m: object) -> bool:
+    return isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= MAX_WINOGRAD_M
+
 
 @dataclass(frozen=True)
 class LayerMasks:
@@ -180,8 +187,8 @@ def validate(trace: Trace) -> None:
     """Check every invariant of a trace; raise TraceError naming the first violation."""
     if not trace.layers:
         raise TraceError("trace has no layers")
-    if trace.winograd_m < 1:
-        raise TraceError(f"winograd_m must be >= 1, got {trace.winograd_m}")
+    if not _valid_winograd_m(trace.winograd_m):
+        raise TraceError(f"winograd_m must be an integer in [1, {MAX_WINOGRAD_M}], got {trace.winograd_m!r}")
     names = [layer.name for layer in trace.layers]
     if len(set(names)) != len(names):
         raise TraceError(f"layer names are not unique: {names}")
@@ -446,8 +453,10 @@ def _decode_geometry(meta: dict[str, Any], where: str) -> tuple[tuple[LayerGeome
     try:
         layers = tuple(LayerGeometry.from_dict(d) for d in _require(meta, "layers", list, where))
         winograd = _require(meta, "winograd", dict, where)
-        if winograd.get("r") != 3 or not isinstance(winograd.get("m"), int):
-            raise TraceError(f"{where}: meta 'winograd' must be {{'m': int, 'r': 3}}, got {winograd}")
+        if winograd.get("r") != 3 or not _valid_winograd_m(winograd.get("m")):
+            raise TraceError(
+                f"{where}: meta 'winograd' must be {{'m': an integer in [1, {MAX_WINOGRAD_M}], 'r': 3}}, got {winograd}"
+            )
         prov_meta = _require(meta, "provenance", dict, where)
         provenance = Provenance(
             dataset=str(_require(prov_meta, "dataset", str, where)),

@@ -42,7 +42,17 @@ def test_the_default_architecture_is_the_complete_shipped_preset() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"pe": "0"}, "PEArray: pe_count must be an integer >= 1, got 0"),
+        ({"pe": "0"}, "PEArray: pe_count must be an integer in [1, 1048576], got 0"),
+        ({"pe_array.multipliers_per_pe": "1e12"}, "multipliers_per_pe must be an integer in [1, 4096], got 10000000"),
+        ({"memory.dram_bandwidth_bytes_per_cycle": "1e300"}, "dram_bandwidth_bytes_per_cycle must be an integer in"),
+        ({"memory.global_buffer_bytes": "1e30"}, "global_buffer_bytes must be an integer in [1, 1099511627776]"),
+        ({"memory.global_buffer_bytes": "1e400"}, "expected an integer"),
+        ({"pe": 2**70}, "pe_count must be an integer in [1, 1048576], got 1.18e+21"),
+        ({"pe": float("nan")}, "expected an integer"),
+        ({"clock_hz": "nan"}, "clock_hz: expected a number"),
+        ({"clock_hz": float("inf")}, "clock_hz must be a finite number"),
+        ({"clock_hz": "1e300"}, "clock_hz must be a finite number in [1, 1e+12]"),
+        ({"clock_hz": "1e-300"}, "clock_hz must be a finite number in [1, 1e+12], got 1e-300"),
         ({"pe_array.multipliers_per_pe": "-2"}, "multipliers_per_pe"),
         ({"memory.dram_bandwidth_bytes_per_cycle": "-1"}, "Memory: dram_bandwidth_bytes_per_cycle"),
         ({"memory.global_buffer_bytes": "16"}, "global_buffer_bytes must hold at least one 4x4 input tile"),
@@ -116,7 +126,7 @@ def test_yaml_file_overrides_only_what_it_names(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("pe_array:\n  pe_count: 0\n", "pe_count must be an integer >= 1"),
+        ("pe_array:\n  pe_count: 0\n", "pe_count must be an integer in \\[1, 1048576\\]"),
         ("pe_array:\n  pe_cuont: 4\n", "unknown architecture key 'pe_array.pe_cuont'"),
         ("memroy:\n  global_buffer_bytes: 4\n", "unknown architecture section 'memroy'"),
         ("pe_array: [1, 2\n", "not valid YAML"),

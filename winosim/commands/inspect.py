@@ -20,6 +20,7 @@ from winosim.commands import command_parser
 from winosim.errors import ConfigError
 from winosim.files import atomic_write_text
 from winosim.report import Column, fmt_millions, frame_records, render_text_table
+from winosim.text import printable
 from winosim.trace import Trace, Variant, load_trace, trace_metadata
 
 logger = logging.getLogger(__name__)
@@ -287,6 +288,7 @@ def main(argv: list[str]) -> int:
         text = render_inspect_json(trace, args.trace, args.layer)
     else:
         text = render_inspect_text(trace, args.trace, args.layer)
+    text = printable(text, keep_newlines=True)
     if args.output:
         atomic_write_text(args.output, text, create_folder=False)
         logger.info("wrote %s", args.output)

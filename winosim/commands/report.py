@@ -23,6 +23,7 @@ from winosim.files import atomic_write_text
 from winosim.report import FORMATS, render_csv, render_json
 from winosim.sweep import load_results, trace_for_figures
 from winosim.tables import RATIOS, ratio_table, render_ratio_table
+from winosim.text import printable
 
 _NEEDS = {"speedup": "cycles", "energy": "energy_pj", "multiplies": "multiplies"}
 
@@ -77,6 +78,7 @@ def main(argv: list[str]) -> int:
             )
             for k, w in wides.items()
         )
+    text = printable(text, keep_newlines=True)
     if args.output:
         atomic_write_text(args.output, text, create_folder=False)
     else:

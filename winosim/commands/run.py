@@ -12,6 +12,7 @@ tables (CSV, JSON) and figures.
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from collections.abc import Callable
@@ -24,8 +25,7 @@ from winosim.arch import Arch
 from winosim.archio import add_arch_arguments, arch_from_args, arch_to_flat_dict
 from winosim.commands import CommandParser, command_parser, positive_int
 from winosim.counts import count_trace
-from winosim.errors import OutputError
-from winosim.files import atomic_write_text
+from winosim.files import atomic_directory, atomic_write_text
 from winosim.methods import METHOD_LABELS, METHODS, available
 from winosim.report import (
     COLUMN_DOCS,
@@ -40,6 +40,7 @@ from winosim.report import (
     run_frame,
 )
 from winosim.simulate import simulate
+from winosim.text import printable
 from winosim.trace import Trace, load_trace, variant_summary
 from winosim.version import __version__
 
@@ -172,10 +173,6 @@ def _write_out_dir(
     out_dir: Path, frame: pd.DataFrame, sim: pd.DataFrame | None, meta: dict[str, Any], trace_path: str
 ) -> None:
     """`--out DIR`: run.csv and run.json (every column), and figures when the run was simulated."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
     atomic_write_text(out_dir / "run.csv", render_csv(frame))
     atomic_write_text(out_dir / "run.json", render_json(frame, meta))
     if sim is None:
@@ -193,6 +190,24 @@ def _write_out_dir(
     for method in ("winograd_relu", "dense_spatial"):
         if (table["method"] == method).any():
             save_png(cycle_attribution_figure(table, method=method), out_dir / f"cycle_attribution_{method}.png")
+
+
+def _write_outputs(
+    args: argparse.Namespace, text: str, frame: pd.DataFrame, sim: pd.DataFrame | None, meta: dict[str, Any]
+) -> None:
+    """`--output FILE` and `--out DIR` together or not at all: the folder's files are built aside
+    (`atomic_directory`) and `--output` is written before they move into place, so a failing step leaves
+    neither behind."""
+    if not args.out:
+        if args.output:
+            atomic_write_text(args.output, text, create_folder=False)
+            logger.info("wrote %s", args.output)
+        return
+    with atomic_directory(args.out) as staging:
+        _write_out_dir(staging, frame, sim, meta, args.trace)
+        if args.output:
+            atomic_write_text(args.output, text, create_folder=False)
+            logger.info("wrote %s", args.output)
 
 
 def main(argv: list[str]) -> int:
@@ -227,11 +242,8 @@ def main(argv: list[str]) -> int:
         notes=_notes(trace, simulated),
         group="layer",
     )
-    if args.out:
-        _write_out_dir(Path(args.out), frame, sim, meta, args.trace)
-    if args.output:
-        atomic_write_text(args.output, text, create_folder=False)
-        logger.info("wrote %s", args.output)
-    else:
+    text = printable(text, keep_newlines=True)
+    _write_outputs(args, text, frame, sim, meta)
+    if not args.output:
         print(text, end="")
     return 0

@@ -11,7 +11,15 @@ DIR/sweep.json; `winosim report DIR` turns it into tables and figures.
 from __future__ import annotations
 
 from winosim.commands import CommandParser, command_parser, positive_int
-from winosim.sweep import CountsEvaluator, Evaluator, SimulateEvaluator, grid_from_options, grid_from_yaml, run_sweep
+from winosim.sweep import (
+    MAX_SWEEP_POINTS,
+    CountsEvaluator,
+    Evaluator,
+    SimulateEvaluator,
+    grid_from_options,
+    grid_from_yaml,
+    run_sweep,
+)
 
 
 def build_parser() -> CommandParser:
@@ -41,6 +49,11 @@ def build_parser() -> CommandParser:
         help="simulate (default) or counts: exact multiply counts only, no simulation",
     )
     parser.add_argument("--no-progress", action="store_true", help="do not show the progress bar")
+    parser.add_argument(
+        "--yes",
+        action="store_true",
+        help=f"run a sweep of more than {MAX_SWEEP_POINTS:,} points (design points x traces); refused otherwise",
+    )
     return parser
 
 
@@ -66,6 +79,7 @@ def main(argv: list[str]) -> int:
         jobs=args.jobs,
         scheduler=args.scheduler,
         progress=not args.no_progress,
+        max_points=None if args.yes else MAX_SWEEP_POINTS,
     )
     infeasible = f", {summary.points_infeasible} infeasible (see sweep.json)" if summary.points_infeasible else ""
     print(

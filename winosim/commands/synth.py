@@ -12,10 +12,10 @@ import argparse
 import logging
 from dataclasses import replace
 
-from winosim.commands import command_parser, positive_int
+from winosim.commands import command_parser, finite_float, positive_int, seed
 from winosim.errors import ConfigError
 from winosim.geometry import NETWORKS, NetworkGeometry, network
-from winosim.synthetic import synthetic_trace
+from winosim.synthetic import DEFAULT_MAX_MASK_BYTES, synthetic_trace
 from winosim.trace import VARIANT_METHODS, write_trace
 
 logger = logging.getLogger(__name__)
@@ -94,7 +94,15 @@ def main(argv: list[str]) -> int:
         default=0.5,
         help="log-normal sigma of per-position / per-channel density factors (default 0.5, 0 = uniform)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random seed, an integer >= 0 (default 0)")
+    parser.add_argument(
+        "--max-mask-gib",
+        type=finite_float,
+        default=DEFAULT_MAX_MASK_BYTES / 1024**3,
+        metavar="G",
+        help="refuse a trace whose masks would take more than G GiB of memory (one byte per element; default "
+        f"{DEFAULT_MAX_MASK_BYTES / 1024**3:g})",
+    )
     parser.add_argument("--output", required=True, metavar="FILE", help="trace file to write (.npz)")
     args = parser.parse_args(argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -105,6 +113,8 @@ def main(argv: list[str]) -> int:
         )
     if args.variation < 0:
         raise ConfigError(f"--variation must be >= 0, got {args.variation}")
+    if args.max_mask_gib <= 0:
+        raise ConfigError(f"--max-mask-gib must be > 0, got {args.max_mask_gib}")
     source: str | None = None
     unsupported: tuple[str, ...] = ()
     if args.onnx is not None:
@@ -132,6 +142,7 @@ def main(argv: list[str]) -> int:
         variation=args.variation,
         seed=args.seed,
         command=command,
+        max_mask_bytes=int(args.max_mask_gib * 1024**3),
     )
     if args.onnx is not None:
         skipped = f"{len(unsupported)} unsupported ONNX operators skipped" + "".join(f"; {u}" for u in unsupported)

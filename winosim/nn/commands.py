@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from winosim.commands import CommandParser, seed
 from winosim.errors import ConfigError, WinosimError
 from winosim.nn.custom import factory_name
 from winosim.nn.layers import MODES
@@ -33,7 +34,7 @@ def _floats(text: str) -> tuple[float, ...]:
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="winosim train",
         description="Train a network in one method: dense, then magnitude pruning steps with masked retraining.",
     )
@@ -64,7 +65,7 @@ def _train_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum")
     p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0, help="random seed, an integer >= 0 (default 0)")
     p.add_argument("--num-classes", type=int, default=None, help="default: from the dataset")
     p.add_argument("--no-dropout", action="store_true", help="disable the networks' dropout layers")
     p.add_argument(
@@ -180,7 +181,7 @@ def train_main(argv: list[str]) -> int:
 
 
 def _trace_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="winosim trace",
         description="Extract one trace (one variant per checkpoint, same network) from trained checkpoints.",
     )
@@ -200,7 +201,7 @@ def _trace_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset folder (its test split is used)")
     p.add_argument("--out", required=True, help="trace file to write (.npz)")
     p.add_argument("--images", type=int, default=8, help="test images behind the activation masks (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the image sample")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the image sample (an integer >= 0)")
     p.add_argument("--test-limit", type=int, default=None, help="measure accuracy on the first N test images only")
     p.add_argument("--names", default=None, help="comma-separated variant names (default: the methods)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="precision of the accuracy pass")
@@ -232,7 +233,7 @@ def _resolve_checkpoints(
 
 
 def _curve_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = CommandParser(
         prog="winosim curve",
         description="Accuracy against weight density along the pruning schedule of training runs, and the lowest "
         "density within a tolerance of each run's dense accuracy (the density search).",

@@ -1,0 +1,484 @@
+"""Hardening (issue 12): at every input edge, a correct result or one clean error, never a silent wrong number.
+
+Bad input of any kind ends in one line `winosim: error: ...` on stderr, exit status 2, no traceback and
+nothing written, within a second and in bounded memory. The cases are grouped by kind: numbers at the edge,
+resource bombs, parsers, terminal safety, partial output; each is run through the command line as a user
+would. The sweep's own guarantees (canonical grid keys, stored points that prove what they are) are in
+tests/test_sweep.py, the property-based mutations in tests/test_mutations.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from winosim.geometry import LayerGeometry, NetworkGeometry
+from winosim.synthetic import synthetic_trace
+from winosim.trace import write_trace
+
+REPO = Path(__file__).resolve().parents[1]
+LAYERS = (
+    LayerGeometry("stem", "spatial", "conv", 3, 8, 8, 8, kernel=3, stride=1, padding=1),
+    LayerGeometry("a", "winograd", "conv", 8, 8, 8, 8, kernel=3, stride=1, padding=1),
+    LayerGeometry("fc", "spatial", "fc", 8, 10, 1, 1, kernel=1),
+)
+NET = NetworkGeometry("tiny", 8, 8, 10, LAYERS)
+
+PEAK_RSS_LIMIT_BYTES = 400 * 1024**2
+"""A refusal never needs more memory than the interpreter, numpy and pandas (about 150 MiB) plus a margin."""
+
+
+@pytest.fixture(scope="module")
+def trace_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_trace(synthetic_trace(NET, images=2, seed=1), tmp_path_factory.mktemp("traces") / "tiny.npz")
+
+
+def winosim(*args: str | Path, cwd: Path | None = None) -> tuple[subprocess.CompletedProcess[str], float, int]:
+    """Run `python -m winosim ARGS` as a user would; returns the result, its wall time (s) and its peak RSS."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    # VmHWM is the peak RSS of this process image; ru_maxrss would include the forked test runner's pages
+    code = (
+        "import re, resource, sys, runpy\n"
+        "sys.argv = ['winosim', *sys.argv[1:]]\n"
+        "def peak():\n"
+        "    try:\n"
+        "        return int(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1))\n"
+        "    except OSError:\n"
+        "        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    runpy.run_module('winosim', run_name='__main__')\n"
+        "finally:\n"
+        "    print(f'PEAK_RSS_KIB={peak()}', file=sys.stderr)\n"
+    )
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd or REPO,
+        env=env,
+        timeout=120,
+    )
+    seconds = time.perf_counter() - start
+    stderr, _, peak = result.stderr.rpartition("PEAK_RSS_KIB=")
+    result.stderr = stderr
+    return result, seconds, int(peak.strip() or 0) * 1024
+
+
+def in_process(capsys: pytest.CaptureFixture[str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run `winosim ARGS` in this process (fast; for the cases where time and memory are not the point)."""
+    from winosim import cli
+
+    code = cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess([str(a) for a in args], code, captured.out, captured.err)
+
+
+def assert_clean_refusal(
+    result: subprocess.CompletedProcess[str], message: str, *, seconds: float | None = None, peak: int | None = None
+) -> None:
+    """One line `winosim: error: ...` naming the problem, exit 2, nothing on stdout, no traceback; and, when
+    measured, within a few seconds (imports included; the refusal itself is well under a second) and in
+    bounded memory."""
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("winosim: error: "), result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    if seconds is not None:
+        assert seconds < 10
+    if peak is not None:
+        assert peak < PEAK_RSS_LIMIT_BYTES
+
+
+# --------------------------------------------------------------------------- numbers at the edge
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "pe_array.multipliers_per_pe=1e12"], "multipliers_per_pe must be an integer in [1, 4096]"),
+        (["--set", "memory.dram_bandwidth_bytes_per_cycle=1e300"], "dram_bandwidth_bytes_per_cycle must be an integer"),
+        (["--set", "memory.global_buffer_bytes=1e30"], "global_buffer_bytes must be an integer in"),
+        (["--set", "memory.global_buffer_bytes=1e400"], "expected an integer"),
+        (["--set", "clock_hz=nan"], "clock_hz: expected a number"),
+        (["--set", "clock_hz=1e999"], "clock_hz must be a finite number"),
+        (["--pe", "99999999999999999999999"], "argument --pe: integer out of range"),
+        (["--pe", "4294967296"], "pe_count must be an integer in [1, 1048576]"),
+    ],
+)
+def test_numbers_beyond_the_documented_bounds_are_refused(
+    capsys: pytest.CaptureFixture[str], trace_path: Path, tmp_path: Path, args, message
+) -> None:
+    result = in_process(capsys, "run", "--trace", trace_path, *args, "--output", tmp_path / "out.txt")
+    assert_clean_refusal(result, message)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--variation", "nan"], "argument --variation: expected a finite number, got 'nan'"),
+        (["--variation", "inf"], "argument --variation: expected a finite number, got 'inf'"),
+        (["--weight-density", "nan"], "argument --weight-density: must be in [0, 1], got nan"),
+        (["--seed", "-1"], "argument --seed: a seed must be an integer in [0, 9223372036854775807], got '-1'"),
+        (["--images", "100000000"], "above the limit of 2 GiB (fewer --images, or raise the limit"),
+        (["--images", "99999999999999999999999"], "argument --images: integer out of range"),
+        (["--max-mask-gib", "0"], "--max-mask-gib must be > 0"),
+    ],
+)
+def test_synth_refuses_non_finite_negative_and_oversized_options(tmp_path: Path, args, message) -> None:
+    result, seconds, peak = winosim("synth", "--network", "resnet18_imagenet", *args, "--output", tmp_path / "t.npz")
+    assert_clean_refusal(result, message, seconds=seconds, peak=peak)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- YAML: bombs and deep nesting
+
+ALIAS_BOMB = "\n".join(
+    [
+        'a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]',
+        *(f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)),
+        "pe_array: [*i, *i, *i, *i, *i, *i, *i, *i, *i]",  # 9^10 = 3.5e9 strings if expanded
+    ]
+)
+
+YAML_CASES = {
+    "alias_bomb": (ALIAS_BOMB, "YAML aliases (*a) are not supported (line 2"),
+    "deep_flow": ("pe_array: " + "[" * 100_000 + "]" * 100_000, "YAML nested deeper than 32 levels"),
+    "deep_block": ("".join(f"{'  ' * i}k{i}:\n" for i in range(300)) + "  " * 300 + "v: 1\n", "nested deeper"),
+    "huge": ("# " + "x" * (2 * 1024**2) + "\n", "larger than 1024 KiB"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(YAML_CASES))
+def test_yaml_bombs_and_deep_nesting_in_an_architecture_file(trace_path: Path, tmp_path: Path, case: str) -> None:
+    text, message = YAML_CASES[case]
+    arch = tmp_path / "arch.yaml"
+    arch.write_text(text)
+    result, seconds, peak = winosim("run", "--trace", trace_path, "--arch", arch, "--output", tmp_path / "out.txt")
+    assert_clean_refusal(result, message, seconds=seconds, peak=peak)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arch.yaml"]
+
+
+@pytest.mark.parametrize("case", sorted(YAML_CASES))
+def test_yaml_bombs_and_deep_nesting_in_a_grid_file(trace_path: Path, tmp_path: Path, case: str) -> None:
+    text, message = YAML_CASES[case]
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(text.replace("pe_array", "pe"))
+    result, seconds, peak = winosim("sweep", "--trace", trace_path, "--grid-file", grid, "--out", tmp_path / "out")
+    assert_clean_refusal(result, message, seconds=seconds, peak=peak)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.yaml"]
+
+
+def test_anchors_without_aliases_and_ordinary_files_still_load(tmp_path: Path) -> None:
+    from winosim.archio import load_arch, safe_yaml
+
+    assert safe_yaml("a: &x 1\nb: [1, [2, {c: 3}]]\n") == {"a": 1, "b": [1, [2, {"c": 3}]]}
+    arch = tmp_path / "arch.yaml"
+    arch.write_text("pe_array:\n  pe_count: &p 32\n")
+    assert load_arch(arch).pe_array.pe_count == 32
+
+
+# --------------------------------------------------------------------------- sweeps: size
+
+MILLION = [f"--grid={key}={','.join(str(v) for v in range(1, 101))}" for key in ("pe", "input_transform.count")]
+MILLION.append(f"--grid=output_transform.count={','.join(str(v) for v in range(1, 101))}")
+
+
+def test_a_million_point_grid_is_refused_at_once(trace_path: Path, tmp_path: Path) -> None:
+    result, seconds, peak = winosim("sweep", "--trace", trace_path, *MILLION, "--out", tmp_path / "out")
+    assert_clean_refusal(
+        result,
+        "1,000,000 design points x 1 trace(s) = 1,000,000 points, above the limit of 10,000; check the grid, "
+        "or pass --yes to run it anyway",
+        seconds=seconds,
+        peak=peak,
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- parsers: sweep folders
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(trace_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from winosim.sweep import SimulateEvaluator, grid_from_options, run_sweep
+
+    out = tmp_path_factory.mktemp("sweep") / "out"
+    run_sweep([trace_path], grid_from_options(["pe=4,8"]), out, evaluator=SimulateEvaluator(), jobs=1)
+    return out
+
+
+def _edited_copy(sweep_dir: Path, tmp_path: Path, edit) -> Path:
+    import shutil
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy)
+    edit(copy)
+    return copy
+
+
+def _edit_manifest(**fields):
+    def edit(folder: Path) -> None:
+        manifest = json.loads((folder / "sweep.json").read_text())
+        manifest.update(fields)
+        (folder / "sweep.json").write_text(json.dumps(manifest))
+
+    return edit
+
+
+def _drop_column(column: str):
+    def edit(folder: Path) -> None:
+        import pandas as pd
+
+        table = pd.read_parquet(folder / "results.parquet")
+        table.drop(columns=[column]).to_parquet(folder / "results.parquet", index=False)
+
+    return edit
+
+
+REPORT_CASES = {
+    "grid_columns_text": (_edit_manifest(grid_columns="pe"), "manifest field 'grid_columns' must be a list, got str"),
+    "points_not_list": (_edit_manifest(points={"0": "pe=4"}), "manifest field 'points' must be a list, got dict"),
+    "point_index_text": (
+        _edit_manifest(points=[{"index": "0", "label": "pe=4"}]),
+        "manifest points[0] needs index of the right type",
+    ),
+    "synthetic_text": (_edit_manifest(synthetic="yes"), "manifest field 'synthetic' must be a bool, got str"),
+    "version": (_edit_manifest(version=7), "sweep manifest version 7 is not supported"),
+    "no_traces": (_edit_manifest(traces=None), "manifest field 'traces' must be a list, got NoneType"),
+    "deep_json": (
+        lambda folder: (folder / "sweep.json").write_text('{"format": "winosim-sweep", "x": ' + "[" * 100_000),
+        "unreadable sweep manifest",
+    ),
+    "no_method_column": (_drop_column("method"), "the results table lacks the required column(s) method"),
+    "no_grid_column": (_drop_column("pe"), "lacks the required column(s) pe"),
+    "not_parquet": (
+        lambda folder: (folder / "results.parquet").write_bytes(b"PAR1 not really"),
+        "unreadable results table",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REPORT_CASES))
+def test_report_on_a_malformed_sweep_folder_is_one_line(
+    capsys: pytest.CaptureFixture[str], sweep_dir: Path, tmp_path: Path, case: str
+) -> None:
+    edit, message = REPORT_CASES[case]
+    folder = _edited_copy(sweep_dir, tmp_path, edit)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert_clean_refusal(in_process(capsys, "report", folder, "--figures"), message)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+# --------------------------------------------------------------------------- terminal safety
+
+EVIL_LAYERS = (
+    LayerGeometry("st\x1b[2Jem", "spatial", "conv", 3, 8, 8, 8, kernel=3, stride=1, padding=1),
+    LayerGeometry("a\nforged line\u202e", "winograd", "conv", 8, 8, 8, 8, kernel=3, stride=1, padding=1),
+    LayerGeometry("fc\x07\r", "spatial", "fc", 8, 10, 1, 1, kernel=1),
+)
+
+
+def _unsafe(text: str) -> list[str]:
+    import unicodedata
+
+    return [c for c in text if c not in "\n" and unicodedata.category(c).startswith("C")]
+
+
+def _strings(document: object) -> set[str]:
+    if isinstance(document, dict):
+        return set().union(*(_strings(v) for v in document.values())) if document else set()
+    if isinstance(document, list):
+        return set().union(*(_strings(v) for v in document)) if document else set()
+    return {document} if isinstance(document, str) else set()
+
+
+def test_printable_escapes_every_control_character_and_nothing_else() -> None:
+    from winosim.text import printable
+
+    assert printable("conv1_a-b ü 层") == "conv1_a-b ü 层"
+    assert printable("a\x1b[2Jb\x07\r\u202e\x7f") == "a\\u001b[2Jb\\u0007\\u000d\\u202e\\u007f"
+    assert printable("two\nlines\tx") == "two\\u000alines\\u0009x"
+    assert printable("two\nlines\tx", keep_newlines=True) == "two\nlines\tx"
+    assert json.loads('"' + printable("\x1b\u202e") + '"') == "\x1b\u202e"  # the JSON spelling of the same text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--pe", "4"],
+        ["run", "--pe", "4", "--format", "md"],
+        ["run", "--pe", "4", "--format", "csv"],
+        ["run", "--pe", "4", "--format", "latex"],
+        ["run", "--pe", "4", "--format", "json"],
+        ["inspect"],
+        ["inspect", "--format", "json"],
+    ],
+)
+def test_names_with_control_characters_are_never_printed_raw(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, args: list[str]
+) -> None:
+    """Names from a trace are printed escaped (or the trace is refused at load: either is safe); never raw."""
+    evil = write_trace(
+        synthetic_trace(NetworkGeometry("net\x1b]0;title\x07", 8, 8, 10, EVIL_LAYERS), images=1), tmp_path / "e.npz"
+    )
+    command, *options = args
+    result = in_process(capsys, command, *(["--trace", evil] if command == "run" else [evil]), *options)
+    if result.returncode == 2:  # refused by the trace validator
+        assert_clean_refusal(result, "")
+        assert not _unsafe(result.stderr)
+        return
+    assert result.returncode == 0, result.stderr
+    assert not _unsafe(result.stdout) and not _unsafe(result.stderr)
+    if "json" in options:
+        document = json.loads(result.stdout)
+        assert "st\x1b[2Jem" in _strings(document)  # JSON keeps the real names
+    elif "latex" in options:  # the escape's backslash is itself escaped for LaTeX
+        assert "st\\textbackslash{}u001b[2Jem" in result.stdout
+    elif "csv" in options:  # a line feed inside a quoted CSV field is CSV, not a forged line
+        assert "st\\u001b[2Jem" in result.stdout and '"a\nforged line\\u202e"' in result.stdout
+    else:
+        assert "st\\u001b[2Jem" in result.stdout and "a\\u000aforged line\\u202e" in result.stdout
+
+
+def test_an_error_message_is_one_line_whatever_it_quotes(trace_path: Path) -> None:
+    result, _, _ = winosim("inspect", trace_path, "--layer", "x\n\x1b[31mforged: error")
+    assert_clean_refusal(result, "has no layer")
+    assert not _unsafe(result.stderr)
+
+
+# --------------------------------------------------------------------------- partial output
+
+
+def test_run_out_appears_whole_or_not_at_all(
+    trace_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`run --out DIR` builds tables and figures aside and moves them into place only when all succeeded
+    (with `--output`, that file too): a step that fails late leaves nothing, not run.csv and run.json."""
+    from winosim import cli, figures
+    from winosim.errors import OutputError
+
+    out, output = tmp_path / "new" / "out", tmp_path / "table.txt"
+    run = ["run", "--trace", str(trace_path), "--pe", "4", "--out", str(out)]
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OutputError("the disk is full (simulated)")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(figures, "energy_breakdown_figure", broken)
+        assert (
+            cli.main(["run", "--trace", str(trace_path), "--pe", "4", "--out", str(out), "--output", str(output)]) == 2
+        )
+    assert capsys.readouterr().err == "winosim: error: the disk is full (simulated)\n"
+    assert list(tmp_path.iterdir()) == []  # not even the parent folder, nor a temporary folder
+
+    code = cli.main(
+        ["run", "--trace", str(trace_path), "--pe", "4", "--out", str(out), "--output", str(tmp_path / "no" / "x")]
+    )
+    assert code == 2 and "folder" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # --output failed last: the folder's files did not appear either
+
+    out.mkdir(parents=True)
+    (out / "mine.txt").write_text("kept\n")
+    assert cli.main([*run, "--output", str(output)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cycle_attribution_dense_spatial.png",
+        "cycle_attribution_winograd_relu.png",
+        "energy_breakdown.png",
+        "layer_cycles.png",
+        "mine.txt",
+        "run.csv",
+        "run.json",
+    ]
+    assert output.read_text() and (out / "mine.txt").read_text() == "kept\n"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_atomic_writes_fsync_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file's content is flushed to disk before it gets its name (a crash never leaves an empty file
+    under the real name), and the folder entry after."""
+    from winosim import files
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync")
+        real_fsync(fd)
+
+    def replace(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+        events.append("replace")
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    files.atomic_write_text(tmp_path / "a.txt", "x\n")
+    assert events == ["fsync", "replace", "fsync"]
+    assert (tmp_path / "a.txt").read_text() == "x\n"
+
+
+# --------------------------------------------------------------------------- dependencies
+
+
+def test_pyarrow_is_a_core_dependency_and_dask_an_extra() -> None:
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    assert "pyarrow" in names(project["dependencies"])
+    assert "dask" not in names(project["dependencies"]) and "dask" in names(project["optional-dependencies"]["sweep"])
+
+
+def test_a_local_sweep_does_not_need_dask(trace_path: Path, tmp_path: Path) -> None:
+    """After `pip install -e .` (no sweep extra) a local sweep runs: dask and distributed are made unimportable."""
+    code = (
+        "import sys\n"
+        "sys.modules.update(dict.fromkeys(['dask', 'distributed'], None))\n"
+        "from winosim.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    argv = ["sweep", "--trace", str(trace_path), "--grid", "pe=4,8", "--out", str(tmp_path / "out"), "--jobs", "1"]
+    result = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, cwd=REPO, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "swept 2 points" in result.stdout
+    assert (tmp_path / "out" / "results.parquet").is_file()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "--network", "vgg_nagadomi", "--method", "spatial", "--seed", "-1"], "argument --seed: a seed must"),
+        (
+            ["train", "--network", "vgg_nagadomi", "--method", "spatial", "--lr", "nan"],
+            "--lr: expected a finite number",
+        ),
+        (["train", "--network", "vgg_nagadomi", "--epochs", "1e3"], "argument --epochs: invalid int value: '1e3'"),
+        (["trace", "x.pt", "--data", "d", "--seed", "-5"], "argument --seed: a seed must be an integer in [0, "),
+        (["curve", "runs/a", "--within", "inf"], "argument --within: expected a finite number, got 'inf'"),
+    ],
+)
+def test_training_options_follow_the_same_number_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    pytest.importorskip("torch")
+    from winosim import cli
+
+    assert cli.main([*argv, "--out", str(tmp_path / "out")] if argv[0] != "curve" else argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("winosim: error: ") and err.count("\n") == 1 and message in err
+    assert list(tmp_path.iterdir()) == []
