@@ -235,13 +235,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
     scale_missed: list[str] = []
     if args.scale:
-        counts = [int(n) for n in args.scale.split(",")]
+        image_counts = [int(n) for n in args.scale.split(",")]
         if args.traces is not None:
             args.traces.mkdir(parents=True, exist_ok=True)
-            scale_missed = scale(counts, args.repeat, args.traces)
+            scale_missed = scale(image_counts, args.repeat, args.traces)
         else:
             with tempfile.TemporaryDirectory(prefix="winosim-bench-") as folder:
-                scale_missed = scale(counts, args.repeat, Path(folder))
+                scale_missed = scale(image_counts, args.repeat, Path(folder))
 
     start = time.perf_counter()
     trace = synthetic_trace(resnet18_imagenet(), images=args.images)

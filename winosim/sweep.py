@@ -49,7 +49,7 @@ import yaml
 from winosim.errors import ConfigError, TraceError, WinosimError
 from winosim.files import atomic_write, atomic_write_text
 from winosim.methods import sorted_methods
-from winosim.trace import Trace, load_trace
+from winosim.trace import Trace, load_trace, materialized
 from winosim.version import __version__
 
 log = logging.getLogger(__name__)
@@ -306,7 +306,7 @@ def _load_source(digest: str, source: str | bytes) -> Trace:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(source)
-        return load_trace(tmp)
+        return materialized(load_trace(tmp))  # the masks must outlive the temporary file
     finally:
         Path(tmp).unlink(missing_ok=True)
 
