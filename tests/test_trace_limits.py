@@ -127,7 +127,7 @@ def test_loaded_masks_stay_in_the_file_and_are_read_per_layer(written: Path) -> 
     assert len(variant.masks) == len(LAYERS)
     assert [m.weight.shape for m in variant.masks] == [loaded.expected_shapes(variant, x)[0] for x in LAYERS]
     first = variant.masks[1]
-    assert variant.masks[1] is first  # the last layers read are kept
+    assert variant.masks[1] is first  # the layer read last is kept
     assert variant.masks[-1].activation.shape == variant.masks[3].activation.shape
     assert len(variant.masks[1:3]) == 2
 

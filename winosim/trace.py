@@ -250,10 +250,15 @@ def unpack_mask(packed: NDArray[np.uint8], shape: tuple[int, ...], what: str) ->
             f"{what}: holds {packed.size} bytes, the geometry {shape} needs {ceil_div(count, 8)} "
             "(mask shape disagrees with the geometry)"
         )
-    bits = np.unpackbits(packed, bitorder="little")
-    if bits[count:].any():
+    _check_padding(packed, count, what)
+    return np.unpackbits(packed, count=count, bitorder="little").view(np.bool_).reshape(shape)  # 0/1: valid bools
+
+
+def _check_padding(packed: NDArray[np.uint8], count: int, what: str) -> None:
+    """Refuse set bits after element `count` of a packed mask (a mask of another size, or corruption)."""
+    spare = packed.size * 8 - count
+    if spare and int(packed[-1]) >> (8 - spare):
         raise TraceError(f"{what}: padding bits after the last element are not zero (corrupt mask)")
-    return bits[:count].reshape(shape).astype(np.bool_)
 
 
 # --------------------------------------------------------------------------- writing
@@ -350,7 +355,7 @@ LIMIT_ENV = "WINOSIM_TRACE_LIMIT_MIB"
 DEFAULT_LIMIT_MIB = 1024
 _NPY_HEADER_MAX_BYTES = 4096
 _SUPPORTED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
-_MASK_CACHE_LAYERS = 2
+_MASK_CACHE_LAYERS = 1
 
 
 def size_limit_bytes() -> int:
@@ -382,11 +387,10 @@ class StoredMasks(Sequence[LayerMasks]):
     """A variant's masks left in their trace file and unpacked one layer at a time, on access.
 
     `load_trace` checks every entry once (declared sizes, npy header, CRC, padding bits) and records each
-    mask's shape and non-zero count; `masks[i]` re-reads layer i's two entries and unpacks them. The last
-    few layers unpacked are kept (a small cache, so that the methods of one layer share one unpacking);
-    the rest is released, so memory follows one layer, not the network. The file must not change after
-    loading (its size and modification time are checked on every access). Picklable: a copy re-reads the
-    same path.
+    mask's shape and non-zero count; `masks[i]` re-reads layer i's two entries and unpacks them. The layer
+    last unpacked is kept (so that the methods of one layer share one unpacking); the rest is released, so
+    memory follows one layer, not the network. The file must not change after loading (its size and
+    modification time are checked on every access). Picklable: a copy re-reads the same path.
     """
 
     def __init__(self, path: Path, stamp: tuple[int, int], members: tuple[tuple[_Member, _Member], ...]) -> None:
@@ -535,9 +539,7 @@ def _read_packed(archive: zipfile.ZipFile, member: _Member, path: Path) -> NDArr
 def _count_packed(data: bytes, count: int, what: str) -> int:
     """Non-zero elements of a packed mask of `count` elements; refuses non-zero padding bits."""
     packed = np.frombuffer(data, dtype=np.uint8)
-    spare = packed.size * 8 - count
-    if spare and int(packed[-1]) >> (8 - spare):
-        raise TraceError(f"{what}: padding bits after the last element are not zero (corrupt mask)")
+    _check_padding(packed, count, what)
     return int(np.bitwise_count(packed).sum(dtype=np.int64))
 
 
