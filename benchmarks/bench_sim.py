@@ -13,9 +13,9 @@ At scale (issue 14, `--scale 8,32,64`): for each image count, a synthetic trace 
 `python -m winosim synth`, then, alternating in fresh processes, the whole `python -m winosim run --trace
 FILE --pe 64 --format json` and, as the baseline, an independent exact-count pass over the same file
 (`--count-pass FILE`: plain numpy and zipfile, one layer at a time: read, unpack, count, release). Prints
-the median wall seconds of both, their ratio (target <= 2x at 64 images and more; at 8 images the start-up
-of `run`, about 1 s of imports, weighs) and each one's peak RSS (target: `run` below 500 MiB at every image
-count).
+the median wall seconds of both and their ratio (target <= 2x from 64 images; at 8 images the start-up of
+`run`, about 1 s of imports, weighs), the same for CPU seconds (steadier on a shared machine), and each
+one's peak RSS (target: `run` below 500 MiB at every image count).
 
 Run as a script: `python benchmarks/bench_sim.py [--images N] [--repeat R] [--points P] [--scale 8,32,64]`.
 Prints the timings, their ratios and the peak memory; exits 1 when a target is missed or the two paths
@@ -147,8 +147,9 @@ def count_pass(path: str) -> int:
     return total
 
 
-def _timed(command: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS bytes of one child process running `command` (its output discarded)."""
+def _timed(command: list[str]) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS bytes and CPU seconds (user + system) of one child process running `command`
+    (its output discarded)."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=ROOT)
     _, status, usage = os.wait4(child.pid, 0)
@@ -156,7 +157,7 @@ def _timed(command: list[str]) -> tuple[float, int]:
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise SystemExit(f"benchmark command failed ({child.returncode}): {' '.join(command)}")
-    return wall, usage.ru_maxrss * 1024
+    return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def scale(image_counts: list[int], repeat: int, folder: Path) -> list[str]:
@@ -164,7 +165,7 @@ def scale(image_counts: list[int], repeat: int, folder: Path) -> list[str]:
     missed: list[str] = []
     env_python = [sys.executable]
     print("at scale: whole `winosim run` (all five methods, 64 PEs, json) vs an independent exact-count pass")
-    print("  images  trace MB   run s  count s   ratio   run peak RSS  count peak RSS")
+    print("  images  trace MB   run s  count s   ratio  (CPU s: run  count  ratio)   run peak RSS  count peak RSS")
     for images in image_counts:
         path = folder / f"resnet18_imagenet_{images}.npz"
         if not path.exists():
@@ -198,18 +199,23 @@ def scale(image_counts: list[int], repeat: int, folder: Path) -> list[str]:
             "--no-progress",
         ]
         count_cmd = [*env_python, str(Path(__file__).resolve()), "--count-pass", str(path)]
-        runs, counts, ratios = [], [], []
+        runs, counts, ratios, cpu_ratios = [], [], [], []
         for _ in range(repeat):  # alternate, so that a drift in machine speed hits both
             runs.append(_timed(run_cmd))
             counts.append(_timed(count_cmd))
             ratios.append(runs[-1][0] / counts[-1][0])
+            cpu_ratios.append(runs[-1][2] / counts[-1][2])
         run_s = statistics.median(r[0] for r in runs)
         count_s = statistics.median(c[0] for c in counts)
         ratio = statistics.median(ratios)
+        run_cpu = statistics.median(r[2] for r in runs)
+        count_cpu = statistics.median(c[2] for c in counts)
+        cpu_ratio = statistics.median(cpu_ratios)
         run_rss = max(r[1] for r in runs)
         count_rss = max(c[1] for c in counts)
         print(
             f"  {images:6d}  {path.stat().st_size / 1e6:8.0f}  {run_s:6.2f}  {count_s:7.2f}  {ratio:5.2f}x  "
+            f"       {run_cpu:5.2f}  {count_cpu:5.2f}  {cpu_ratio:5.2f}x   "
             f"{run_rss / 1024**2:9.0f} MiB  {count_rss / 1024**2:10.0f} MiB"
         )
         if images >= 64 and ratio > TARGET_SCALE_RATIO:  # the issue's target is at 64 images (start-up dominates at 8)
