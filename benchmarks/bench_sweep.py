@@ -1,102 +1,149 @@
-"""Benchmark: a 100-point design-space sweep on a CIFAR ResNet-18-sized synthetic trace.
+"""Benchmark: the 240-point design-space sweep of issue 14 over the synthetic ImageNet ResNet-18 trace.
 
-Reports points per second with 1 and with 2 local worker processes (target: >= 10 points/s overall on a
-2-core machine), the speed-up from 1 to 2 workers, and, as the baseline measured in the same run, the rate
-of calling `simulate(...).to_frame()` directly in one process on the same points (what the sweep
-machinery costs on top of the simulator). Every sweep starts from an empty results folder.
+The grid is PE count (5) x DRAM bandwidth (4) x activation zero handling (3) x partition (2) x assignment
+(2) = 240 points. For each image count (`--images 8,32,64`; default 8, the issue's trace), in fresh
+processes (`python -m winosim sweep ...`, each from an empty results folder):
 
-    python benchmarks/bench_sweep.py [--pe-counts 5] [--images 8]     (--pe-counts 1: a quick 20-point run)
+- one local worker (`--jobs 1`, the baseline), then two (`--jobs 2`): the speed-up (target >= 1.7x);
+- the Dask path with the same two workers (a `distributed.LocalCluster` of two one-thread worker processes
+  started here, `--scheduler ADDRESS`): its ratio to the local two-worker run (target about 1.0x) and its
+  overhead per point (Dask wall minus local wall, over the points);
+- identical results tables from all three;
+- each run's wall seconds, points per second and the parent process's peak RSS.
+
+    python benchmarks/bench_sweep.py [--images 8] [--repeat 1] [--traces DIR] [--no-dask]
+
+Prints the load average before and after: on a shared 2-core machine the two-worker figures are only as
+good as the second core is idle.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from winosim import simulate  # noqa: E402  (after making the checkout importable)
-from winosim.archio import apply_overrides, default_arch  # noqa: E402
-from winosim.geometry import resnet18_cifar  # noqa: E402
-from winosim.sweep import Grid, run_sweep  # noqa: E402
-from winosim.synthetic import synthetic_trace  # noqa: E402
-from winosim.trace import write_trace  # noqa: E402
-from winosim.workload import lower  # noqa: E402
-
-AXES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("pe", ("16", "32", "64", "128", "256")),
-    ("memory.dram_bandwidth_bytes_per_cycle", ("4", "8", "16", "32", "64")),
-    ("pe_array.partition", ("output_channels", "tiles")),
-    ("pe_array.assignment", ("static", "dynamic")),
+AXES: tuple[tuple[str, str], ...] = (
+    ("pe", "16,32,64,128,256"),
+    ("memory.dram_bandwidth_bytes_per_cycle", "4,8,16,32"),
+    ("pe_array.activation_zeros", "none,gate,skip"),
+    ("pe_array.partition", "output_channels,tiles"),
+    ("pe_array.assignment", "static,dynamic"),
 )
+POINTS = 5 * 4 * 3 * 2 * 2
+TARGET_SPEEDUP = 1.7
+SYNTH = (sys.executable, "-m", "winosim", "synth", "--network", "resnet18_imagenet")
 
 
-def grid_of(pe_counts: int) -> Grid:
-    """The benchmark grid with the first `pe_counts` PE counts: 20 points per PE count (100 for all 5)."""
-    (key, values), *rest = AXES
-    return Grid(((key, values[:pe_counts]), *rest))
+def _timed(command: list[str]) -> tuple[float, int]:
+    """Wall seconds and peak RSS bytes of one child process (output discarded)."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=ROOT)
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"benchmark command failed ({code}): {' '.join(command)}")
+    return wall, usage.ru_maxrss * 1024
 
 
-def main() -> None:
+def _sweep_command(trace: Path, out: Path, extra: list[str]) -> list[str]:
+    grid = [arg for key, values in AXES for arg in ("--grid", f"{key}={values}")]
+    return [
+        sys.executable,
+        "-m",
+        "winosim",
+        "sweep",
+        "--trace",
+        str(trace),
+        *grid,
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
+
+
+def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
+    """Time the three executors on `trace`; returns the targets missed."""
+    runs: dict[str, list[tuple[float, int]]] = {"1 worker": [], "2 workers": [], "dask, 2 workers": []}
+    address = None
+    cluster = None
+    if dask:
+        from distributed import LocalCluster
+
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+        address = cluster.scheduler_address
+    try:
+        for attempt in range(repeat):
+            for name, extra in (
+                ("1 worker", ["--jobs", "1"]),
+                ("2 workers", ["--jobs", "2"]),
+                ("dask, 2 workers", ["--scheduler", str(address)]),
+            ):
+                if name.startswith("dask") and address is None:
+                    continue
+                out = work / f"{trace.stem}-{name.replace(' ', '').replace(',', '-')}-{attempt}"
+                runs[name].append(_timed(_sweep_command(trace, out, extra)))
+    finally:
+        if cluster is not None:
+            cluster.close()
+    wall = {name: statistics.median(r[0] for r in times) for name, times in runs.items() if times}
+    for name, seconds in wall.items():
+        peak = max(r[1] for r in runs[name])
+        rate = POINTS / seconds
+        print(f"  {name:16s} {seconds:7.2f} s  {rate:6.2f} points/s  parent peak RSS {peak / 1024**2:5.0f} MiB")
+    speedup = wall["1 worker"] / wall["2 workers"]
+    print(f"  speed-up 1 -> 2 local workers: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x)")
+    missed = [] if speedup >= TARGET_SPEEDUP else [f"{trace.name}: 2 workers {speedup:.2f}x < {TARGET_SPEEDUP}x"]
+    tables = {
+        name: (work / f"{trace.stem}-{name.replace(' ', '').replace(',', '-')}-0" / "results.parquet").read_bytes()
+        for name in wall
+    }
+    same = len(set(tables.values())) == 1
+    if "dask, 2 workers" in wall:
+        ratio = wall["dask, 2 workers"] / wall["2 workers"]
+        overhead_ms = (wall["dask, 2 workers"] - wall["2 workers"]) / POINTS * 1000
+        print(f"  dask / local with 2 workers: {ratio:.2f}x; scheduler overhead {overhead_ms:+.1f} ms per point")
+    print(f"  identical results tables: {same}")
+    if not same:
+        missed.append(f"{trace.name}: executors disagree")
+    return missed
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pe-counts", type=int, default=5, help="PE counts, 1 to 5 (20 points each; default 5)")
-    parser.add_argument("--images", type=int, default=8, help="sample images in the synthetic trace (default 8)")
-    parser.add_argument("--baseline-points", type=int, default=20, help="points for the direct-simulate baseline")
+    parser.add_argument("--images", default="8", help="comma-separated image counts (default 8; e.g. 8,32,64)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each executor (the median is reported)")
+    parser.add_argument("--traces", type=Path, default=None, help="folder keeping the synthetic traces between runs")
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask measurement")
     args = parser.parse_args()
-    grid = grid_of(args.pe_counts)
-    load_before = os.getloadavg()[0]
-    points = grid.points()
-    with tempfile.TemporaryDirectory(prefix="winosim-bench-sweep-") as work:
-        trace = synthetic_trace(resnet18_cifar(), images=args.images, seed=0)
-        path = write_trace(trace, Path(work) / "synthetic-resnet18_cifar.npz")
-        print(
-            f"trace: SYNTHETIC resnet18_cifar, {args.images} images, {len(trace.layers)} layers; {len(points)} points"
-        )
-
-        workload = lower(trace)
-        sample = points[:: max(1, len(points) // args.baseline_points)][: args.baseline_points]
-        simulate(trace, default_arch(), workload=workload).to_frame()  # warm-up: imports, caches
-        start, cpu_start = time.perf_counter(), time.process_time()
-        for point in sample:
-            simulate(trace, apply_overrides(default_arch(), point.as_dict()), workload=workload).to_frame()
-        direct = len(sample) / (time.perf_counter() - start)
-        direct_cpu = (time.process_time() - cpu_start) / len(sample)
-        print(
-            f"baseline: simulate(...).to_frame() in one process, {len(sample)} points spread over the grid: "
-            f"{direct:.2f} points/s, {direct_cpu:.3f} CPU s per point"
-        )
-
-        rates: dict[int, float] = {}
-        for jobs in (1, 2):
-            start, cpu_start = time.perf_counter(), time.process_time()
-            run_sweep([path], grid, Path(work) / f"out-{jobs}", jobs=jobs)
-            elapsed = time.perf_counter() - start
-            if jobs == 1:  # runs in this process: its CPU time is the whole cost, whatever else the machine runs
-                cpu = (time.process_time() - cpu_start) / len(points)
-                print(f"sweep, 1 worker: {cpu:.3f} CPU s per point ({cpu / direct_cpu:.2f}x the baseline's)")
-            rates[jobs] = len(points) / elapsed
-            print(
-                f"sweep, {jobs} worker{'s' if jobs > 1 else ''}: {len(points)} points in {elapsed:.1f} s = "
-                f"{rates[jobs]:.2f} points/s ({rates[jobs] / direct:.2f}x the one-process baseline)"
-            )
-        same = (Path(work) / "out-1" / "results.parquet").read_bytes() == (
-            Path(work) / "out-2" / "results.parquet"
-        ).read_bytes()
-        print(f"speed-up 1 -> 2 workers: {rates[2] / rates[1]:.2f}x; identical results: {same}")
-        best = max(rates, key=lambda jobs: rates[jobs])
-        print(
-            f"target >= 10 points/s overall: {'met' if rates[best] >= 10 else 'NOT met'} "
-            f"(best {rates[best]:.2f} points/s with {best} worker{'s' if best > 1 else ''}; "
-            f"2 workers need a second idle core, see the load average)"
-        )
-        print(f"machine: {os.cpu_count()} cores; load average before {load_before:.2f}, after {os.getloadavg()[0]:.2f}")
+    print(f"machine: {os.cpu_count()} cores; load average before {os.getloadavg()[0]:.2f}")
+    missed: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="winosim-bench-sweep-") as tmp:
+        work = Path(tmp)
+        folder = args.traces if args.traces is not None else work
+        folder.mkdir(parents=True, exist_ok=True)
+        for images in (int(n) for n in args.images.split(",")):
+            trace = folder / f"resnet18_imagenet_{images}.npz"
+            if not trace.exists():
+                subprocess.run(
+                    [*SYNTH, "--images", str(images), "--output", str(trace)],
+                    check=True,
+                    cwd=ROOT,
+                )
+            print(f"{POINTS}-point grid, SYNTHETIC resnet18_imagenet, {images} images:")
+            missed += bench(trace, args.repeat, not args.no_dask, work)
+    print(f"load average after {os.getloadavg()[0]:.2f}")
+    print("targets met" if not missed else "targets missed: " + "; ".join(missed))
+    return 1 if missed else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

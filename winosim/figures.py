@@ -12,6 +12,7 @@ SYNTHETIC warning in their title.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from winosim.files import atomic_write
 from winosim.integers import ceil_div
 from winosim.methods import METHOD_LABELS, sorted_methods
 from winosim.tables import energy_component_columns, method_totals, point_labels, with_reference_ratio
-from winosim.trace import Trace
+from winosim.trace import Trace, mask_nonzero, stored_shapes
 
 DPI = 100
 PE_COLUMNS: tuple[str, ...] = ("pe_array.pe_count", "pe")
@@ -269,8 +270,15 @@ def layer_density_figure(trace: Trace, name: str = "") -> Figure:
     if not variants:
         raise ConfigError("the trace has no variants: nothing to plot")
     layers = [layer.name for layer in trace.layers]
-    weight = np.array([[float(v.masks[i].weight.mean()) for v in variants] for i in range(len(layers))])
-    activation = np.array([[float(v.masks[i].activation.mean()) for v in variants] for i in range(len(layers))])
+    weight, activation = (
+        np.array(
+            [
+                [mask_nonzero(v.masks, i)[operand] / math.prod(stored_shapes(v.masks, i)[operand]) for v in variants]
+                for i in range(len(layers))
+            ]
+        )
+        for operand in (0, 1)
+    )  # the counts taken at load: no mask is unpacked
     figure = new_figure(2.0 + 1.6 * len(variants), 1.6 + 0.24 * len(layers))
     axes = figure.subplots(1, 2, squeeze=False)[0]
     for ax, data, what in ((axes[0], weight, "weights"), (axes[1], activation, "input activations")):

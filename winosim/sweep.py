@@ -50,7 +50,7 @@ import yaml
 from winosim.errors import ConfigError, TraceError, WinosimError
 from winosim.files import atomic_write, atomic_write_text
 from winosim.methods import sorted_methods
-from winosim.trace import Trace, load_trace
+from winosim.trace import Trace, load_trace, materialized
 from winosim.version import __version__
 
 log = logging.getLogger(__name__)
@@ -331,7 +331,7 @@ def _load_source(digest: str, source: str | bytes) -> Trace:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(source)
-        return load_trace(tmp)
+        return materialized(load_trace(tmp))  # the masks must outlive the temporary file
     finally:
         Path(tmp).unlink(missing_ok=True)
 
@@ -696,37 +696,54 @@ def _sort_rows(frame: pd.DataFrame, trace_order: Sequence[str]) -> pd.DataFrame:
     return frame.loc[order].reset_index(drop=True)
 
 
-def assemble(
-    tasks: Sequence[Task], frames: Mapping[str, pd.DataFrame | Infeasible], grid: Grid
-) -> tuple[pd.DataFrame, list[str]]:
-    """The tidy table: identity columns, grid columns, every resolved parameter, then the result columns
-    (an infeasible point has no rows). Returns the table and its parameter column names."""
-    pieces: list[pd.DataFrame] = []
+def _param_columns(tasks: Sequence[Task], grid: Grid) -> list[str]:
+    """The parameter columns of the table: the grid keys, then every other resolved parameter in order."""
     param_columns: list[str] = list(grid.keys)
     for task in tasks:
         for key in task.params:
             if key not in param_columns:
                 param_columns.append(key)
+    return param_columns
+
+
+def _piece(task: Task, result: pd.DataFrame, param_columns: Sequence[str]) -> pd.DataFrame:
+    """One feasible point's rows of the table: identity and parameter columns, then the result columns."""
+    head: dict[str, Any] = {
+        "trace": task.trace.name,
+        "trace_sha256": task.trace.sha256,
+        "synthetic": task.trace.synthetic,
+        "point": task.point.index,
+    }
+    # a grid key that names a parameter shows the resolved value ("32KiB" -> 32768); an alias ("pe")
+    # shows its typed grid value
+    values = {key: task.params.get(key, typed_value(value)) for key, value in task.point.overrides}
+    values.update({key: value for key, value in task.params.items() if key not in values})
+    clashes = [c for c in result.columns if c in head or c in values]
+    if clashes:
+        raise SweepError(f"result columns {clashes} clash with sweep parameter columns")
+    meta = pd.DataFrame({**head, **{k: values.get(k) for k in param_columns}}, index=result.index)
+    return pd.concat([meta, result], axis=1)
+
+
+def assemble(
+    tasks: Sequence[Task],
+    frames: Mapping[str, pd.DataFrame | Infeasible],
+    grid: Grid,
+    pieces: Mapping[tuple[str, int], pd.DataFrame] | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """The tidy table: identity columns, grid columns, every resolved parameter, then the result columns
+    (an infeasible point has no rows). Returns the table and its parameter column names. `pieces` holds
+    points' rows already made by `_piece` (while the sweep ran), by (trace name, point index)."""
+    param_columns = _param_columns(tasks, grid)
+    made = pieces if pieces is not None else {}
+    parts: list[pd.DataFrame] = []
     for task in tasks:
         result = frames[task.key]
         if isinstance(result, Infeasible):
             continue
-        head: dict[str, Any] = {
-            "trace": task.trace.name,
-            "trace_sha256": task.trace.sha256,
-            "synthetic": task.trace.synthetic,
-            "point": task.point.index,
-        }
-        # a grid key that names a parameter shows the resolved value ("32KiB" -> 32768); an alias ("pe")
-        # shows its typed grid value
-        values = {key: task.params.get(key, typed_value(value)) for key, value in task.point.overrides}
-        values.update({key: value for key, value in task.params.items() if key not in values})
-        clashes = [c for c in result.columns if c in head or c in values]
-        if clashes:
-            raise SweepError(f"result columns {clashes} clash with sweep parameter columns")
-        meta = pd.DataFrame({**head, **{k: values.get(k) for k in param_columns}}, index=result.index)
-        pieces.append(pd.concat([meta, result], axis=1))
-    table = pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(columns=[*ID_COLUMNS, *param_columns])
+        piece = made.get((task.trace.name, task.point.index))
+        parts.append(piece if piece is not None else _piece(task, result, param_columns))
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*ID_COLUMNS, *param_columns])
     table = _sort_rows(table, [t.trace.name for t in tasks]) if len(table) else table
     return table, param_columns
 
@@ -781,17 +798,24 @@ def _compute(
     scheduler: str | None,
     progress: bool,
     on_point: Callable[[int, int], None] | None,
-) -> None:
-    """Evaluate `todo` (inline, in worker processes or on a Dask cluster), storing each point as it comes."""
+    param_columns: Sequence[str] = (),
+) -> dict[tuple[str, int], pd.DataFrame]:
+    """Evaluate `todo` (inline, in worker processes or on a Dask cluster), storing each point as it comes.
+    Returns each feasible computed point's rows of the table (`_piece`), made while the workers run so
+    that the parent's share of assembling overlaps with them instead of following them."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=total - len(todo), unit="point", disable=not progress, dynamic_ncols=True)
     done = total - len(todo)
 
+    pieces: dict[tuple[str, int], pd.DataFrame] = {}
+
     def on_result(task: Task, frame: pd.DataFrame | Infeasible) -> None:
         nonlocal done
         store_point(out, task.key, frame)
         frames[task.key] = frame
+        if not isinstance(frame, Infeasible):
+            pieces[(task.trace.name, task.point.index)] = _piece(task, frame, param_columns)
         done += 1
         bar.update(1)
         if on_point is not None:
@@ -810,6 +834,7 @@ def _compute(
                 _run_processes(todo, evaluator, workers, on_result)
     finally:
         bar.close()
+    return pieces
 
 
 def _infeasible(tasks: Sequence[Task], frames: Mapping[str, pd.DataFrame | Infeasible]) -> list[dict[str, Any]]:
@@ -860,9 +885,11 @@ def run_sweep(
     reused = sum(1 for t in tasks if t.key in frames)
     total = len(tasks)
     log.info("sweep: %d points, %d stored, %d to compute", total, reused, len(todo))
-    _compute(out, todo, total, frames, evaluator, jobs, scheduler, progress, on_point)
+    pieces = _compute(
+        out, todo, total, frames, evaluator, jobs, scheduler, progress, on_point, _param_columns(tasks, grid)
+    )
     infeasible = _infeasible(tasks, frames)
-    table, param_columns = assemble(tasks, frames, grid)
+    table, param_columns = assemble(tasks, frames, grid, pieces)
     parquet_path = out / RESULTS_PARQUET
     csv_path = out / RESULTS_CSV
     atomic_write(parquet_path, lambda tmp: table.to_parquet(tmp, index=False, engine="pyarrow"))

@@ -16,16 +16,19 @@ members) and atomic; loading never unpickles and validates every array against t
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
 import os
+import threading
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -76,7 +79,7 @@ class Variant:
 
     name: str
     method: VariantMethod
-    masks: tuple[LayerMasks, ...]
+    masks: Sequence[LayerMasks]
     target_density: float | None = None
     accuracy: float | None = None
     dense_accuracy: float | None = None
@@ -166,21 +169,41 @@ class Trace:
 
     def weight_density(self, variant: Variant) -> float:
         """Measured non-zero fraction of the weights of the pruned layers, in their multiply domain."""
-        nonzero = total = 0
-        for i in self.pruned_layers(variant):
-            w = variant.masks[i].weight
-            nonzero += int(np.count_nonzero(w))
-            total += w.size
-        return nonzero / total if total else 1.0
+        return self._density(variant, 0)
 
     def activation_density(self, variant: Variant) -> float:
         """Measured non-zero fraction of the input activations of the pruned layers (multiply domain)."""
+        return self._density(variant, 1)
+
+    def _density(self, variant: Variant, operand: int) -> float:
         nonzero = total = 0
         for i in self.pruned_layers(variant):
-            a = variant.masks[i].activation
-            nonzero += int(np.count_nonzero(a))
-            total += a.size
+            nonzero += mask_nonzero(variant.masks, i)[operand]
+            total += math.prod(stored_shapes(variant.masks, i)[operand])
         return nonzero / total if total else 1.0
+
+
+def materialized(trace: Trace) -> Trace:
+    """`trace` with every variant's masks unpacked into memory (a tuple), independent of its file from then
+    on: for a trace loaded from a temporary copy that is about to be deleted."""
+    variants = tuple(dataclasses.replace(v, masks=tuple(v.masks)) for v in trace.variants)
+    return dataclasses.replace(trace, variants=variants)
+
+
+def stored_shapes(masks: Sequence[LayerMasks], index: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(weight shape, activation shape) of layer `index`'s masks, without unpacking stored masks."""
+    if isinstance(masks, StoredMasks):
+        return masks.shapes(index)
+    layer = masks[index]
+    return layer.weight.shape, layer.activation.shape
+
+
+def mask_nonzero(masks: Sequence[LayerMasks], index: int) -> tuple[int, int]:
+    """(weight, activation) non-zero counts of layer `index`'s masks, without unpacking stored masks."""
+    if isinstance(masks, StoredMasks):
+        return masks.nonzero(index)
+    layer = masks[index]
+    return int(np.count_nonzero(layer.weight)), int(np.count_nonzero(layer.activation))
 
 
 def validate(trace: Trace) -> None:
@@ -190,6 +213,9 @@ def validate(trace: Trace) -> None:
     if not _valid_winograd_m(trace.winograd_m):
         raise TraceError(f"winograd_m must be an integer in [1, {MAX_WINOGRAD_M}], got {trace.winograd_m!r}")
     names = [layer.name for layer in trace.layers]
+    for what, name in [("network", trace.network), *(("layer", n) for n in names)]:
+        if not name.isprintable():
+            raise TraceError(f"{what} name {name!r} holds control or escape characters")
     if len(set(names)) != len(names):
         raise TraceError(f"layer names are not unique: {names}")
     variant_names = [v.name for v in trace.variants]
@@ -201,18 +227,16 @@ def validate(trace: Trace) -> None:
                 f"variant {variant.name!r} has masks for {len(variant.masks)} layers, "
                 f"the geometry has {len(trace.layers)}"
             )
-        for layer, masks in zip(trace.layers, variant.masks, strict=True):
-            weight_shape, act_shape = trace.expected_shapes(variant, layer)
-            if masks.weight.shape != weight_shape:
-                raise TraceError(
-                    f"variant {variant.name!r} layer {layer.name!r}: weight mask shape {masks.weight.shape} "
-                    f"disagrees with the geometry, expected {weight_shape}"
-                )
-            if masks.activation.shape != act_shape:
-                raise TraceError(
-                    f"variant {variant.name!r} layer {layer.name!r}: activation mask shape "
-                    f"{masks.activation.shape} disagrees with the geometry, expected {act_shape}"
-                )
+        for index, layer in enumerate(trace.layers):
+            expected = trace.expected_shapes(variant, layer)
+            for kind, shape, want in zip(
+                ("weight", "activation"), stored_shapes(variant.masks, index), expected, strict=True
+            ):
+                if shape != want:
+                    raise TraceError(
+                        f"variant {variant.name!r} layer {layer.name!r}: {kind} mask shape {shape} "
+                        f"disagrees with the geometry, expected {want}"
+                    )
 
 
 # --------------------------------------------------------------------------- bit packing
@@ -233,10 +257,15 @@ def unpack_mask(packed: NDArray[np.uint8], shape: tuple[int, ...], what: str) ->
             f"{what}: holds {packed.size} bytes, the geometry {shape} needs {ceil_div(count, 8)} "
             "(mask shape disagrees with the geometry)"
         )
-    bits = np.unpackbits(packed, bitorder="little")
-    if bits[count:].any():
+    _check_padding(packed, count, what)
+    return np.unpackbits(packed, count=count, bitorder="little").view(np.bool_).reshape(shape)  # 0/1: valid bools
+
+
+def _check_padding(packed: NDArray[np.uint8], count: int, what: str) -> None:
+    """Refuse set bits after element `count` of a packed mask (a mask of another size, or corruption)."""
+    spare = packed.size * 8 - count
+    if spare and int(packed[-1]) >> (8 - spare):
         raise TraceError(f"{what}: padding bits after the last element are not zero (corrupt mask)")
-    return bits[:count].reshape(shape).astype(np.bool_)
 
 
 # --------------------------------------------------------------------------- writing
@@ -327,30 +356,219 @@ def write_trace(trace: Trace, path: str | os.PathLike[str]) -> Path:
 
 # --------------------------------------------------------------------------- loading
 
+LIMIT_ENV = "WINOSIM_TRACE_LIMIT_MIB"
+"""Environment variable: the largest array (MiB) a trace may make winosim unpack or lower, default below."""
 
-class _Archive:
-    """Read-only access to the members of an npz, turning every low-level failure into a TraceError."""
+DEFAULT_LIMIT_MIB = 1024
+_NPY_HEADER_MAX_BYTES = 4096
+_SUPPORTED_COMPRESSION = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+_MASK_CACHE_LAYERS = 1
 
-    def __init__(self, path: Path, npz: Any) -> None:
-        self.path = path
-        self.npz = npz
 
-    def names(self) -> set[str]:
-        return set(self.npz.files)
+def size_limit_bytes() -> int:
+    """The largest unpacked mask, lowered array or metadata document a trace may declare, in bytes:
+    `WINOSIM_TRACE_LIMIT_MIB` MiB (default 1024). Checked against the declared sizes before reading."""
+    raw = os.environ.get(LIMIT_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_LIMIT_MIB * 1024**2
+    try:
+        mib = int(raw)
+    except ValueError:
+        raise TraceError(f"{LIMIT_ENV} must be a whole number of MiB, got {raw!r}") from None
+    if mib < 1:
+        raise TraceError(f"{LIMIT_ENV} must be >= 1 (MiB), got {mib}")
+    return mib * 1024**2
 
-    def get(self, key: str) -> np.ndarray:
-        if key not in self.npz.files:
-            raise TraceError(f"{self.path}: missing entry {key!r} (truncated or incomplete trace)")
-        try:
-            return np.asarray(self.npz[key])
-        except ValueError as exc:
-            if "pickle" in str(exc).lower() or "object arrays" in str(exc).lower():
+
+@dataclass(frozen=True)
+class _Member:
+    """One mask entry of the archive: its zip member name, its mask shape and its non-zero count."""
+
+    name: str
+    shape: tuple[int, ...]
+    nonzero: int
+    label: str
+
+
+class StoredMasks(Sequence[LayerMasks]):
+    """A variant's masks left in their trace file and unpacked one layer at a time, on access.
+
+    `load_trace` checks every entry once (declared sizes, npy header, CRC, padding bits) and records each
+    mask's shape and non-zero count; `masks[i]` re-reads layer i's two entries and unpacks them. The layer
+    last unpacked is kept (so that the methods of one layer share one unpacking); the rest is released, so
+    memory follows one layer, not the network. The file must not change after loading (its size and
+    modification time are checked on every access). Picklable: a copy re-reads the same path.
+    """
+
+    def __init__(self, path: Path, stamp: tuple[int, int], members: tuple[tuple[_Member, _Member], ...]) -> None:
+        self._path = path
+        self._stamp = stamp
+        self._members = members
+        self._cache: OrderedDict[int, LayerMasks] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    @overload
+    def __getitem__(self, index: int) -> LayerMasks: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[LayerMasks, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> LayerMasks | tuple[LayerMasks, ...]:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        i = range(len(self))[index]
+        with self._lock:
+            if i in self._cache:
+                self._cache.move_to_end(i)
+                return self._cache[i]
+        masks = self._read(i)
+        with self._lock:
+            self._cache[i] = masks
+            while len(self._cache) > _MASK_CACHE_LAYERS:
+                self._cache.popitem(last=False)
+        return masks
+
+    def shapes(self, index: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(weight shape, activation shape) of layer `index`, without unpacking."""
+        weight, activation = self._members[index]
+        return weight.shape, activation.shape
+
+    def nonzero(self, index: int) -> tuple[int, int]:
+        """(weight, activation) non-zero counts of layer `index`, as counted at load, without unpacking."""
+        weight, activation = self._members[index]
+        return weight.nonzero, activation.nonzero
+
+    def _read(self, index: int) -> LayerMasks:
+        if _stamp(self._path) != self._stamp:
+            raise TraceError(f"{self._path}: the trace file changed after it was loaded")
+        weight, activation = self._members[index]
+        with _open_zip(self._path) as archive:
+            return LayerMasks(
+                weight=unpack_mask(_read_packed(archive, weight, self._path), weight.shape, weight.label),
+                activation=unpack_mask(
+                    _read_packed(archive, activation, self._path), activation.shape, activation.label
+                ),
+            )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (StoredMasks, (self._path, self._stamp, self._members))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return stat.st_size, stat.st_mtime_ns
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError) as exc:
+        raise TraceError(f"{path}: not a readable npz archive ({exc})") from None
+
+
+def _member_info(archive: zipfile.ZipFile, name: str, payload_bytes: int, path: Path) -> zipfile.ZipInfo:
+    """The zip entry `name`, checked to be readable (not encrypted, stored or Deflate-compressed) and to
+    declare no more than an npy header plus `payload_bytes`: nothing larger is ever inflated."""
+    try:
+        info = archive.getinfo(name)
+    except KeyError:
+        raise TraceError(f"{path}: missing entry {name[: -len('.npy')]!r} (truncated or incomplete trace)") from None
+    if info.flag_bits & 0x1:
+        raise TraceError(f"{path}: entry {name!r} is encrypted, which winosim does not read")
+    if info.compress_type not in _SUPPORTED_COMPRESSION:
+        raise TraceError(
+            f"{path}: entry {name!r} uses zip compression method {info.compress_type}; a trace must be stored "
+            "or Deflate-compressed"
+        )
+    if info.file_size > payload_bytes + _NPY_HEADER_MAX_BYTES:
+        raise TraceError(
+            f"{path}: entry {name!r} declares {info.file_size} bytes, more than its geometry allows "
+            f"({payload_bytes} bytes of data)"
+        )
+    return info
+
+
+def _read_npy(
+    archive: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    payload_bytes: int | None,
+    path: Path,
+    mask: tuple[str, tuple[int, ...]] | None = None,
+) -> bytes:
+    """The data bytes of a 1-D uint8 npy entry, its header checked before any data is read: exactly
+    `payload_bytes` bytes, or (None) as many as the header declares within the entry's declared size.
+    `mask` (what, shape) names the mask an entry holds, for the messages."""
+    name = info.filename.removesuffix(".npy")
+    try:
+        with archive.open(info) as handle:
+            try:
+                version = np.lib.format.read_magic(handle)
+                if version == (1, 0):
+                    reader = np.lib.format.read_array_header_1_0
+                elif version in ((2, 0), (3, 0)):
+                    reader = np.lib.format.read_array_header_2_0
+                else:
+                    raise ValueError(f"npy format version {version} is not supported")
+                shape, fortran, dtype = reader(handle, max_header_size=_NPY_HEADER_MAX_BYTES)
+            except (ValueError, SyntaxError, TypeError) as exc:
+                raise TraceError(f"{path}: entry {name!r} has no valid npy header ({exc})") from None
+            if dtype.hasobject:
+                raise TraceError(f"{path}: {name!r} holds a pickled object array, which winosim refuses to load")
+            if dtype != np.uint8 or fortran or len(shape) != 1:
+                raise TraceError(f"{path}: {name!r} must be a 1-D uint8 array, got {dtype} with shape {shape}")
+            size = shape[0] if payload_bytes is None else payload_bytes
+            if shape[0] != size or size > info.file_size:
+                what, geometry = mask if mask is not None else (f"{path}: entry {name!r}", "")
                 raise TraceError(
-                    f"{self.path}: entry {key!r} holds a pickled object array, which winosim refuses to load"
-                ) from None
-            raise TraceError(f"{self.path}: entry {key!r} is unreadable ({exc})") from None
-        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-            raise TraceError(f"{self.path}: entry {key!r} is corrupt or truncated ({exc})") from None
+                    f"{what}: holds {shape[0]} bytes, the geometry {geometry} needs {size} "
+                    "(mask shape disagrees with the geometry)"
+                )
+            data = handle.read(size)
+            if len(data) != size or handle.read(1):
+                raise TraceError(f"{path}: entry {name!r} is truncated or has trailing bytes")
+            return data
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise TraceError(f"{path}: entry {name!r} is corrupt or truncated ({exc})") from None
+
+
+def _read_packed(archive: zipfile.ZipFile, member: _Member, path: Path) -> NDArray[np.uint8]:
+    payload = ceil_div(math.prod(member.shape), 8)
+    info = _member_info(archive, _member(member.name), payload, path)
+    return np.frombuffer(_read_npy(archive, info, payload, path, (member.label, member.shape)), dtype=np.uint8)
+
+
+def _count_packed(data: bytes, count: int, what: str) -> int:
+    """Non-zero elements of a packed mask of `count` elements; refuses non-zero padding bits."""
+    packed = np.frombuffer(data, dtype=np.uint8)
+    _check_padding(packed, count, what)
+    return int(np.bitwise_count(packed).sum(dtype=np.int64))
+
+
+def _check_sizes(layers: tuple[LayerGeometry, ...], images: int, winograd_m: int, limit: int, where: str) -> None:
+    """Refuse geometry whose masks or lowered arrays would exceed `limit` bytes, before anything is read."""
+    for layer in layers:
+        out_h = max(layer.out_height, 1)
+        out_w = max(layer.out_width, 1)
+        padded = (layer.in_height + 2 * layer.padding) * (layer.in_width + 2 * layer.padding)
+        tiles = ceil_div(out_h, winograd_m) * ceil_div(out_w, winograd_m)
+        positions = (winograd_m + 2) ** 2
+        sizes = {
+            "weight mask": layer.out_channels * layer.in_channels * max(layer.kernel**2, positions),
+            "activation mask": images * layer.in_channels * max(padded, tiles * positions),
+            "lowered activations": images * layer.in_channels * max(out_h * out_w * layer.kernel**2, tiles * positions),
+        }
+        for what, size in sizes.items():
+            if size > limit:
+                raise TraceError(
+                    f"{where}: layer {layer.name!r} needs a {what} of {size} bytes, more than the limit of "
+                    f"{limit // 1024**2} MiB (raise it with {LIMIT_ENV}=MiB)"
+                )
 
 
 def _require(meta: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
@@ -363,12 +581,14 @@ def _require(meta: Mapping[str, Any], key: str, kind: type | tuple[type, ...], w
 
 
 def load_trace(path: str | os.PathLike[str]) -> Trace:
-    """Load and fully validate a trace file. Every problem raises TraceError with one clear line."""
+    """Load and fully validate a trace file; its masks stay in the file (`StoredMasks`) and are unpacked
+    per layer when used. Every problem raises TraceError with one clear line."""
     source = Path(path)
     if not source.exists():
         raise TraceError(f"trace file not found: {source}")
     if source.is_dir():
         raise TraceError(f"{source}: is a directory, not a trace file")
+    stamp = _stamp(source)
     if not zipfile.is_zipfile(source):
         try:
             with source.open("rb") as handle:
@@ -378,33 +598,33 @@ def load_trace(path: str | os.PathLike[str]) -> Trace:
         if starts_like_zip:
             raise TraceError(f"{source}: truncated or corrupt npz archive (its zip directory is missing)")
         raise TraceError(f"{source}: not an npz archive (a winosim trace is a .npz zip file)")
-    try:
-        npz = np.load(source, allow_pickle=False)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise TraceError(f"{source}: not a readable npz archive ({exc})") from None
-    with npz:
-        try:
-            archive = _Archive(source, npz)
-            return _decode(archive)
-        except zipfile.BadZipFile as exc:
-            raise TraceError(f"{source}: corrupt npz archive ({exc})") from None
+    with _open_zip(source) as archive:
+        trace = _decode(archive, source, stamp, size_limit_bytes())
+    if _stamp(source) != stamp:
+        raise TraceError(f"{source}: the trace file changed while it was loaded")
+    return trace
 
 
-def _decode(archive: _Archive) -> Trace:
-    """A trace from an opened archive: the metadata, then every variant's masks, then the whole validated."""
-    where = str(archive.path)
-    meta = _read_meta(archive, where)
+def _decode(archive: zipfile.ZipFile, source: Path, stamp: tuple[int, int], limit: int) -> Trace:
+    """A trace from an opened archive: the metadata, then every variant's entries, then the whole validated."""
+    where = str(source)
+    names = archive.namelist()
+    if len(set(names)) != len(names):
+        raise TraceError(f"{where}: the archive holds duplicate entries")
+    meta = _read_meta(archive, source, limit)
     layers, winograd_m, provenance = _decode_geometry(meta, where)
+    _check_sizes(layers, provenance.images, winograd_m, limit, where)
     variant_metas = _require(meta, "variants", list, where)
-    expected_keys = {"meta"}
+    expected = {_member("meta")}
     variants: list[Variant] = []
     for vi, vmeta in enumerate(variant_metas):
-        variant, keys = _decode_variant(archive, vi, vmeta, layers, provenance.images, winograd_m, where)
+        variant, members = _decode_variant(archive, source, stamp, vi, vmeta, layers, provenance.images, winograd_m)
         variants.append(variant)
-        expected_keys |= keys
-    unexpected = archive.names() - expected_keys
+        expected |= members
+    unexpected = set(names) - expected
     if unexpected:
-        raise TraceError(f"{where}: unexpected entries {sorted(unexpected)[:5]} (not written by a v1 writer)")
+        shown = sorted(name.removesuffix(".npy") for name in unexpected)[:5]
+        raise TraceError(f"{where}: unexpected entries {shown} (not written by a v1 writer)")
     try:
         trace = Trace(
             network=str(_require(meta, "network", str, where)),
@@ -419,25 +639,35 @@ def _decode(archive: _Archive) -> Trace:
         raise TraceError(f"{where}: {exc}") from None
     for vmeta, variant in zip(variant_metas, trace.variants, strict=True):
         stored = vmeta.get("weight_density")
-        if stored is not None and not math.isclose(stored, trace.weight_density(variant), rel_tol=1e-9, abs_tol=1e-12):
+        measured = trace.weight_density(variant)
+        if stored is not None and (
+            not isinstance(stored, int | float) or not math.isclose(stored, measured, rel_tol=1e-9, abs_tol=1e-12)
+        ):
             raise TraceError(
-                f"{where}: variant {variant.name!r} states weight density {stored}, its masks have "
-                f"{trace.weight_density(variant)}"
+                f"{where}: variant {variant.name!r} states weight density {stored}, its masks have {measured}"
             )
     return trace
 
 
-def _read_meta(archive: _Archive, where: str) -> dict[str, Any]:
+def _read_meta(archive: zipfile.ZipFile, source: Path, limit: int) -> dict[str, Any]:
     """The archive's JSON metadata, checked to be a winosim trace of the supported schema version."""
-    if "meta" not in archive.names():
+    where = str(source)
+    name = _member("meta")
+    if name not in archive.NameToInfo:
         raise TraceError(f"{where}: not a winosim trace (no 'meta' entry)")
-    raw = archive.get("meta")
-    if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise TraceError(f"{where}: 'meta' must be a 1-D uint8 array of JSON bytes")
+    declared = archive.getinfo(name).file_size
+    if declared > limit:
+        raise TraceError(
+            f"{where}: entry 'meta' declares {declared} bytes, more than the limit of {limit // 1024**2} MiB "
+            f"(raise it with {LIMIT_ENV}=MiB)"
+        )
+    raw = _read_npy(archive, _member_info(archive, name, declared, source), None, source)
     try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
+        meta = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TraceError(f"{where}: 'meta' is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise TraceError(f"{where}: 'meta' is nested too deeply to be a trace's metadata") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise TraceError(f"{where}: not a winosim trace (meta 'format' is not {FORMAT_NAME!r})")
     version = meta.get("schema_version")
@@ -477,39 +707,44 @@ def _decode_geometry(meta: dict[str, Any], where: str) -> tuple[tuple[LayerGeome
 
 
 def _decode_variant(
-    archive: _Archive,
+    archive: zipfile.ZipFile,
+    source: Path,
+    stamp: tuple[int, int],
     vi: int,
     vmeta: Any,
     layers: tuple[LayerGeometry, ...],
     images: int,
     winograd_m: int,
-    where: str,
 ) -> tuple[Variant, set[str]]:
-    """Variant `vi` with its masks unpacked and checked against the geometry, and the archive keys it used."""
+    """Variant `vi` with every entry checked (declared size, header, CRC, padding bits) and counted, its
+    masks left in the file; and the zip member names it uses."""
+    where = str(source)
     if not isinstance(vmeta, dict):
         raise TraceError(f"{where}: variant {vi} metadata is not a mapping")
     vname = _require(vmeta, "name", str, where)
     method = _require(vmeta, "method", str, where)
     if method not in VARIANT_METHODS:
         raise TraceError(f"{where}: variant {vname!r} has unknown method {method!r}; expected one of {VARIANT_METHODS}")
-    keys: set[str] = set()
-    masks: list[LayerMasks] = []
+    names: set[str] = set()
+    members: list[tuple[_Member, _Member]] = []
     for li, layer in enumerate(layers):
-        weight_key, act_key = _mask_keys(vi, li)
-        keys |= {weight_key, act_key}
-        weight_shape, act_shape = mask_shapes(method, layer, images, winograd_m)
-        what = f"{where}: variant {vname!r} layer {layer.name!r}"
-        masks.append(
-            LayerMasks(
-                weight=unpack_mask(archive.get(weight_key), weight_shape, f"{what} weight mask"),
-                activation=unpack_mask(archive.get(act_key), act_shape, f"{what} activation mask"),
-            )
-        )
+        pair: list[_Member] = []
+        for key, shape, kind in zip(
+            _mask_keys(vi, li), mask_shapes(method, layer, images, winograd_m), ("weight", "activation"), strict=True
+        ):
+            count = math.prod(shape)
+            payload = ceil_div(count, 8)
+            info = _member_info(archive, _member(key), payload, source)
+            what = f"{where}: variant {vname!r} layer {layer.name!r} {kind} mask"
+            nonzero = _count_packed(_read_npy(archive, info, payload, source, (what, shape)), count, what)
+            pair.append(_Member(key, shape, nonzero, what))
+            names.add(_member(key))
+        members.append((pair[0], pair[1]))
     try:
         variant = Variant(
             name=vname,
             method=method,
-            masks=tuple(masks),
+            masks=StoredMasks(source, stamp, tuple(members)),
             target_density=vmeta.get("target_density"),
             accuracy=vmeta.get("accuracy"),
             dense_accuracy=vmeta.get("dense_accuracy"),
@@ -517,7 +752,7 @@ def _decode_variant(
         )
     except ConfigError as exc:
         raise TraceError(f"{where}: {exc}") from None
-    return variant, keys
+    return variant, names
 
 
 def mask_shapes(
