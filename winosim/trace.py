@@ -206,6 +206,13 @@ def mask_nonzero(masks: Sequence[LayerMasks], index: int) -> tuple[int, int]:
     return int(np.count_nonzero(layer.weight)), int(np.count_nonzero(layer.activation))
 
 
+def check_printable_names(network: str, layer_names: list[str]) -> None:
+    """Refuse network and layer names holding control or escape characters (they would reach terminals)."""
+    for what, name in [("network", network), *(("layer", n) for n in layer_names)]:
+        if not name.isprintable():
+            raise TraceError(f"{what} name {name!r} holds control or escape characters")
+
+
 def validate(trace: Trace) -> None:
     """Check every invariant of a trace; raise TraceError naming the first violation."""
     if not trace.layers:
@@ -213,9 +220,7 @@ def validate(trace: Trace) -> None:
     if not _valid_winograd_m(trace.winograd_m):
         raise TraceError(f"winograd_m must be an integer in [1, {MAX_WINOGRAD_M}], got {trace.winograd_m!r}")
     names = [layer.name for layer in trace.layers]
-    for what, name in [("network", trace.network), *(("layer", n) for n in names)]:
-        if not name.isprintable():
-            raise TraceError(f"{what} name {name!r} holds control or escape characters")
+    check_printable_names(trace.network, names)
     if len(set(names)) != len(names):
         raise TraceError(f"layer names are not unique: {names}")
     variant_names = [v.name for v in trace.variants]
