@@ -43,8 +43,20 @@ from winosim.synthetic import synthetic_trace
 from winosim.trace import Trace
 from winosim.workload import lower
 
+LAYER_ALONE = {
+    "memory.activation_residency": "dram",
+    "memory.batch_order": "layer",
+    "memory.weight_prefetch": "none",
+}
+"""The between-layer settings the digests were recorded with (every layer alone, every byte through DRAM);
+tests/sim/test_residency.py checks the others."""
+
 
 def _archs() -> dict[str, Arch]:
+    return {name: apply_overrides(arch, LAYER_ALONE) for name, arch in _recorded_archs().items()}
+
+
+def _recorded_archs() -> dict[str, Arch]:
     return {
         "small": small_arch(),
         "small-tiles-static-gate": small_arch(partition="tiles", assignment="static", weight_zeros="gate"),
