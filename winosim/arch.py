@@ -38,6 +38,7 @@ StorageFormat = Literal["dense", "bitmask", "csr"]
 Residency = Literal["dram", "buffer"]
 BatchOrder = Literal["layer", "image"]
 WeightPrefetch = Literal["none", "next_layer"]
+WeightBufferShare = Literal["half", "pe_fill"]
 
 ZERO_HANDLING: tuple[str, ...] = ("none", "gate", "skip")
 PARTITIONS: tuple[str, ...] = ("output_channels", "tiles")
@@ -47,6 +48,7 @@ STORAGE_FORMATS: tuple[str, ...] = ("dense", "bitmask", "csr")
 RESIDENCIES: tuple[str, ...] = ("dram", "buffer")
 BATCH_ORDERS: tuple[str, ...] = ("layer", "image")
 WEIGHT_PREFETCHES: tuple[str, ...] = ("none", "next_layer")
+WEIGHT_BUFFER_SHARES: tuple[str, ...] = ("half", "pe_fill")
 DATA_WIDTHS_BITS: tuple[int, ...] = (8, 16, 32)
 ENERGY_TABLES: tuple[str, ...] = ("horowitz45", "mobile_lpddr4")
 
@@ -145,6 +147,10 @@ class Memory:
     (weights fetched once per image unless the buffer holds every layer's weights). `weight_prefetch`
     `next_layer` loads the next layer's first weights in the DRAM channel's idle cycles of the current
     layer when the buffer has room; `none` loads them when the layer starts.
+
+    `weight_buffer_share` `half` gives a layer's k-block of weights half the buffer; `pe_fill` lets a
+    k-block take more when fewer output channels than PEs fit in half, so that every PE gets one, provided
+    the passes' double-buffered inputs and outputs still fit beside it (`winosim.sim.plan`).
     """
 
     dram_bandwidth_bytes_per_cycle: int
@@ -155,6 +161,7 @@ class Memory:
     activation_residency: Residency
     batch_order: BatchOrder
     weight_prefetch: WeightPrefetch
+    weight_buffer_share: WeightBufferShare
 
     def __post_init__(self) -> None:
         _positive_int("Memory", "dram_bandwidth_bytes_per_cycle", self.dram_bandwidth_bytes_per_cycle)
@@ -165,6 +172,7 @@ class Memory:
         _choice("Memory", "activation_residency", self.activation_residency, RESIDENCIES)
         _choice("Memory", "batch_order", self.batch_order, BATCH_ORDERS)
         _choice("Memory", "weight_prefetch", self.weight_prefetch, WEIGHT_PREFETCHES)
+        _choice("Memory", "weight_buffer_share", self.weight_buffer_share, WEIGHT_BUFFER_SHARES)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ def small_arch(**pe_fields: object) -> Arch:
             activation_residency=default.memory.activation_residency,
             batch_order=default.memory.batch_order,
             weight_prefetch=default.memory.weight_prefetch,
+            weight_buffer_share=default.memory.weight_buffer_share,
         ),
         data_width_bits=16,
     )
