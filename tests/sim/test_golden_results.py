@@ -47,6 +47,7 @@ LAYER_ALONE = {
     "memory.activation_residency": "dram",
     "memory.batch_order": "layer",
     "memory.weight_prefetch": "none",
+    "memory.weight_buffer_share": "half",
 }
 """The between-layer settings the digests were recorded with (every layer alone, every byte through DRAM);
 tests/sim/test_residency.py checks the others."""

@@ -21,7 +21,10 @@ from winosim.workload import lower
 
 @pytest.mark.parametrize(("pe_count", "buffer_bytes"), [(4, 2048), (8, 2048), (8, 3072), (8, 4096)])
 def test_pe_fill_gives_every_pe_a_channel(tiny_trace: Trace, pe_count: int, buffer_bytes: int) -> None:
-    half = apply_overrides(small_arch(pe_count=pe_count), {"memory.global_buffer_bytes": buffer_bytes})
+    half = apply_overrides(
+        small_arch(pe_count=pe_count),
+        {"memory.global_buffer_bytes": buffer_bytes, "memory.weight_buffer_share": "half"},
+    )
     fill = apply_overrides(half, {"memory.weight_buffer_share": "pe_fill"})
     table = energy_table(fill.energy_table)
     changed = 0

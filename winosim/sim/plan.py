@@ -8,7 +8,9 @@ so a pass's outputs are complete when it ends. Passes run k-block by k-block, gr
 Sizing (deterministic, docs/simulator.md):
 1. k-blocks: as many output channels as their stored weights fit in half the global buffer (largest
    channel x count). With the `output_channels` partition the count is rounded down to a multiple of the
-   PE count when at least P channels fit (fewer fit: those, and the other PEs idle). When not even one
+   PE count when at least P channels fit; when fewer fit, with `memory.weight_buffer_share: pe_fill`, P
+   channels if their weights and the passes of step 2 fit in the whole buffer (the weights then take more
+   than half), otherwise those that fit, and the other PEs idle. When not even one
    channel's weights fit, the k-block (one channel per PE) is *streamed*: its weights are fetched again
    for every group. With the `tiles` partition a PE holds one segment of the k-block's partial sums in
    its accumulators, which bounds the k-block further.
