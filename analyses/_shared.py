@@ -82,5 +82,6 @@ def default_description() -> str:
         f"{pe.partition} partition with {pe.assignment} assignment, {_size(mem.global_buffer_bytes)} global buffer, "
         f"{mem.dram_bandwidth_bytes_per_cycle} B/cycle DRAM, {mem.weight_format} weights / {mem.activation_format} "
         f"activations, {arch.data_width_bits}-bit data, {arch.clock_hz / 1e9:g} GHz, energy table "
-        f"{arch.energy_table}"
+        f"{arch.energy_table}; between layers: activation residency {mem.activation_residency}, batch order "
+        f"{mem.batch_order}, weight prefetch {mem.weight_prefetch}, weight buffer share {mem.weight_buffer_share}"
     )

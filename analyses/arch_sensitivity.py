@@ -6,7 +6,9 @@ with everything else fixed, and the Winograd-ReLU network's latency and energy p
 - zero handling: none / gate / skip, for weights and for activations (all 9 combinations),
 - work partition: output channels or tiles across PEs, with static or dynamic assignment,
 - global buffer size: 32 KiB to 2 MiB,
-- DRAM bandwidth: 2 to 64 bytes per cycle.
+- DRAM bandwidth: 2 to 64 bytes per cycle,
+- between layers: activations through DRAM or kept in the buffer, the batch order (all images through a
+  layer, or one image through the network), weight prefetch across layers on or off (8 combinations).
 
 A factor's *spread* is its slowest setting's latency over its fastest (and the same for energy); the factors
 are ranked by latency spread. Writes analyses/out/arch-sensitivity-<trace>.md and
@@ -61,6 +63,16 @@ FACTORS: tuple[Factor, ...] = (
         Grid((("memory.global_buffer_bytes", ("32KiB", "64KiB", "128KiB", "256KiB", "512KiB", "1MiB", "2MiB")),)),
     ),
     Factor("DRAM bandwidth", Grid((("memory.dram_bandwidth_bytes_per_cycle", ("2", "4", "8", "16", "32", "64")),))),
+    Factor(
+        "between layers",
+        Grid(
+            (
+                ("memory.activation_residency", ("dram", "buffer")),
+                ("memory.batch_order", ("layer", "image")),
+                ("memory.weight_prefetch", ("none", "next_layer")),
+            )
+        ),
+    ),
 )
 
 

@@ -77,8 +77,9 @@ MATCHED_OVERRIDES: dict[str, Any] = {
 """The matched configuration: the default preset as 64 PEs of one multiplier each (an 8 x 8 array), each
 PE owning output channels (ZigZag's K x K spatial mapping). Dense layers make zero handling irrelevant."""
 
-OPTIONAL_OVERRIDES: dict[str, Any] = {"memory.activation_residency": "dram"}
-"""Applied only where winosim has the key: ZigZag runs every layer from DRAM to DRAM."""
+OPTIONAL_OVERRIDES: dict[str, Any] = {"memory.activation_residency": "dram", "memory.weight_prefetch": "none"}
+"""Applied only where winosim has the key: ZigZag runs every layer alone, from DRAM to DRAM (no activations
+kept on chip, no weights loaded during the previous layer)."""
 
 # Names of the generated ZigZag memories (lowest level first) and the winosim energy component each maps to.
 RF, ACC, GB, DRAM = "register_file", "accumulator", "global_buffer", "dram"

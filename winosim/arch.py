@@ -11,8 +11,9 @@ An `Arch` describes one design point of a mobile CNN accelerator (docs/simulator
 - `TransformUnit`: an input (B^T d B, then ReLU and zero compression for Winograd-ReLU) or output (A^T M A)
   transform block: how many units, and how many tiles each finishes per cycle. Adds per tile come from
   `winosim.winograd`, not from here.
-- `Memory`: DRAM bandwidth, the global buffer and per-PE register file capacities, and the storage format of
-  weights and activations (dense, bitmask, or CSR with its index bits).
+- `Memory`: DRAM bandwidth, the global buffer and per-PE register file capacities, the storage format of
+  weights and activations (dense, bitmask, or CSR with its index bits), and what happens between layers:
+  where activations live, the order of the batch, weight prefetch.
 - `Arch`: the above plus the data width, the clock and the name of the energy table used for costing.
 
 Every quantity carries its unit in its name and every field is checked on construction; an impossible value
@@ -38,12 +39,20 @@ Partition = Literal["output_channels", "tiles"]
 Assignment = Literal["static", "dynamic"]
 PEKind = Literal["scalar", "cartesian"]
 StorageFormat = Literal["dense", "bitmask", "csr"]
+Residency = Literal["dram", "buffer"]
+BatchOrder = Literal["layer", "image"]
+WeightPrefetch = Literal["none", "next_layer"]
+WeightBufferShare = Literal["half", "pe_fill"]
 
 ZERO_HANDLING: tuple[str, ...] = ("none", "gate", "skip")
 PARTITIONS: tuple[str, ...] = ("output_channels", "tiles")
 ASSIGNMENTS: tuple[str, ...] = ("static", "dynamic")
 PE_KINDS: tuple[str, ...] = ("scalar", "cartesian")
 STORAGE_FORMATS: tuple[str, ...] = ("dense", "bitmask", "csr")
+RESIDENCIES: tuple[str, ...] = ("dram", "buffer")
+BATCH_ORDERS: tuple[str, ...] = ("layer", "image")
+WEIGHT_PREFETCHES: tuple[str, ...] = ("none", "next_layer")
+WEIGHT_BUFFER_SHARES: tuple[str, ...] = ("half", "pe_fill")
 DATA_WIDTHS_BITS: tuple[int, ...] = (8, 16, 32)
 ENERGY_TABLES: tuple[str, ...] = ("horowitz45", "mobile_lpddr4")
 
@@ -163,6 +172,18 @@ class Memory:
     `csr` stores, per row (one output channel and input channel of the weights, one channel row of the
     activation map), its non-zero count in ceil(log2(columns + 1)) bits and per non-zero value its column
     index in ceil(log2(columns)) bits. `bitmask` stores one bit per element plus the non-zero values.
+
+    Between layers (`winosim.sim.residency`): `activation_residency` `dram` writes every layer's output to
+    DRAM and reads it back; `buffer` keeps what fits in the global buffer beside what the running layers
+    need (the rest spills to DRAM). `batch_order` `layer` runs all the trace's images through a layer before
+    the next (weights fetched once per layer); `image` runs one image through the whole network at a time
+    (weights fetched once per image unless the buffer holds every layer's weights). `weight_prefetch`
+    `next_layer` loads the next layer's first weights in the DRAM channel's idle cycles of the current
+    layer when the buffer has room; `none` loads them when the layer starts.
+
+    `weight_buffer_share` `half` gives a layer's k-block of weights half the buffer; `pe_fill` lets a
+    k-block take more when fewer output channels than PEs fit in half, so that every PE gets one, provided
+    the passes' double-buffered inputs and outputs still fit beside it (`winosim.sim.plan`).
     """
 
     dram_bandwidth_bytes_per_cycle: int
@@ -170,6 +191,10 @@ class Memory:
     register_file_bytes: int
     weight_format: StorageFormat
     activation_format: StorageFormat
+    activation_residency: Residency
+    batch_order: BatchOrder
+    weight_prefetch: WeightPrefetch
+    weight_buffer_share: WeightBufferShare
 
     def __post_init__(self) -> None:
         _positive_int("Memory", "dram_bandwidth_bytes_per_cycle", self.dram_bandwidth_bytes_per_cycle)
@@ -177,6 +202,10 @@ class Memory:
         _positive_int("Memory", "register_file_bytes", self.register_file_bytes)
         _choice("Memory", "weight_format", self.weight_format, STORAGE_FORMATS)
         _choice("Memory", "activation_format", self.activation_format, STORAGE_FORMATS)
+        _choice("Memory", "activation_residency", self.activation_residency, RESIDENCIES)
+        _choice("Memory", "batch_order", self.batch_order, BATCH_ORDERS)
+        _choice("Memory", "weight_prefetch", self.weight_prefetch, WEIGHT_PREFETCHES)
+        _choice("Memory", "weight_buffer_share", self.weight_buffer_share, WEIGHT_BUFFER_SHARES)
 
 
 @dataclass(frozen=True)

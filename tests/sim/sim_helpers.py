@@ -48,6 +48,10 @@ def small_arch(**pe_fields: object) -> Arch:
             register_file_bytes=256,
             weight_format="dense",
             activation_format="dense",
+            activation_residency=default.memory.activation_residency,
+            batch_order=default.memory.batch_order,
+            weight_prefetch=default.memory.weight_prefetch,
+            weight_buffer_share=default.memory.weight_buffer_share,
         ),
         data_width_bits=16,
     )

@@ -21,6 +21,7 @@ import numpy as np
 
 from winosim.arch import Arch
 from winosim.sim.plan import plan_layer
+from winosim.sim.residency import LayerMemory
 from winosim.trace import Trace
 from winosim.workload import SEGMENT_COLUMNS, lower_layer
 
@@ -157,8 +158,22 @@ class ReferenceResult:
     makespans: list[int]
 
 
-def simulate_layer_reference(trace: Trace, index: int, method: str, variant: str | None, arch: Arch) -> ReferenceResult:
-    """Total cycles and their attribution for one layer, cycle by cycle."""
+def simulate_layer_reference(
+    trace: Trace,
+    index: int,
+    method: str,
+    variant: str | None,
+    arch: Arch,
+    memory: LayerMemory | None = None,
+    prefetched: int = 0,
+) -> ReferenceResult:
+    """Total cycles and their attribution for one layer, cycle by cycle.
+
+    With `memory` (what the network decided, `winosim.sim.residency`): of every pass's input and output
+    bytes the kept fraction of its image moves through the buffer, not DRAM; in image order the passes run
+    image by image (each image's passes k-block by k-block, as a separate run of the pipeline) and, with
+    several weight fetches, every image's first group of a k-block fetches its weights; `prefetched` bytes
+    come off the first weight fetch of each run, in order."""
     pe = arch.pe_array
     passes, plan, work = unit_cycles_reference(trace, index, method, variant, arch)
     makespans = [makespan_reference(u, pe.pe_count, pe.assignment == "dynamic") for u in passes]
@@ -167,7 +182,10 @@ def simulate_layer_reference(trace: Trace, index: int, method: str, variant: str
     bw = arch.memory.dram_bandwidth_bytes_per_cycle
     winograd = work.domain == "winograd"
     m = trace.winograd_m
-    reads, writes, its, ots = [], [], [], []
+    reads, writes, its, ots, images, blocks_of = [], [], [], [], [], []
+    kept_in = memory.input_kept if memory is not None else None
+    kept_out = memory.output_kept if memory is not None else None
+    refetch = memory is not None and memory.weight_fetches > 1
 
     def span(first: int, end: int, size: int) -> tuple[int, int]:  # input rows or columns read, halo included
         if winograd:
@@ -181,7 +199,9 @@ def simulate_layer_reference(trace: Trace, index: int, method: str, variant: str
             c0 = group.segment0 * SEGMENT_COLUMNS
             c1 = min(group.segment1 * SEGMENT_COLUMNS, work.columns_per_row)
             kb = k1 - k0
-            weights = kb * work.q * wb if (g == 0 or not plan.weights_resident) else 0
+            first_of_image = g == 0 or plan.groups[g - 1].image != group.image
+            fetch = g == 0 or not plan.weights_resident or (refetch and first_of_image)
+            weights = kb * work.q * wb if fetch else 0
             (h0, h1), (w0, w1) = span(r0, r1, layer.in_height), span(c0, c1, layer.in_width)
             if winograd:
                 out_rows = min(m * r1, layer.out_height) - m * r0
@@ -189,14 +209,75 @@ def simulate_layer_reference(trace: Trace, index: int, method: str, variant: str
             else:
                 out_rows, out_cols = r1 - r0, c1 - c0
             inputs = layer.in_channels * (h1 - h0) * (w1 - w0) * wb if (b == 0 or not plan.input_resident) else 0
-            reads.append(_cdiv(weights + inputs, bw))
-            writes.append(_cdiv(kb * out_rows * out_cols * wb, bw))
+            outputs = kb * out_rows * out_cols * wb
+            if kept_in is not None and kept_out is not None:
+                f_in, f_out = kept_in[group.image], kept_out[group.image]
+                inputs -= inputs * f_in.numerator // f_in.denominator
+                outputs -= outputs * f_out.numerator // f_out.denominator
+            reads.append([weights, inputs])
+            writes.append(_cdiv(outputs, bw))
+            images.append(group.image)
+            blocks_of.append(b)
             tiles = (r1 - r0) * (c1 - c0)
             its.append(
                 _cdiv(layer.in_channels * tiles, arch.input_transform.count * arch.input_transform.tiles_per_cycle)
             )
             ots.append(_cdiv(kb * tiles, arch.output_transform.count * arch.output_transform.tiles_per_cycle))
 
+    order = list(range(len(makespans)))
+    if memory is not None and memory.image_order:
+        order.sort(key=lambda p: (images[p], blocks_of[p], p))
+    runs: list[list[int]] = []
+    for p in order:
+        if not runs or (memory is not None and memory.image_order and images[runs[-1][-1]] != images[p]):
+            runs.append([])
+        runs[-1].append(p)
+    left = prefetched
+    for run in runs:
+        taken = min(left, reads[run[0]][0])
+        reads[run[0]][0] -= taken
+        left -= taken
+    read_cycles = [_cdiv(w + i, bw) for w, i in reads]
+    total = _Counts()
+    for run in runs:
+        part = _run_pipeline(
+            [read_cycles[p] for p in run],
+            [its[p] for p in run],
+            [makespans[p] for p in run],
+            [ots[p] for p in run],
+            [writes[p] for p in run],
+            winograd,
+        )
+        total.add(part)
+    compute = _cdiv(sum(sum(u) for u in passes), pe.pe_count)  # a perfectly balanced array's cycles
+    return ReferenceResult(
+        total.cycle, compute, total.pe_cycles - compute, total.transform, total.dram_stall, total.busy or {}, makespans
+    )
+
+
+@dataclass
+class _Counts:
+    cycle: int = 0
+    pe_cycles: int = 0
+    transform: int = 0
+    dram_stall: int = 0
+    busy: dict[str, int] | None = None
+
+    def add(self, other: _Counts) -> None:
+        self.cycle += other.cycle
+        self.pe_cycles += other.pe_cycles
+        self.transform += other.transform
+        self.dram_stall += other.dram_stall
+        busy = dict(self.busy or {})
+        for name, value in (other.busy or {}).items():
+            busy[name] = busy.get(name, 0) + value
+        self.busy = busy
+
+
+def _run_pipeline(
+    reads: list[int], its: list[int], makespans: list[int], ots: list[int], writes: list[int], winograd: bool
+) -> _Counts:
+    """One run of passes through the pipeline, cycle by cycle."""
     if winograd:
         blocks = [
             _Block("loader", reads, None, 0, "read"),
@@ -292,5 +373,4 @@ def simulate_layer_reference(trace: Trace, index: int, method: str, variant: str
                     dram_busy = None
                 finish(blk)
     busy = {blk.name: blk.busy_cycles for blk in blocks}
-    compute = _cdiv(sum(sum(u) for u in passes), pe.pe_count)  # a perfectly balanced array's cycles
-    return ReferenceResult(cycle, compute, pe_cycles - compute, transform, dram_stall, busy, makespans)
+    return _Counts(cycle, pe_cycles, transform, dram_stall, busy)

@@ -41,6 +41,7 @@ VALUES = {
     "memory.global_buffer_bytes": "65536",
     "memory.weight_format": "csr",
     "memory.activation_format": "csr",
+    "memory.weight_buffer_share": "half",  # the default is pe_fill
     "data_width_bits": "8",
 }
 

@@ -90,15 +90,21 @@ def test_every_cycle_is_attributed_once_and_every_block_adds_up(
         assert 0.0 <= s.utilisation <= 1.0
 
 
+@pytest.mark.parametrize("residency", ["dram", "buffer"])
 @pytest.mark.parametrize("weight_format", ["dense", "bitmask", "csr"])
 @pytest.mark.parametrize("buffer_bytes", [3072, 6144, 1 << 20])
-def test_dram_moves_every_tensor_at_least_once(tiny_trace: Trace, weight_format: str, buffer_bytes: int) -> None:
+def test_dram_moves_every_tensor_at_least_once(
+    tiny_trace: Trace, weight_format: str, buffer_bytes: int, residency: str
+) -> None:
+    """Every weight comes from DRAM at least once; every input byte comes from DRAM or from the buffer (kept
+    there by the previous layer) at least once; every output byte goes to DRAM or stays in the buffer."""
     arch = apply_overrides(
         small_arch(),
         {
             "memory.weight_format": weight_format,
             "memory.activation_format": weight_format,
             "memory.global_buffer_bytes": buffer_bytes,
+            "memory.activation_residency": residency,
         },
     )
     width = arch.data_width_bits
@@ -125,11 +131,15 @@ def test_dram_moves_every_tensor_at_least_once(tiny_trace: Trace, weight_format:
             input_unique = footprint("dense", map_rows, layer.in_width, map_size, width).bytes
         output_unique = row.images * layer.out_channels * layer.out_height * layer.out_width * width // 8
         assert s.dram_weight_read_bytes >= weight_unique
-        assert s.dram_input_read_bytes >= input_unique
-        assert s.dram_output_write_bytes == output_unique
-        assert s.dram_bytes >= weight_unique + output_unique
+        assert s.dram_input_read_bytes + s.buffer_kept_input_bytes >= input_unique
+        assert s.dram_output_write_bytes + s.buffer_kept_output_bytes == output_unique
+        assert s.dram_bytes + s.buffer_kept_output_bytes >= weight_unique + output_unique
+        assert s.buffer_output_bytes == output_unique + s.dram_output_write_bytes  # written, drained if not kept
+        if residency == "dram":
+            assert s.buffer_kept_input_bytes == s.buffer_kept_output_bytes == 0
         assert s.dram_metadata_bytes <= s.dram_weight_read_bytes + s.dram_input_read_bytes
-        assert s.dram_channel_busy_cycles >= -(-s.dram_bytes // arch.memory.dram_bandwidth_bytes_per_cycle)
+        in_layer = s.dram_bytes - s.dram_prefetch_weight_bytes  # prefetched bytes moved during the previous layer
+        assert s.dram_channel_busy_cycles >= -(-in_layer // arch.memory.dram_bandwidth_bytes_per_cycle)
         if w_fmt == "dense" and (not sparse or row.domain == "winograd"):
             assert s.dram_metadata_bytes == 0
 
@@ -147,6 +157,8 @@ def _fast_arch(pe_count: int = 4, multipliers: int = 2, partition: Partition = "
             "output_transform.count": 1 << 20,
             "memory.dram_bandwidth_bytes_per_cycle": 1 << 30,
             "memory.global_buffer_bytes": 1 << 30,
+            "memory.activation_residency": "dram",  # every layer reads its input: one cycle to fill
+            "memory.weight_prefetch": "none",
         },
     )
 

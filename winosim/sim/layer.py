@@ -19,21 +19,25 @@ under the keys of the stages that compute it (`winosim.memo`).
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
+import numpy as np
 import simpy
 
 from winosim.arch import Arch
 from winosim.counts import count_operands
 from winosim.energy import EnergyTable
 from winosim.errors import ConfigError
+from winosim.integers import ceil_div
 from winosim.memo import Stage
 from winosim.sim.cost import Prices
 from winosim.sim.pe_array import pass_compute, pe_array_stats
 from winosim.sim.pipeline import PassTiming, pipeline_stats, run_layer, solve_layer, timeline_stats
 from winosim.sim.plan import PLAN, plan_layer
+from winosim.sim.residency import LayerMemory, PassBytes, pass_bytes
 from winosim.sim.results import LayerResult, LayerStats
-from winosim.sim.traffic import layer_traffic
+from winosim.sim.traffic import Traffic, layer_traffic
 from winosim.sim.transforms import transform_cycles, transform_stats
 from winosim.workload import LayerWork
 
@@ -51,10 +55,20 @@ assignment when the passes take as long, energy, clock, register files) share it
 
 
 def simulate_layer(
-    work: LayerWork, arch: Arch, table: EnergyTable | Prices, *, engine: Engine = "events"
+    work: LayerWork,
+    arch: Arch,
+    table: EnergyTable | Prices,
+    *,
+    engine: Engine = "events",
+    memory: LayerMemory | None = None,
+    prefetched_bytes: int = 0,
 ) -> LayerResult:
     """Simulate one layer under one method on `arch` and price it with `table` (see the module docstring);
-    a network loop passes the table's `Prices` for `arch`, computed once."""
+    a network loop passes the table's `Prices` for `arch`, computed once.
+
+    `memory` is what the network decided for this layer (`winosim.sim.residency.network_memory`: inputs
+    and outputs kept in the buffer, image order, weight fetches); without it the layer runs alone, every
+    byte through DRAM. `prefetched_bytes` of its first weights were loaded during the previous layer."""
     if engine not in ENGINES:
         raise ConfigError(f"simulate_layer: engine must be one of {ENGINES}, got {engine!r}")
     plan_key = PLAN.key(arch)
@@ -63,29 +77,64 @@ def simulate_layer(
     compute = pass_compute(work, plan, arch)
     input_cycles, output_cycles = transform_cycles(work, traffic, arch)
     bandwidth = arch.memory.dram_bandwidth_bytes_per_cycle
-    timing = PassTiming(
-        read_cycles=traffic.read_cycles(bandwidth),
-        input_transform_cycles=input_cycles,
-        compute_cycles=compute.makespan_cycles.tolist(),
-        output_transform_cycles=output_cycles,
-        write_cycles=traffic.write_cycles(bandwidth),
-        has_transforms=work.domain == "winograd",
-    )
+    memory = memory if memory is not None else LayerMemory.alone(work.images)
+    moved = pass_bytes(plan, traffic, memory, prefetched_bytes)
+    order = moved.order
+    read_cycles = ceil_div(moved.read_bytes, bandwidth)
+    write_cycles = ceil_div(moved.write_bytes, bandwidth)
+    makespans = compute.makespan_cycles[order]
+    input_transform = np.asarray(input_cycles, dtype=np.int64)[order]
+    output_transform = np.asarray(output_cycles, dtype=np.int64)[order]
 
-    def run() -> dict[str, int]:
+    def run(timing: PassTiming) -> dict[str, int]:
         timeline = solve_layer(timing) if engine == "recurrence" else run_layer(simpy.Environment(), timing)
         return timeline_stats(timeline, timing.has_transforms)
 
-    cycles = tuple(tuple(service) for service in timing.service_cycles())
-    timeline = work.memo.get(TIMELINE.key(arch, engine, *cycles), run)
+    timeline: dict[str, int] = {}
+    for first, end in moved.runs:
+        timing = PassTiming(
+            read_cycles=read_cycles[first:end].tolist(),
+            input_transform_cycles=input_transform[first:end].tolist(),
+            compute_cycles=makespans[first:end].tolist(),
+            output_transform_cycles=output_transform[first:end].tolist(),
+            write_cycles=write_cycles[first:end].tolist(),
+            has_transforms=work.domain == "winograd",
+        )
+        cycles = tuple(tuple(service) for service in timing.service_cycles())
+        part = work.memo.get(TIMELINE.key(arch, engine, *cycles), functools.partial(run, timing))
+        timeline = {name: timeline.get(name, 0) + value for name, value in part.items()}
     pipeline = pipeline_stats(timeline, int(compute.work_cycles.sum()), arch.pe_array.pe_count)
     stats = LayerStats(
         **pipeline,
         passes=plan.passes,
         **pe_array_stats(work, arch, pipeline["cycles"]),
         **transform_stats(work, traffic),
-        **traffic.stats(),
+        **_memory_stats(traffic, moved, memory, prefetched_bytes),
     )
     count = work.memo.get(COUNT.key(arch), lambda: count_operands(work))
     prices = table if isinstance(table, Prices) else Prices.of(arch, table)
     return LayerResult(count=count, stats=stats, energy=prices.energy(stats))
+
+
+def _memory_stats(traffic: Traffic, moved: PassBytes, memory: LayerMemory, prefetched: int) -> dict[str, int]:
+    """The layer's DRAM and buffer accesses, as `LayerStats` fields: the traffic of its passes with what the
+    network keeps in the buffer taken out of DRAM (metadata pro rata of the DRAM reads)."""
+    weight = int(moved.read_weight_bytes.sum()) + prefetched
+    inputs = int(moved.read_input_bytes.sum())
+    writes = int(moved.write_bytes.sum())
+    kept_output = int(moved.kept_output_bytes.sum())
+    planned_reads = int(traffic.read_bytes.sum())
+    metadata = traffic.dram_metadata_bytes * (weight + inputs) // planned_reads if planned_reads else 0
+    return {
+        **traffic.stats(),
+        "dram_weight_read_bytes": weight,
+        "dram_input_read_bytes": inputs,
+        "dram_output_write_bytes": writes,
+        "dram_metadata_bytes": metadata,
+        "buffer_fill_bytes": weight + inputs,
+        "buffer_output_bytes": 2 * writes + kept_output,  # written once; drained to DRAM or kept
+        "buffer_kept_input_bytes": int(moved.kept_input_bytes.sum()),
+        "buffer_kept_output_bytes": kept_output,
+        "dram_spill_write_bytes": writes if memory.spills else 0,
+        "dram_prefetch_weight_bytes": prefetched,
+    }

@@ -462,16 +462,20 @@ def timeline_stats(timeline: LayerTimeline, has_transforms: bool) -> dict[str, i
     stall cycles, and the cycles the PE array waits on a transform unit: when the array is not busy, a cycle
     waits on a transform unit if the unit the array waits for (input transform when starved, output
     transform when blocked or after its last pass) is busy, and on DRAM otherwise. A function of the passes'
-    service times alone; `pipeline_stats` adds the split that depends on the array's work."""
+    service times alone; `pipeline_stats` adds the split that depends on the array's work. The array's
+    cycles before its first pass and after its last (`boundary_stall_cycles`) are the layer-boundary bubble:
+    part of its stall, not a separate term of the attribution."""
     pe, total = timeline.pe_array, timeline.total_cycles
     transform = 0
     if has_transforms:
         transform += overlap_cycles(pe.starved_intervals, timeline.input_transform.busy_intervals)
         after = [*pe.blocked_intervals, (pe.last_finish, total)]
         transform += overlap_cycles(after, timeline.output_transform.busy_intervals)
+    first_start = pe.busy_intervals[0][0] if pe.busy_intervals else pe.last_finish
     return {
         "cycles": total,
         "transform_stall_cycles": transform,
+        "boundary_stall_cycles": first_start + total - pe.last_finish,
         "pe_array_busy_cycles": pe.busy_cycles,
         "pe_array_stall_cycles": pe.stall_cycles(total),
         "input_transform_busy_cycles": timeline.input_transform.busy_cycles,

@@ -8,7 +8,9 @@ so a pass's outputs are complete when it ends. Passes run k-block by k-block, gr
 Sizing (deterministic, docs/simulator.md):
 1. k-blocks: as many output channels as their stored weights fit in half the global buffer (largest
    channel x count). With the `output_channels` partition the count is rounded down to a multiple of the
-   PE count when at least P channels fit (fewer fit: those, and the other PEs idle). When not even one
+   PE count when at least P channels fit; when fewer fit, with `memory.weight_buffer_share: pe_fill`, P
+   channels if their weights and the passes of step 2 fit in the whole buffer (the weights then take more
+   than half), otherwise those that fit, and the other PEs idle. When not even one
    channel's weights fit, the k-block (one channel per PE) is *streamed*: its weights are fetched again
    for every group. With the `tiles` partition a PE holds one segment of the k-block's partial sums in
    its accumulators, which bounds the k-block further.
@@ -188,6 +190,7 @@ PLAN = Stage(
         "memory.global_buffer_bytes",
         "memory.weight_format",
         "memory.activation_format",
+        "memory.weight_buffer_share",
         "data_width_bits",
     ),
     reads_when={"pe_array.pe_count": ("pe_array.partition", "output_channels")},
@@ -238,12 +241,12 @@ def _sizing(work: LayerWork, arch: Arch) -> _Sizing:
 
 def _plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
     sizing = _sizing(work, arch)
-    kblocks = _kblocks(work, arch, sizing)
-    weights_resident = max(int(sizing.per_k[s:e].sum()) for s, e in kblocks) <= sizing.half
     # the outputs are sized for the largest k-block any PE count could get, so that the units of work do
     # not depend on P
     k_outputs = min(work.out_channels, sizing.fit) if sizing.fit >= 1 else work.out_channels
     group, segments = _group_size(work, arch, sizing, k_outputs)
+    kblocks, weight_room = _kblocks(work, arch, sizing, group, segments)
+    weights_resident = max(int(sizing.per_k[s:e].sum()) for s, e in kblocks) <= weight_room
     chunk_columns = _chunk_columns(work, arch, sizing, group)
     per_row, rows_per_image = work.segments_per_row, work.rows_per_image
     if segments == per_row:
@@ -259,7 +262,8 @@ def _plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
             for r in range(rows_per_image)
             for s0 in range(0, per_row, segments)
         )
-    resident = len(kblocks) == 1 or _input_fits_beside(work, arch, sizing, k_outputs, group, segments)
+    k_largest = max(k_outputs, max(e - s for s, e in kblocks))
+    resident = len(kblocks) == 1 or _input_fits_beside(work, arch, sizing, weight_room, k_largest, group, segments)
     return LayerPlan(
         tuple(kblocks),
         groups,
@@ -273,14 +277,27 @@ def _plan_layer(work: LayerWork, arch: Arch) -> LayerPlan:
     )
 
 
-def _kblocks(work: LayerWork, arch: Arch, sizing: _Sizing) -> list[tuple[int, int]]:
+def _kblocks(
+    work: LayerWork, arch: Arch, sizing: _Sizing, group: int, segments: int
+) -> tuple[list[tuple[int, int]], int]:
     """Step 1: as many output channels as fit in half the buffer (a multiple of the PE count with the
-    output_channels partition, so that every PE has a unit), at least one per PE (then streamed)."""
+    output_channels partition, so that every PE has a unit), at least one per PE (then streamed); with
+    `weight_buffer_share: pe_fill`, one per PE when fewer fit in half but one per PE and the passes of
+    `group` rows of `segments` segments fit in the whole buffer. Also the bytes the weights may take."""
     pe = arch.pe_array
     k_total, fit = work.out_channels, sizing.fit
+    room = sizing.half
     if pe.partition == "output_channels":
+        fill = min(k_total, pe.pe_count)
+        passes = _pass_bytes(work, arch, sizing, fill, group, segments)
         if fit >= pe.pe_count:
             kb = min(k_total, fit - fit % pe.pe_count)  # every PE gets the same number of channels
+        elif (
+            fit >= 1
+            and arch.memory.weight_buffer_share == "pe_fill"
+            and fill * int(sizing.per_k.max()) + passes <= sizing.capacity
+        ):
+            kb, room = fill, sizing.capacity - passes  # every PE gets a channel: the weights take more than half
         elif fit >= 1:
             kb = min(k_total, fit)  # resident weights, some PEs idle
         else:
@@ -293,7 +310,7 @@ def _kblocks(work: LayerWork, arch: Arch, sizing: _Sizing) -> list[tuple[int, in
                 f"pe_array.accumulator_entries = {pe.accumulator_entries} is too small for {sizing.where}: one "
                 f"segment of one output channel needs {segment_partials} partial sums"
             )
-    return [(k0, min(k0 + kb, k_total)) for k0 in range(0, k_total, kb)]
+    return [(k0, min(k0 + kb, k_total)) for k0 in range(0, k_total, kb)], room
 
 
 def _pass_bytes(work: LayerWork, arch: Arch, sizing: _Sizing, k_outputs: int, rows: int, segments: int) -> int:
@@ -347,8 +364,10 @@ def _chunk_columns(work: LayerWork, arch: Arch, sizing: _Sizing, group: int) -> 
     return chunk_columns
 
 
-def _input_fits_beside(work: LayerWork, arch: Arch, sizing: _Sizing, k_outputs: int, rows: int, segments: int) -> bool:
-    """Step 3: whether the whole input map fits beside the weights' half and two passes' outputs."""
+def _input_fits_beside(
+    work: LayerWork, arch: Arch, sizing: _Sizing, weight_room: int, k_outputs: int, rows: int, segments: int
+) -> bool:
+    """Step 3: whether the whole input map fits beside the weights' room and two passes' outputs."""
     whole = input_footprint(
         work,
         sizing.activation_format,
@@ -360,4 +379,4 @@ def _input_fits_beside(work: LayerWork, arch: Arch, sizing: _Sizing, k_outputs: 
     ).bytes
     col1 = min(segments * SEGMENT_COLUMNS, work.columns_per_row)
     outputs = 2 * k_outputs * output_rows(work, 0, rows) * output_columns(work, 0, col1) * arch.data_width_bytes
-    return work.images * whole + sizing.half + outputs <= sizing.capacity
+    return work.images * whole + weight_room + outputs <= sizing.capacity

@@ -58,6 +58,16 @@ class LayerStats:
     buffer_output_bytes: int = 0
     rf_access_bytes: int = 0
     accumulator_access_bytes: int = 0
+    boundary_stall_cycles: int = 0
+    """Of the PE array's stall: the cycles before its first pass and after its last (per run of passes)."""
+    buffer_kept_input_bytes: int = 0
+    """Input bytes the passes read from the buffer, kept there by an earlier layer, instead of from DRAM."""
+    buffer_kept_output_bytes: int = 0
+    """Output bytes kept in the buffer for the next layers instead of written to DRAM."""
+    dram_spill_write_bytes: int = 0
+    """With `activation_residency: buffer`, the output bytes written to DRAM because they did not fit."""
+    dram_prefetch_weight_bytes: int = 0
+    """Of `dram_weight_read_bytes`: those loaded during the previous layer (weight prefetch)."""
 
     def __post_init__(self) -> None:
         for name in _STATS_FIELDS:

@@ -47,6 +47,10 @@ class Traffic:
 
     read_bytes: IntArray
     write_bytes: IntArray
+    read_weight_bytes: IntArray
+    """The weights' part of `read_bytes`, per pass."""
+    read_input_bytes: IntArray
+    """The input map's part of `read_bytes`, per pass."""
     tiles: IntArray
     ksizes: IntArray
     dram_weight_read_bytes: int
@@ -142,11 +146,14 @@ def _traffic(work: LayerWork, plan: LayerPlan, arch: Arch) -> Traffic:
         buffer_input = blocks * int(input_bytes.sum())
     read_bytes = (read_weight + read_input).ravel()
     write_bytes = write.ravel()
-    for array in (read_bytes, write_bytes, tiles, ksizes):
+    read_weight_bytes, read_input_bytes = read_weight.ravel(), read_input.ravel()
+    for array in (read_bytes, write_bytes, read_weight_bytes, read_input_bytes, tiles, ksizes):
         array.setflags(write=False)
     return Traffic(
         read_bytes=read_bytes,
         write_bytes=write_bytes,
+        read_weight_bytes=read_weight_bytes,
+        read_input_bytes=read_input_bytes,
         tiles=tiles,
         ksizes=ksizes,
         dram_weight_read_bytes=int(read_weight.sum()),
