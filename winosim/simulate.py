@@ -27,7 +27,7 @@ from winosim.methods import available, check_methods
 from winosim.sim.cost import Prices
 from winosim.sim.layer import ENGINES, Engine, simulate_layer
 from winosim.sim.plan import PLAN, plan_layer
-from winosim.sim.residency import LayerMemory, network_memory
+from winosim.sim.residency import LayerFootprint, LayerMemory, layer_footprint, network_memory
 from winosim.sim.results import LayerResult, SimResult
 from winosim.sim.traffic import layer_traffic
 from winosim.trace import Trace
@@ -95,10 +95,12 @@ def simulate(
     results: dict[int, LayerResult] = {}
     done = 0
     for indices in sequences.values():  # each method's network, layer after layer
-        network = [lowered(i) for i in indices]
-        memories = _network_memory(network, arch)
+        # two passes when streaming: the layers' small footprints first (the buffer's decisions need the
+        # whole network), then each layer lowered again and simulated, so memory stays flat in the layers
+        memories = network_memory([_footprint(lowered(i), arch) for i in indices], arch)
         previous: LayerResult | None = None
-        for work, memory, index in zip(network, memories, indices, strict=True):
+        for memory, index in zip(memories, indices, strict=True):
+            work = lowered(index)
             prefetched = _prefetched_bytes(work, arch, memory, previous)
             previous = simulate_layer(work, arch, prices, engine=engine, memory=memory, prefetched_bytes=prefetched)
             results[index] = previous
@@ -110,14 +112,11 @@ def simulate(
     return SimResult(network=trace.network, arch=arch, energy_table=table.name, rows=tuple(rows))
 
 
-def _network_memory(network: list[LayerWork], arch: Arch) -> tuple[LayerMemory, ...]:
-    """What sharing the buffer decides for each layer of one method's network (`winosim.sim.residency`)."""
-    layers = []
-    for work in network:
-        key = PLAN.key(arch)
-        plan = plan_layer(work, arch, key)
-        layers.append((work, plan, layer_traffic(work, plan, key, arch)))
-    return network_memory(layers, arch)
+def _footprint(work: LayerWork, arch: Arch) -> LayerFootprint:
+    """What the network's buffer decisions need of one layer (`winosim.sim.residency.LayerFootprint`)."""
+    key = PLAN.key(arch)
+    plan = plan_layer(work, arch, key)
+    return layer_footprint(work, plan, layer_traffic(work, plan, key, arch), arch)
 
 
 def _prefetched_bytes(work: LayerWork, arch: Arch, memory: LayerMemory, previous: LayerResult | None) -> int:

@@ -21,7 +21,7 @@ from winosim.arch import Arch
 from winosim.archio import apply_overrides
 from winosim.geometry import LayerGeometry, NetworkGeometry
 from winosim.sim.plan import PLAN, plan_layer
-from winosim.sim.residency import LayerMemory, network_memory, tensor_lifetimes
+from winosim.sim.residency import LayerMemory, layer_footprint, network_memory, tensor_lifetimes
 from winosim.sim.results import SimResult
 from winosim.sim.traffic import layer_traffic
 from winosim.synthetic import synthetic_trace
@@ -95,7 +95,7 @@ def _memories(
         layers = []
         for work in works:
             plan = plan_layer(work, arch)
-            layers.append((work, plan, layer_traffic(work, plan, PLAN.key(arch), arch)))
+            layers.append(layer_footprint(work, plan, layer_traffic(work, plan, PLAN.key(arch), arch), arch))
         result[key] = (works, network_memory(layers, arch))
     return result
 

@@ -142,30 +142,48 @@ def _pass_io_bytes(traffic: Traffic, blocks: int) -> int:
 
 
 @dataclass(frozen=True)
-class _Layer:
-    work: LayerWork
-    plan: LayerPlan
-    traffic: Traffic
+class LayerFootprint:
+    """What the network's memory decisions need of one layer, small enough to keep for every layer while
+    the layers' masks and lowered work are streamed: its name, per image its whole input map as stored
+    (`input_bytes`), per k-block its stored weights (`weight_bytes`), its largest double-buffered pass
+    (`pass_io_bytes`) and whether its plan keeps the input map across several k-blocks (`reserves_input`)."""
+
+    name: str
+    input_bytes: IntArray
+    weight_bytes: IntArray
+    pass_io_bytes: int
+    reserves_input: bool
 
 
-def network_memory(layers: Sequence[tuple[LayerWork, LayerPlan, Traffic]], arch: Arch) -> tuple[LayerMemory, ...]:
+def layer_footprint(work: LayerWork, plan: LayerPlan, traffic: Traffic, arch: Arch) -> LayerFootprint:
+    """The `LayerFootprint` of a lowered layer under its plan and traffic."""
+    return LayerFootprint(
+        name=work.layer.name,
+        input_bytes=_input_map_bytes(work, plan, arch),
+        weight_bytes=_weight_bytes(work, plan, arch),
+        pass_io_bytes=_pass_io_bytes(traffic, len(plan.kblocks)),
+        reserves_input=plan.input_resident and len(plan.kblocks) > 1,
+    )
+
+
+def network_memory(layers: Sequence[LayerFootprint], arch: Arch) -> tuple[LayerMemory, ...]:
     """One `LayerMemory` per layer of one method's network, in layer order (see the module docstring)."""
     mem = arch.memory
-    items = [_Layer(*layer) for layer in layers]
-    images = items[0].work.images if items else 0
+    items = list(layers)
+    images = len(items[0].input_bytes) if items else 0
     capacity = mem.global_buffer_bytes
     image_order = mem.batch_order == "image"
     scopes = [(n,) for n in range(images)] if image_order else [tuple(range(images))]
-    input_bytes = [_input_map_bytes(item.work, item.plan, arch) for item in items]
-    weights = [_weight_bytes(item.work, item.plan, arch) for item in items]
-    io = [_pass_io_bytes(item.traffic, len(item.plan.kblocks)) for item in items]
-    reserved = [item.plan.input_resident and len(item.plan.kblocks) > 1 for item in items]
+    input_bytes = [item.input_bytes for item in items]
+    weights = [item.weight_bytes for item in items]
+    io = [item.pass_io_bytes for item in items]
+    reserved = [item.reserves_input for item in items]
     scope_input = max(len(s) for s in scopes) if scopes else 0  # images a reserved input map holds
     reserve = [int(np.sort(b)[-scope_input:].sum()) if r else 0 for b, r in zip(input_bytes, reserved, strict=True)]
     all_weights = sum(int(w.sum()) for w in weights)
     held = image_order and all_weights + max((a + b for a, b in zip(io, reserve, strict=True)), default=0) <= capacity
     working = [(all_weights if held else int(w.max())) + a + b for w, a, b in zip(weights, io, reserve, strict=True)]
-    tensors = tensor_lifetimes([item.work.layer.name for item in items])
+    tensors = tensor_lifetimes([item.name for item in items])
     kept_out: list[list[Fraction]] = [[Fraction(0)] * images for _ in items]
     kept_in: list[list[Fraction]] = [[Fraction(0)] * images for _ in items]
     pressure = [list(working) for _ in scopes]
