@@ -20,10 +20,11 @@ import torch
 
 from winosim.commands import CommandParser, seed
 from winosim.errors import ConfigError, WinosimError
+from winosim.files import atomic_write_text
 from winosim.nn.custom import factory_name
 from winosim.nn.layers import MODES
 from winosim.nn.models import NETWORK_NAMES
-from winosim.nn.train import PRECISIONS, SCHEDULES, TrainConfig, atomic_write_text, train
+from winosim.nn.train import PRECISIONS, SCHEDULES, TrainConfig, train
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -251,7 +252,7 @@ def curve_main(argv: list[str]) -> int:
     args = _curve_parser().parse_args(argv)
     table = curve_table([density_curve(r) for r in args.runs], args.within)
     if args.output:
-        atomic_write_text(table, Path(args.output))
+        atomic_write_text(Path(args.output), table)
         print(f"curve: wrote {args.output}")
     else:
         print(table, end="")

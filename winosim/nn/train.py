@@ -24,8 +24,6 @@ import contextlib
 import json
 import logging
 import math
-import os
-import tempfile
 import time
 import types
 import typing
@@ -41,6 +39,7 @@ from tqdm import tqdm
 
 import winosim
 from winosim.errors import ConfigError, WinosimError
+from winosim.files import atomic_write, atomic_write_text
 from winosim.nn.custom import build_custom, parse_factory
 from winosim.nn.data import ArrayDataset, Dataset, derive_seed, load_dataset
 from winosim.nn.layers import MODES, spatial_to_winograd
@@ -304,26 +303,8 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, then rename over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save through `winosim.files.atomic_write` (temp file in the same folder, fsync, rename)."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -521,7 +502,7 @@ def train(
             optimizer.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise CheckpointError(f"{last}: optimiser state does not fit the model ({exc})") from None
-    atomic_write_text(json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n", out / "config.json")
+    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
 
     segment_start = time.monotonic()
     last_save = segment_start
@@ -643,7 +624,7 @@ def train(
             save()
             progress_line(density, epochs, per_epoch, f"test accuracy {test_accuracy:.4f}")
             atomic_write_text(
-                "".join(json.dumps(r, sort_keys=True) + "\n" for r in state.history), out / "metrics.jsonl"
+                out / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in state.history)
             )
         # end of phase: the model at this density
         if state.last_test_accuracy is None or epochs == 0:
