@@ -23,12 +23,21 @@ from pathlib import Path
 from winosim.errors import OutputError
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *, create_folder: bool = True) -> Path:
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[Path], None],
+    *,
+    create_folder: bool = True,
+    durable: bool = True,
+) -> Path:
     """Call `write(tmp)` to fill a temporary file next to `path`, fsync it, then rename it over `path`;
     returns `path`.
 
     With `create_folder` the target's missing folders are created; without it a missing folder raises
     `OutputError`, as do a directory in the way and a file system error (the temporary file is removed).
+    `durable=False` skips the two fsyncs (file and folder): readers still never see a partial file, but
+    after a power loss the file may be empty or missing; only for files whose reader verifies them (a
+    sweep's point files carry a checksum and are recomputed when they do not match).
     """
     target = Path(path)
     if target.is_dir():
@@ -46,14 +55,16 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], None], *,
     try:
         write(tmp)
         os.chmod(tmp, 0o644)
-        _fsync(tmp)
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, target)
     except BaseException as exc:
         tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
         raise
-    _fsync_folder(folder)
+    if durable:
+        _fsync_folder(folder)
     return target
 
 

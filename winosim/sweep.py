@@ -379,6 +379,13 @@ def evaluate_point(evaluator: Evaluator, digest: str, source: str | bytes, resol
     return frame.reset_index(drop=True)
 
 
+def compute_point(evaluator: Evaluator, digest: str, source: str | bytes, resolved: Any, key: str) -> PointOutcome:
+    """The task every executor runs: evaluate one point and encode its point file (`encode_point`), so that
+    the expensive part of storing it runs on the workers too."""
+    result = evaluate_point(evaluator, digest, source, resolved)
+    return PointOutcome(result, encode_point(key, result))
+
+
 # --------------------------------------------------------------------------- tasks and storage
 
 
@@ -443,23 +450,52 @@ def frame_checksum(frame: pd.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def store_point(out_dir: Path, key: str, result: pd.DataFrame | Infeasible) -> None:
-    """Store one point's result under its key, stamped with the key and a checksum of its content."""
+@dataclass(frozen=True)
+class PointOutcome:
+    """What evaluating one point gives back to the parent: the result, and its point file's bytes (encoded
+    where the point was evaluated, so that the parent only writes them: `write_point`)."""
+
+    result: pd.DataFrame | Infeasible
+    payload: bytes
+
+
+def encode_point(key: str, result: pd.DataFrame | Infeasible) -> bytes:
+    """A point file's bytes: Parquet stamped with the key and a checksum of the rows, or for an infeasible
+    point a JSON record of its message and key. (The checksum is taken from the frame itself; a stored
+    point whose rows do not read back to it is recomputed by `load_point`, never trusted.)"""
     if isinstance(result, Infeasible):
         stamp = {
             "key": key,
             "infeasible": result.message,
             "sha256": hashlib.sha256(result.message.encode()).hexdigest(),
         }
-        atomic_write_text(_infeasible_path(out_dir, key), json.dumps(stamp) + "\n")
-        return
+        return (json.dumps(stamp) + "\n").encode()
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pa.Table.from_pandas(result, preserve_index=False)
-    stamp_text = json.dumps({"key": key, "sha256": frame_checksum(table.to_pandas())})
+    stamp_text = json.dumps({"key": key, "sha256": frame_checksum(result)})
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), POINT_STAMP: stamp_text.encode()})
-    atomic_write(_point_path(out_dir, key), lambda tmp: pq.write_table(table, tmp))
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def write_point(out_dir: Path, key: str, outcome: PointOutcome) -> None:
+    """Store one point's encoded file under its key (atomically; not fsynced: `load_point` verifies every
+    point file against its stamp and recomputes one that a crash left empty or stale)."""
+    infeasible = isinstance(outcome.result, Infeasible)
+    path = _infeasible_path(out_dir, key) if infeasible else _point_path(out_dir, key)
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(outcome.payload)
+
+    atomic_write(path, write, durable=False)
+
+
+def store_point(out_dir: Path, key: str, result: pd.DataFrame | Infeasible) -> None:
+    """Encode and store one point's result under its key (`encode_point`, `write_point`)."""
+    write_point(out_dir, key, PointOutcome(result, encode_point(key, result)))
 
 
 def load_point(out_dir: Path, key: str) -> pd.DataFrame | Infeasible | None:
@@ -507,12 +543,12 @@ def _read_point(source: Path) -> tuple[pd.DataFrame | Infeasible, Any, str]:
 
 # --------------------------------------------------------------------------- executors
 
-OnResult = Callable[[Task, pd.DataFrame | Infeasible], None]
+OnResult = Callable[[Task, PointOutcome], None]
 
 
 def _run_inline(tasks: Sequence[Task], evaluator: Evaluator, on_result: OnResult) -> None:
-    for task in tasks:
-        on_result(task, evaluate_point(evaluator, task.trace.sha256, task.trace.path, task.resolved))
+    for t in tasks:
+        on_result(t, compute_point(evaluator, t.trace.sha256, t.trace.path, t.resolved, t.key))
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -537,18 +573,18 @@ def _run_processes(
         before = len(pending)
         with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context()) as pool:
             futures = {
-                pool.submit(evaluate_point, evaluator, t.trace.sha256, t.trace.path, t.resolved): t
+                pool.submit(compute_point, evaluator, t.trace.sha256, t.trace.path, t.resolved, t.key): t
                 for t in pending.values()
             }
             try:
                 for future in concurrent.futures.as_completed(futures):
                     task = futures[future]
                     try:
-                        frame = future.result()
+                        outcome = future.result()
                     except concurrent.futures.process.BrokenProcessPool:
                         broken = True
                         break
-                    on_result(task, frame)
+                    on_result(task, outcome)
                     del pending[task.key]
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
@@ -585,11 +621,12 @@ def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_re
                 sources[digest] = client.scatter(data, broadcast=True, hash=False)
         futures = {
             client.submit(
-                evaluate_point,
+                compute_point,
                 evaluator,
                 t.trace.sha256,
                 sources[t.trace.sha256],
                 t.resolved,
+                t.key,
                 key=f"winosim-point-{t.key[:16]}-{uuid.uuid4().hex[:12]}",  # unique per submission
                 pure=False,
             ): t
@@ -599,7 +636,7 @@ def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_re
             for future in as_completed(futures, loop=client.loop):
                 task = futures[future]
                 try:
-                    frame = future.result()
+                    outcome = future.result()
                 except WinosimError:
                     raise
                 except Exception as exc:
@@ -610,7 +647,7 @@ def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_re
                         else ""
                     )
                     raise SweepError(f"point {task.point.label()} of {task.trace.name} failed: {first}{hint}") from None
-                on_result(task, frame)
+                on_result(task, outcome)
                 future.release()
         finally:
             unfinished = [f for f in futures if not f.done()]
@@ -810,10 +847,10 @@ def _compute(
 
     pieces: dict[tuple[str, int], pd.DataFrame] = {}
 
-    def on_result(task: Task, frame: pd.DataFrame | Infeasible) -> None:
+    def on_result(task: Task, outcome: PointOutcome) -> None:
         nonlocal done
-        store_point(out, task.key, frame)
-        frames[task.key] = frame
+        write_point(out, task.key, outcome)
+        frames[task.key] = frame = outcome.result
         if not isinstance(frame, Infeasible):
             pieces[(task.trace.name, task.point.index)] = _piece(task, frame, param_columns)
         done += 1
