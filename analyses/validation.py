@@ -508,19 +508,26 @@ def _exposure_note(arch: Arch, w: Mapping[str, Any], z: ZigZagLayer) -> str:
     reads = _ceil_div(int(w["dram_weight_read_bytes"]) + int(w["dram_input_read_bytes"]), bandwidth)
     writes = _ceil_div(int(w["dram_output_write_bytes"]), bandwidth)
     z_exposed = round(z.cycles - z.temporal_cycles)
+    weight_cycles = _ceil_div(int(w["dram_weight_read_bytes"]), bandwidth)
     if passes == 1:
         how = (
-            f"this layer is a single pass, so its DRAM reads ({reads} cycles at {bandwidth} B/cycle) come before "
-            f"the computation and its writes ({writes} cycles) after it"
+            f"this layer is a single pass, streamed row by row: its weights ({weight_cycles} of its {reads} read "
+            f"cycles at {bandwidth} B/cycle) and its first row's inputs come before the first multiply, its last "
+            f"row's outputs (of {writes} write cycles) after the last"
         )
     else:
-        how = f"the first of its {passes} passes' loads and the last one's writes cannot overlap computation"
+        how = (
+            f"of its {passes} passes, the first streams its reads and the last its writes row by row: the first "
+            "k-block's weights and the first row's inputs come before the first multiply, the last row's outputs "
+            "after the last"
+        )
     return (
-        f"DRAM time not hidden: winosim {exposed} cycles. It double-buffers whole passes (docs/simulator.md, "
-        f"timing) and {how}. ZigZag {z_exposed} cycles ({round(z.onloading_cycles)} initial loading + "
-        f"{round(z.stall_cycles)} stalls + {round(z.offloading_cycles)} final offloading): it overlaps DRAM "
-        "transfers with computation at the granularity of its temporal-mapping tiles and exposes only the first "
-        "tile's loads and the last tile's writes."
+        f"DRAM time not hidden: winosim {exposed} cycles. It double-buffers whole passes and streams each "
+        f"layer's first and last pass by rows (docs/simulator.md, timing); {how}. ZigZag {z_exposed} cycles "
+        f"({round(z.onloading_cycles)} initial loading + {round(z.stall_cycles)} stalls + "
+        f"{round(z.offloading_cycles)} final offloading): it overlaps DRAM transfers with computation at the "
+        "granularity of its temporal-mapping tiles and exposes only the first tile's loads and the last tile's "
+        "writes."
     )
 
 
@@ -552,8 +559,8 @@ def cycle_cause(layer: LayerGeometry, arch: Arch, w: Mapping[str, Any], z: ZigZa
             return f"PE array: winosim's k-block of {fit} channels < {arch.pe_array.pe_count} PEs"
         return "PE array busy time"
     if int(w["passes"]) == 1:
-        return "DRAM not overlapped: winosim runs the layer as one pass"
-    return "DRAM not overlapped at pass granularity"
+        return "DRAM exposed: a single pass, its first row's reads and last row's writes"
+    return "DRAM exposed: the first pass's first row, the last pass's last row"
 
 
 def _halo(layer: LayerGeometry, extra: int, width_bytes: int) -> str:
@@ -741,8 +748,9 @@ ASSUMPTIONS: tuple[tuple[str, str, str], ...] = (
     ),
     (
         "overlap of DRAM and compute",
-        "discrete-event: loader -> PE array -> writer per pass with two-slot buffers and one DRAM channel (writes "
-        "first); nothing overlaps inside a pass",
+        "discrete-event: loader -> PE array -> writer per pass with buffers for two passes and one DRAM channel "
+        "(writes first); a layer's first and last pass stream by rows, so their first row's reads and last row's "
+        "writes are exposed",
         "analytical: each transfer's cycles against the window its loop nest allows (stall or slack per memory "
         "port), plus the first tile's loading and the last tile's offloading",
     ),

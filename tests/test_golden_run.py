@@ -3,7 +3,8 @@ unchanged while the code is reorganised).
 
 The goldens were written before the reorganisation, by the command lines below, on the two shipped traces
 and on a synthetic ImageNet ResNet-18 trace generated here from a fixed seed (the trace itself is 15 MB, too
-big to commit; `synth` is deterministic for a seed). They are stored gzip-compressed. To refresh them after
+big to commit; `synth` is deterministic for a seed), and re-recorded when the model changed on purpose (issue 13:
+the streamed fill and drain of `winosim.sim.streaming`). They are stored gzip-compressed. To refresh them after
 an intended change of the numbers, run the same command lines and gzip the output (`gzip -9 -n`).
 """
 

@@ -158,8 +158,8 @@ def test_a_single_pass_layer_is_named_as_not_overlapping_dram() -> None:
     assert w["passes"] == 1
     z = _zigzag(int(w["pe_array_busy_cycles"]), 856)
     note = validation.cycle_note(layer, arch, w, z)
-    assert "single pass" in note and "PE array" not in note
-    assert "one pass" in validation.cycle_cause(layer, arch, w, z)
+    assert "single pass, streamed row by row" in note and "PE array" not in note
+    assert "single pass" in validation.cycle_cause(layer, arch, w, z)
 
 
 def test_input_halo_reads_are_explained() -> None:

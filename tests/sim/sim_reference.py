@@ -9,12 +9,16 @@ recomputes everything else the slow, obvious way:
   the next unit goes to the lowest-numbered free PE), then every busy PE does one cycle of work;
 - the pipeline cycle by cycle: blocks start a pass when its input is there and an output slot is free
   (repeating until nothing changes within the cycle), then the DRAM channel, if idle, takes the pending
-  write before the pending read, then every busy block and the channel do one cycle of work.
+  write before the pending read, then every busy block and the channel do one cycle of work; the first
+  and the last pass of each run go through it as one item per row (`items`, written from the definition in
+  docs/simulator.md, not from `winosim.sim.streaming`), each taking 1/R of a pass's room in the buffers,
+  which hold two whole passes.
 Storage is dense (the tests that use this model set dense formats). For small layers only.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -182,7 +186,7 @@ def simulate_layer_reference(
     bw = arch.memory.dram_bandwidth_bytes_per_cycle
     winograd = work.domain == "winograd"
     m = trace.winograd_m
-    reads, writes, its, ots, images, blocks_of = [], [], [], [], [], []
+    reads, writes, its, ots, images, blocks_of, rows, row_shape = [], [], [], [], [], [], [], []
     kept_in = memory.input_kept if memory is not None else None
     kept_out = memory.output_kept if memory is not None else None
     refetch = memory is not None and memory.weight_fetches > 1
@@ -215,7 +219,10 @@ def simulate_layer_reference(
                 inputs -= inputs * f_in.numerator // f_in.denominator
                 outputs -= outputs * f_out.numerator // f_out.denominator
             reads.append([weights, inputs])
-            writes.append(_cdiv(outputs, bw))
+            writes.append(outputs)
+            whole = group.segment0 == 0 and group.segment1 == work.segments_per_row
+            rows.append((r0, r1 if whole else r0 + 1))
+            row_shape.append((kb, c1 - c0))
             images.append(group.image)
             blocks_of.append(b)
             tiles = (r1 - r0) * (c1 - c0)
@@ -237,18 +244,50 @@ def simulate_layer_reference(
         taken = min(left, reads[run[0]][0])
         reads[run[0]][0] -= taken
         left -= taken
-    read_cycles = [_cdiv(w + i, bw) for w, i in reads]
+
+    def out_rows(r0: int, r1: int) -> int:
+        return min(m * r1, layer.out_height) - m * r0 if winograd else r1 - r0
+
+    def items(p: int, streamed: bool, first: bool) -> list[list[int]]:
+        """The pipeline items of pass p: itself, or (streamed) one per row, each a transfer of its own: row j
+        reads the weights (j = 0) and, for the run's first pass, its share of the input bytes, by input rows
+        it adds (any other pass reads all its inputs with row 0); transforms its own tiles; computes 1/R of
+        the pass's makespan; writes its share of the output bytes, by output rows."""
+        weights, inputs = reads[p]
+        r0, r1 = rows[p]
+        count = r1 - r0
+        if not streamed or count == 1:
+            return [[_cdiv(weights + inputs, bw)], [its[p]], [makespans[p]], [ots[p]], [_cdiv(writes[p], bw)]]
+        h0, h_all = span(r0, r1, layer.in_height)
+        kb, columns = row_shape[p]
+        it_row = _cdiv(layer.in_channels * columns, arch.input_transform.count * arch.input_transform.tiles_per_cycle)
+        ot_row = _cdiv(kb * columns, arch.output_transform.count * arch.output_transform.tiles_per_cycle)
+        result: list[list[int]] = [[], [], [], [], []]
+        read_before = write_before = 0
+        for j in range(count):
+            _, h_end = span(r0, r0 + j + 1, layer.in_height)
+            read_now = weights + (inputs * (h_end - h0) // (h_all - h0) if first else inputs)
+            write_now = writes[p] * out_rows(r0, r0 + j + 1) // out_rows(r0, r1)
+            result[0].append(_cdiv(read_now - read_before, bw))
+            result[4].append(_cdiv(write_now - write_before, bw))
+            read_before, write_before = read_now, write_now
+            result[1].append(it_row if winograd else 0)
+            result[2].append(makespans[p] * (j + 1) // count - makespans[p] * j // count)
+            result[3].append(ot_row if winograd else 0)
+        return result
+
     total = _Counts()
     for run in runs:
-        part = _run_pipeline(
-            [read_cycles[p] for p in run],
-            [its[p] for p in run],
-            [makespans[p] for p in run],
-            [ots[p] for p in run],
-            [writes[p] for p in run],
-            winograd,
-        )
-        total.add(part)
+        columns: list[list[int]] = [[], [], [], [], []]
+        ends = {p: rows[p][1] - rows[p][0] for p in (run[0], run[-1])}
+        whole = math.lcm(*ends.values())  # a whole pass's room; a streamed row takes 1/R of it
+        units: list[int] = []
+        for p in run:
+            parts = items(p, p in ends, p == run[0])
+            units += [whole // len(parts[0])] * len(parts[0])
+            for column, values in zip(columns, parts, strict=True):
+                column.extend(values)
+        total.add(_run_pipeline(*columns, winograd, units, 2 * whole))
     compute = _cdiv(sum(sum(u) for u in passes), pe.pe_count)  # a perfectly balanced array's cycles
     return ReferenceResult(
         total.cycle, compute, total.pe_cycles - compute, total.transform, total.dram_stall, total.busy or {}, makespans
@@ -275,9 +314,16 @@ class _Counts:
 
 
 def _run_pipeline(
-    reads: list[int], its: list[int], makespans: list[int], ots: list[int], writes: list[int], winograd: bool
+    reads: list[int],
+    its: list[int],
+    makespans: list[int],
+    ots: list[int],
+    writes: list[int],
+    winograd: bool,
+    units: list[int],
+    capacity: int,
 ) -> _Counts:
-    """One run of passes through the pipeline, cycle by cycle."""
+    """One run of items through the pipeline, cycle by cycle; item i takes units[i] of a buffer's room."""
     if winograd:
         blocks = [
             _Block("loader", reads, None, 0, "read"),
@@ -294,7 +340,7 @@ def _run_pipeline(
             _Block("writer", writes, 1, None, "write"),
         ]
         buffers = 2
-    free = [2] * buffers
+    free = [capacity] * buffers
     ready = [0] * buffers
     count = len(makespans)
     by_name = {blk.name: blk for blk in blocks}
@@ -308,7 +354,7 @@ def _run_pipeline(
         if blk.sink is not None:
             ready[blk.sink] += 1
         if blk.source is not None:
-            free[blk.source] += 1
+            free[blk.source] += units[blk.index]
         blk.index += 1
         blk.state = "done" if blk.index == count else "idle"
 
@@ -320,13 +366,13 @@ def _run_pipeline(
                 if blk.state != "idle":
                     continue
                 has_input = blk.source is None or ready[blk.source] > 0
-                has_slot = blk.sink is None or free[blk.sink] > 0
+                has_slot = blk.sink is None or free[blk.sink] >= units[blk.index]
                 if not (has_input and has_slot):
                     continue
                 if blk.source is not None:
                     ready[blk.source] -= 1
                 if blk.sink is not None:
-                    free[blk.sink] -= 1
+                    free[blk.sink] -= units[blk.index]
                 changed = True
                 service = blk.service[blk.index]
                 if service == 0:

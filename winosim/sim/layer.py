@@ -7,7 +7,8 @@
 3. the PE array gives each pass's makespan from the per-unit work (`winosim.sim.pe_array`), the transform
    units their time per pass (`winosim.sim.transforms`);
 4. the passes flow through the pipeline of loader, transform units, PE array and writer sharing one DRAM
-   channel (`winosim.sim.pipeline`): the simpy event model (`engine="events"`) or its exact recurrences
+   channel (`winosim.sim.pipeline`; each run's first and last pass go through it row by row,
+   `winosim.sim.streaming`): the simpy event model (`engine="events"`) or its exact recurrences
    (`engine="recurrence"`, identical results, several times faster);
 5. the layer's `LayerStats` gathers what each block reports of itself (the pipeline's cycles and their
    attribution, the array's multiplies and accesses, the transforms' adds, the traffic's bytes), and the
@@ -29,7 +30,6 @@ from winosim.arch import Arch
 from winosim.counts import count_operands
 from winosim.energy import EnergyTable
 from winosim.errors import ConfigError
-from winosim.integers import ceil_div
 from winosim.memo import Stage
 from winosim.sim.cost import Prices
 from winosim.sim.pe_array import pass_compute, pe_array_stats
@@ -37,6 +37,7 @@ from winosim.sim.pipeline import PassTiming, pipeline_stats, run_layer, solve_la
 from winosim.sim.plan import PLAN, plan_layer
 from winosim.sim.residency import LayerMemory, PassBytes, pass_bytes
 from winosim.sim.results import LayerResult, LayerStats
+from winosim.sim.streaming import run_timing
 from winosim.sim.traffic import Traffic, layer_traffic
 from winosim.sim.transforms import transform_cycles, transform_stats
 from winosim.workload import LayerWork
@@ -50,7 +51,7 @@ COUNT = Stage("count", reads=())
 
 TIMELINE = Stage("timeline", reads=())
 """What the pipeline reports of itself (`pipeline.timeline_stats`): a function of the passes' service times
-alone (the key's inputs), so design points that differ only in what does not change them (the PE count or
+and room alone (the key's inputs), so design points that differ only in what does not change them (the PE count or
 assignment when the passes take as long, energy, clock, register files) share it."""
 
 
@@ -76,32 +77,22 @@ def simulate_layer(
     traffic = layer_traffic(work, plan, plan_key, arch)
     compute = pass_compute(work, plan, arch)
     input_cycles, output_cycles = transform_cycles(work, traffic, arch)
-    bandwidth = arch.memory.dram_bandwidth_bytes_per_cycle
     memory = memory if memory is not None else LayerMemory.alone(work.images)
     moved = pass_bytes(plan, traffic, memory, prefetched_bytes)
-    order = moved.order
-    read_cycles = ceil_div(moved.read_bytes, bandwidth)
-    write_cycles = ceil_div(moved.write_bytes, bandwidth)
-    makespans = compute.makespan_cycles[order]
-    input_transform = np.asarray(input_cycles, dtype=np.int64)[order]
-    output_transform = np.asarray(output_cycles, dtype=np.int64)[order]
+    makespans = compute.makespan_cycles[moved.order]
+    input_transform = np.asarray(input_cycles, dtype=np.int64)[moved.order]
+    output_transform = np.asarray(output_cycles, dtype=np.int64)[moved.order]
 
     def run(timing: PassTiming) -> dict[str, int]:
         timeline = solve_layer(timing) if engine == "recurrence" else run_layer(simpy.Environment(), timing)
         return timeline_stats(timeline, timing.has_transforms)
 
     timeline: dict[str, int] = {}
-    for first, end in moved.runs:
-        timing = PassTiming(
-            read_cycles=read_cycles[first:end].tolist(),
-            input_transform_cycles=input_transform[first:end].tolist(),
-            compute_cycles=makespans[first:end].tolist(),
-            output_transform_cycles=output_transform[first:end].tolist(),
-            write_cycles=write_cycles[first:end].tolist(),
-            has_transforms=work.domain == "winograd",
-        )
+    for span in moved.runs:
+        timing = run_timing(work, plan, moved, span, arch, makespans, input_transform, output_transform)
         cycles = tuple(tuple(service) for service in timing.service_cycles())
-        part = work.memo.get(TIMELINE.key(arch, engine, *cycles), functools.partial(run, timing))
+        room = (tuple(timing.units()), timing.pass_units)
+        part = work.memo.get(TIMELINE.key(arch, engine, *cycles, *room), functools.partial(run, timing))
         timeline = {name: timeline.get(name, 0) + value for name, value in part.items()}
     pipeline = pipeline_stats(timeline, int(compute.work_cycles.sum()), arch.pe_array.pe_count)
     stats = LayerStats(

@@ -7,14 +7,15 @@ time, in order:
         output transform --[finished]--> writer
 
 (Spatial-domain work has no transform stages: loader --> PE array --> writer.) Every buffer between two
-blocks has two slots (double buffering): a block takes a free slot of its output buffer before it starts a
-pass and frees the slot of its input buffer when it has finished with the pass. The loader and the writer
-move the pass's bytes through the one DRAM channel; the channel serves one transfer at a time,
+blocks holds two passes (double buffering): a block takes room in its output buffer before it starts a
+pass and frees its room in its input buffer when it has finished with the pass. An item that is one row of
+a pass streamed by rows (`winosim.sim.streaming`) takes its share of a pass's room (`PassTiming.item_units`).
+The loader and the writer move the pass's bytes through the one DRAM channel; the channel serves one transfer at a time,
 ceil(bytes / bandwidth) cycles each, and when it is free it picks, among the transfers requested up to
 that cycle, writes before reads (there is never more than one of each pending).
 
 Time is in integer cycles. Each block records its busy time, the time it waited for input (starved), for
-an output slot (blocked), for the DRAM channel, and its idle time after its last pass; these add up to the
+room in its output buffer (blocked), for the DRAM channel, and its idle time after its last pass; these add up to the
 layer's total cycles. The PE array's cycles are attributed (docs/simulator.md): compute (the balanced part
 of the work: ceil(PE-cycles / P)), imbalance (the rest of the array's busy time), and, when the array is
 not computing, waiting on a transform unit (when the transform unit it waits for is busy) or on DRAM (otherwise).
@@ -30,6 +31,7 @@ through its public API only.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import itertools
 import operator
@@ -57,6 +59,30 @@ class PassTiming:
     output_transform_cycles: Sequence[int]
     write_cycles: Sequence[int]
     has_transforms: bool
+    item_units: Sequence[int] | None = None
+    """The room each pass takes in a buffer, in units of which a whole pass takes `pass_units` (a buffer
+    holds `BUFFER_SLOTS` whole passes); None: every pass is whole."""
+    pass_units: int = 1
+
+    def units(self) -> list[int]:
+        """`item_units`, or a whole pass's units for every pass."""
+        if self.item_units is None:
+            return [self.pass_units] * len(self.compute_cycles)
+        return list(self.item_units)
+
+    def room_needed(self) -> list[int]:
+        """For each pass i, the pass whose release by the next block leaves room for it (every pass
+        between it and i still holds its room; the release of `i - 2` when every pass is whole), -1 when the
+        room is there from the start: the smallest x with units(x + 1 .. i) <= the buffer's capacity."""
+        units, capacity = self.units(), BUFFER_SLOTS * self.pass_units
+        needed, held, x = [], 0, -1
+        for size in units:
+            held += size
+            while held > capacity:
+                x += 1
+                held -= units[x]
+            needed.append(x)
+        return needed
 
     def service_cycles(self) -> tuple[Sequence[int], ...]:
         """Every block's service times, loader first, writer last (with the transforms' even when spatial)."""
@@ -163,33 +189,35 @@ class DramChannel:
 
 
 class Buffer:
-    """A two-slot buffer between one producer block and one consumer block.
+    """A buffer between one producer block and one consumer block, with room for `capacity` units.
 
-    The producer takes a free slot before it starts a pass and hands the pass over when done; the consumer
-    takes the oldest finished pass and frees its slot when done with it. `None` from `take_slot`/`take_pass`
-    means no wait; otherwise the returned event fires (in this or a later cycle) when the wait is over.
+    The producer takes a pass's room before it starts the pass and hands the pass over when done; the
+    consumer takes the oldest finished pass and frees its room when done with it. `None` from
+    `take_room`/`take_pass` means no wait; otherwise the returned event fires (in this or a later cycle) when
+    the wait is over.
     """
 
-    def __init__(self, env: simpy.Environment, slots: int = BUFFER_SLOTS) -> None:
+    def __init__(self, env: simpy.Environment, capacity: int) -> None:
         self.env = env
-        self.free_slots = slots
+        self.free_units = capacity
         self.ready_passes = 0
-        self.slot_waiter: simpy.Event | None = None
+        self.room_waiter: simpy.Event | None = None
+        self.room_wanted = 0
         self.pass_waiter: simpy.Event | None = None
 
-    def take_slot(self) -> simpy.Event | None:
-        if self.free_slots:
-            self.free_slots -= 1
+    def take_room(self, units: int) -> simpy.Event | None:
+        if self.free_units >= units:
+            self.free_units -= units
             return None
-        self.slot_waiter = simpy.Event(self.env)
-        return self.slot_waiter
+        self.room_waiter, self.room_wanted = simpy.Event(self.env), units
+        return self.room_waiter
 
-    def free_slot(self) -> None:
-        if self.slot_waiter is not None:
-            waiter, self.slot_waiter = self.slot_waiter, None
+    def free_room(self, units: int) -> None:
+        self.free_units += units
+        if self.room_waiter is not None and self.free_units >= self.room_wanted:
+            waiter, self.room_waiter = self.room_waiter, None
+            self.free_units -= self.room_wanted
             waiter.succeed()
-        else:
-            self.free_slots += 1
 
     def take_pass(self) -> simpy.Event | None:
         if self.ready_passes:
@@ -211,6 +239,7 @@ def _block(
     log: BlockLog,
     passes: int,
     service: Sequence[int],
+    units: Sequence[int],
     source: Buffer | None,
     sink: Buffer | None,
     dram: DramChannel | None = None,
@@ -226,7 +255,7 @@ def _block(
                     log.starved_cycles += int(env.now) - t0
                     log.starved_intervals.append((t0, int(env.now)))
         if sink is not None:
-            wait = sink.take_slot()
+            wait = sink.take_room(units[index])
             if wait is not None:
                 t1 = int(env.now)
                 yield wait
@@ -249,7 +278,7 @@ def _block(
         if sink is not None:
             sink.hand_over()
         if source is not None:
-            source.free_slot()
+            source.free_room(units[index])
 
 
 def run_layer(env: simpy.Environment, timing: PassTiming) -> LayerTimeline:
@@ -258,11 +287,13 @@ def run_layer(env: simpy.Environment, timing: PassTiming) -> LayerTimeline:
     dram = DramChannel(env)
     logs = {name: BlockLog() for name in ("loader", "input_transform", "pe_array", "output_transform", "writer")}
     stages = timing.stages()
-    buffers = [Buffer(env) for _ in range(len(stages) + 1)]
-    env.process(_block(env, logs["loader"], passes, timing.read_cycles, None, buffers[0], dram, READ_PRIORITY))
+    units = timing.units()
+    buffers = [Buffer(env, BUFFER_SLOTS * timing.pass_units) for _ in range(len(stages) + 1)]
+    loader, writer = logs["loader"], logs["writer"]
+    env.process(_block(env, loader, passes, timing.read_cycles, units, None, buffers[0], dram, READ_PRIORITY))
     for (name, service), source, sink in zip(stages, buffers, buffers[1:], strict=False):
-        env.process(_block(env, logs[name], passes, service, source, sink))
-    env.process(_block(env, logs["writer"], passes, timing.write_cycles, buffers[-1], None, dram, WRITE_PRIORITY))
+        env.process(_block(env, logs[name], passes, service, units, source, sink))
+    env.process(_block(env, writer, passes, timing.write_cycles, units, buffers[-1], None, dram, WRITE_PRIORITY))
     env.run()
     total = int(env.now)
     dram.idle_cycles += total - dram.last_busy_end
@@ -281,13 +312,14 @@ def run_layer(env: simpy.Environment, timing: PassTiming) -> LayerTimeline:
 def solve_layer(timing: PassTiming) -> LayerTimeline:
     """The timeline that `run_layer` computes, evaluated directly from the pipeline's recurrences.
 
-    The event model is a chain of blocks with two-slot buffers, so its times follow from a recurrence. For
+    The event model is a chain of blocks with buffers of bounded room, so its times follow from a recurrence. For
     block j and pass i, with f(j, i) the time the block finishes the pass:
 
     - it is done with pass i - 1 at a = f(j, i - 1) (0 for the first pass);
     - it has its input at b = max(a, f(j - 1, i)) (starved from a to b; the loader has no input buffer);
-    - it has an output slot at c = max(b, f(j + 1, i - 2)) (blocked from b to c: the slot of pass i is the one
-      pass i - 2 used, freed when the next block finishes pass i - 2; the writer has no output buffer);
+    - it has room in its output buffer at c = max(b, f(j + 1, x)) (blocked from b to c: x is the pass whose
+      release makes room for pass i, `PassTiming.room_needed`, i - 2 when every pass is whole; none, and no
+      wait, while the room is there from the start; the writer has no output buffer);
     - a transform unit or the PE array finishes at f = c + service; a loader or writer with something to move
       requests the DRAM channel at c and finishes when its transfer does (a pass that moves nothing finishes
       at c, without a transfer).
@@ -295,7 +327,7 @@ def solve_layer(timing: PassTiming) -> LayerTimeline:
     The DRAM channel serves one transfer at a time: when it is free (at `free`) and a transfer is requested,
     it decides at t = max(free, earliest request) and takes the write if it was requested by t, otherwise the
     read (the event model's settle priority). The solver advances every block as far as its inputs and
-    slots allow, then lets the channel serve one transfer, and repeats. A request that cannot be computed
+    room allows, then lets the channel serve one transfer, and repeats. A request that cannot be computed
     yet when the channel decides depends on a transfer not yet served, which ends after t: it cannot have
     been made by t, so the other request goes first, as in the event model. Same timeline as `run_layer`, bit
     for bit (tests/sim/test_golden_results.py checks it against the event model), in a fraction of the time.
@@ -312,8 +344,8 @@ def _solve(timing: PassTiming) -> LayerTimeline:
     """`solve_layer`: block 0 is the loader, blocks 1..S the stages of `timing.stages()`, block S + 1 the
     writer. For each block: `done` passes finished, `ready` when it was done with its previous pass, `finish`
     times, interval logs; `read` and `write` are the pending DRAM requests (when the loader / writer asked;
-    -1: none) and `free` when the channel is next free. Every block advances as far as its inputs and slots
-    allow (a written pass frees a slot: that round goes backwards through the stages), then the DRAM channel
+    -1: none) and `free` when the channel is next free. Every block advances as far as its inputs and room
+    allow (a written pass frees room: that round goes backwards through the stages), then the DRAM channel
     serves one transfer; until the writer has written every pass. One loop over local variables, no call
     per block and round: this is the hot path of a sweep."""
     stage_names = timing.stages()
@@ -324,6 +356,9 @@ def _solve(timing: PassTiming) -> LayerTimeline:
     busy: list[list[tuple[int, int]]] = [[] for _ in services]
     starved: list[list[tuple[int, int]]] = [[] for _ in services]
     blocked: list[list[tuple[int, int]]] = [[] for _ in services]
+    needed = timing.room_needed()  # pass x whose release makes room for pass i (-1: none)
+    # reach[d]: how many passes a block can have started once the next block has released d of them
+    reach = [bisect.bisect_left(needed, d) for d in range(passes + 1)]
     stages = [
         (b - 1, services[b], finish[b], finish[b - 1], finish[b + 1 - (b == last)], starved[b], blocked[b], busy[b])
         for b in range(last)
@@ -340,15 +375,14 @@ def _solve(timing: PassTiming) -> LayerTimeline:
         again = True
         while again:  # rounds until no block can advance
             again = False
-            if read < 0:  # the loader: until it requests a transfer or has no free slot
-                limit = done[1] + 2
-                if limit > passes:
-                    limit = passes
+            if read < 0:  # the loader: until it requests a transfer or has no room
+                limit = reach[done[1]]
                 first = n_load
                 while n_load < limit:
-                    if n_load >= 2 and first_after[n_load - 2] > t_load:
-                        loader_blocked.append((t_load, first_after[n_load - 2]))
-                        t_load = first_after[n_load - 2]
+                    x = needed[n_load]
+                    if x >= 0 and first_after[x] > t_load:
+                        loader_blocked.append((t_load, first_after[x]))
+                        t_load = first_after[x]
                     if reads[n_load]:
                         read = t_load
                         break
@@ -357,8 +391,8 @@ def _solve(timing: PassTiming) -> LayerTimeline:
                 if n_load > first:
                     done[0] = n_load
                     again = True
-            for block in order:  # a transform unit or the PE array, as far as its inputs and slots allow
-                first, limit, cap = done[block], done[block - 1], done[block + 1] + 2
+            for block in order:  # a transform unit or the PE array, as far as its inputs and room allow
+                first, limit, cap = done[block], done[block - 1], reach[done[block + 1]]
                 if first >= limit or first >= cap:
                     continue
                 _below, service, own, before, after, idle, stuck, working = stages[block]
@@ -371,8 +405,9 @@ def _solve(timing: PassTiming) -> LayerTimeline:
                     if t > t_ready:
                         idle.append((t_ready, t))
                         t_ready = t
-                    if n >= 2:
-                        t = after[n - 2]
+                    x = needed[n]
+                    if x >= 0:
+                        t = after[x]
                         if t > t_ready:
                             stuck.append((t_ready, t))
                             t_ready = t
@@ -411,7 +446,7 @@ def _solve(timing: PassTiming) -> LayerTimeline:
             n_write += 1
             done[last] = n_write
             write = -1
-            order = backward  # a written pass frees a slot: let it ripple back through the stages
+            order = backward  # a written pass frees room: let it ripple back through the stages
         elif read >= 0:
             start = free if free > read else read
             read_wait += start - read
