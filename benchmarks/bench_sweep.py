@@ -6,8 +6,8 @@ processes (`python -m winosim sweep ...`, each from an empty results folder):
 
 - one local worker (`--jobs 1`, the baseline), then two (`--jobs 2`): the speed-up (target >= 1.7x);
 - the Dask path with the same two workers (a `distributed.LocalCluster` of two one-thread worker processes
-  started here, `--scheduler ADDRESS`): its ratio to the local two-worker run (target about 1.0x) and its
-  overhead per point (Dask wall minus local wall, over the points);
+  started here, alive only during its own runs, `--scheduler ADDRESS`): its ratio to the local two-worker
+  run (target about 1.0x) and its overhead per point (Dask wall minus local wall, over the points);
 - identical results tables from all three;
 - each run's wall seconds, points per second and the parent process's peak RSS.
 
@@ -70,30 +70,30 @@ def _sweep_command(trace: Path, out: Path, extra: list[str]) -> list[str]:
     ]
 
 
+def _out(work: Path, trace: Path, name: str, attempt: int) -> Path:
+    """The results folder of one run (fresh: every run computes every point)."""
+    return work / f"{trace.stem}-{name.replace(' ', '').replace(',', '-')}-{attempt}"
+
+
 def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
     """Time the three executors on `trace`; returns the targets missed."""
     runs: dict[str, list[tuple[float, int]]] = {"1 worker": [], "2 workers": [], "dask, 2 workers": []}
-    address = None
-    cluster = None
-    if dask:
+    for attempt in range(repeat):
+        for name, extra in (("1 worker", ["--jobs", "1"]), ("2 workers", ["--jobs", "2"])):
+            runs[name].append(_timed(_sweep_command(trace, _out(work, trace, name, attempt), extra)))
+    if dask:  # the cluster lives only for its own runs: its idle processes would tax the local ones
+        import dask as dask_config
         from distributed import LocalCluster
 
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
-        address = cluster.scheduler_address
-    try:
-        for attempt in range(repeat):
-            for name, extra in (
-                ("1 worker", ["--jobs", "1"]),
-                ("2 workers", ["--jobs", "2"]),
-                ("dask, 2 workers", ["--scheduler", str(address)]),
-            ):
-                if name.startswith("dask") and address is None:
-                    continue
-                out = work / f"{trace.stem}-{name.replace(' ', '').replace(',', '-')}-{attempt}"
-                runs[name].append(_timed(_sweep_command(trace, out, extra)))
-    finally:
-        if cluster is not None:
-            cluster.close()
+        # workers as docs/sweeps.md recommends for sweeps: without the statistical profiler, which samples
+        # the worker thread every 10 ms (measured: 1.4 s of 12.7 on this grid)
+        with (
+            dask_config.config.set({"distributed.worker.profile.enabled": False}),
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        ):
+            name, extra = "dask, 2 workers", ["--scheduler", str(cluster.scheduler_address)]
+            for attempt in range(repeat):
+                runs[name].append(_timed(_sweep_command(trace, _out(work, trace, name, attempt), extra)))
     wall = {name: statistics.median(r[0] for r in times) for name, times in runs.items() if times}
     for name, seconds in wall.items():
         peak = max(r[1] for r in runs[name])
@@ -102,10 +102,7 @@ def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
     speedup = wall["1 worker"] / wall["2 workers"]
     print(f"  speed-up 1 -> 2 local workers: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x)")
     missed = [] if speedup >= TARGET_SPEEDUP else [f"{trace.name}: 2 workers {speedup:.2f}x < {TARGET_SPEEDUP}x"]
-    tables = {
-        name: (work / f"{trace.stem}-{name.replace(' ', '').replace(',', '-')}-0" / "results.parquet").read_bytes()
-        for name in wall
-    }
+    tables = {name: (_out(work, trace, name, 0) / "results.parquet").read_bytes() for name in wall}
     same = len(set(tables.values())) == 1
     if "dask, 2 workers" in wall:
         ratio = wall["dask, 2 workers"] / wall["2 workers"]

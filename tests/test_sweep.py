@@ -240,6 +240,47 @@ def test_local_processes_give_the_same_bytes_as_one_process(
     _same_output(reference, tmp_path)
 
 
+def test_the_csv_written_in_parts_is_the_one_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Formatting the table's rows in parallel parts gives the bytes of one `to_csv`: floats, NaN, None,
+    booleans, quoted text and the part boundaries included."""
+    import numpy as np
+
+    from winosim import sweep
+
+    monkeypatch.setattr(sweep, "CSV_PART_ROWS", 5)
+    rng = np.random.default_rng(7)
+    n = 23
+    frame = pd.DataFrame(
+        {
+            "text": [f"a,b {i}" if i % 4 else 'say "x"' for i in range(n)],
+            "count": rng.integers(-5, 10**9, n),
+            "value": np.where(rng.random(n) < 0.2, np.nan, rng.random(n) * 10.0 ** rng.integers(-9, 12, n)),
+            "flag": rng.random(n) < 0.5,
+            "maybe": [None if i % 3 == 0 else i for i in range(n)],
+        }
+    )
+    one, parts = tmp_path / "one.csv", tmp_path / "parts.csv"
+    sweep._write_csv(frame, one)
+    sweep._write_csv(frame, parts, processes=3)
+    assert parts.read_bytes() == one.read_bytes()
+    assert one.read_text().count("\n") == n + 1
+
+
+def test_chunks_keep_points_that_share_work_together(traces: tuple[Path, Path]) -> None:
+    """Chunks follow the evaluator's affinity (grid order within it) and shrink towards the end."""
+    from winosim.sweep import chunked
+
+    axes = ["memory.dram_bandwidth_bytes_per_cycle=4,8,16", "pe=16,32", "pe_array.partition=output_channels,tiles"]
+    _, _, tasks = plan([str(traces[0])], grid_from_options(axes), SimulateEvaluator())
+    chunks = chunked(list(tasks), SimulateEvaluator(), workers=2)
+    assert sorted(t.key for c in chunks for t in c) == sorted(t.key for t in tasks)
+    sizes = [len(c) for c in chunks]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] == 3  # 12 / (2 x 2)
+    affinity = SimulateEvaluator().affinity
+    ordered = [affinity(t.resolved) for c in chunks for t in c]
+    assert ordered == sorted(ordered)  # equal tilings are adjacent
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_lowering_happens_once_per_trace_per_worker_not_per_point(
     traces: tuple[Path, Path], tmp_path: Path, jobs: int

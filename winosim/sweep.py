@@ -44,8 +44,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 import yaml
+from numpy.typing import NDArray
 
 from winosim.errors import ConfigError, TraceError, WinosimError
 from winosim.files import atomic_write, atomic_write_text
@@ -218,6 +220,8 @@ class Evaluator(Protocol):
     `resolve` runs in the parent and validates a point (returning the object the workers need and the
     flat parameter dict that identifies it); `prepare` is the design-point-independent work done once per
     trace per worker; `evaluate` is the pure per-point function returning one row per layer x method.
+    Optionally, `affinity(resolved)` returns a sortable key: points with equal keys share work a worker
+    keeps between points (the simulator's memo), so the executors send them to one worker together.
     """
 
     @property
@@ -264,6 +268,12 @@ class SimulateEvaluator:
         from winosim.workload import lower
 
         return lower(trace)
+
+    def affinity(self, resolved: Any) -> str:
+        """Points with the same tiling share the memoised plans, traffic and per-unit work (`winosim.memo`)."""
+        from winosim.sim.plan import PLAN
+
+        return repr(PLAN.key(resolved))
 
     def evaluate(self, trace: Trace, prepared: Any, resolved: Any) -> pd.DataFrame:
         from winosim.simulate import simulate
@@ -384,6 +394,38 @@ def compute_point(evaluator: Evaluator, digest: str, source: str | bytes, resolv
     the expensive part of storing it runs on the workers too."""
     result = evaluate_point(evaluator, digest, source, resolved)
     return PointOutcome(result, encode_point(key, result))
+
+
+def compute_points(
+    evaluator: Evaluator, digest: str, source: str | bytes, points: Sequence[tuple[Any, str]]
+) -> list[PointOutcome]:
+    """`compute_point` for a chunk of points of one trace, given as (resolved, key): one task per chunk, so
+    that a worker keeps the chunk's shared work in its memo and the executor's overhead is paid per chunk."""
+    return [compute_point(evaluator, digest, source, resolved, key) for resolved, key in points]
+
+
+def chunked(tasks: Sequence[Task], evaluator: Evaluator, workers: int) -> list[list[Task]]:
+    """The tasks as chunks for `workers` workers: each trace's tasks ordered by the evaluator's affinity
+    (stable, so grid order within), then cut by guided self-scheduling (each chunk a 1 / (2 x workers) share
+    of what is left, at most `MAX_CHUNK` points): large chunks of shared work first, small ones to balance
+    the end. Only the order of evaluation changes, never a result."""
+    affinity = getattr(evaluator, "affinity", None)
+    by_trace: dict[str, list[Task]] = {}
+    for task in tasks:
+        by_trace.setdefault(task.trace.sha256, []).append(task)
+    chunks: list[list[Task]] = []
+    for group in by_trace.values():
+        ordered = sorted(group, key=lambda t: affinity(t.resolved)) if affinity is not None else group
+        start = 0
+        while start < len(ordered):
+            size = min(MAX_CHUNK, max(1, math.ceil((len(ordered) - start) / (2 * workers))))
+            chunks.append(ordered[start : start + size])
+            start += size
+    return chunks
+
+
+MAX_CHUNK = 32
+"""The most points in one task: what a worker that dies, or an interrupted sweep, loses at most."""
 
 
 # --------------------------------------------------------------------------- tasks and storage
@@ -564,8 +606,9 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 def _run_processes(
     tasks: Sequence[Task], evaluator: Evaluator, jobs: int, on_result: OnResult, max_restarts: int = 3
 ) -> None:
-    """Local worker processes. A worker that dies breaks the pool: the unfinished points are resubmitted
-    to a fresh pool, so no point is lost (`max_restarts` breaks in a row without progress end the sweep)."""
+    """Local worker processes, sent chunks of points (`chunked`). A worker that dies breaks the pool: the
+    unfinished points are resubmitted to a fresh pool, so no point is lost (`max_restarts` breaks in a row
+    without progress end the sweep)."""
     pending = {task.key: task for task in tasks}
     restarts = 0
     while pending:
@@ -573,19 +616,26 @@ def _run_processes(
         before = len(pending)
         with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context()) as pool:
             futures = {
-                pool.submit(compute_point, evaluator, t.trace.sha256, t.trace.path, t.resolved, t.key): t
-                for t in pending.values()
+                pool.submit(
+                    compute_points,
+                    evaluator,
+                    chunk[0].trace.sha256,
+                    chunk[0].trace.path,
+                    [(t.resolved, t.key) for t in chunk],
+                ): chunk
+                for chunk in chunked(list(pending.values()), evaluator, jobs)
             }
             try:
                 for future in concurrent.futures.as_completed(futures):
-                    task = futures[future]
+                    chunk = futures[future]
                     try:
-                        outcome = future.result()
+                        outcomes = future.result()
                     except concurrent.futures.process.BrokenProcessPool:
                         broken = True
                         break
-                    on_result(task, outcome)
-                    del pending[task.key]
+                    for task, outcome in zip(chunk, outcomes, strict=True):
+                        on_result(task, outcome)
+                        del pending[task.key]
             except BaseException:
                 pool.shutdown(wait=False, cancel_futures=True)
                 raise
@@ -602,8 +652,9 @@ def _run_processes(
 
 
 def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_result: OnResult) -> None:
-    """A Dask distributed cluster. Trace files are shipped to the workers as bytes (no shared filesystem
-    needed); the scheduler reschedules the tasks of a worker that dies, so no point is lost."""
+    """A Dask distributed cluster, sent chunks of points (`chunked`, for the cluster's threads). Trace files
+    are shipped to the workers as bytes (no shared filesystem needed); the scheduler reschedules the tasks
+    of a worker that dies, so no point is lost."""
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -619,24 +670,24 @@ def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_re
             if digest not in sources:
                 data = Path(task.trace.path).read_bytes()
                 sources[digest] = client.scatter(data, broadcast=True, hash=False)
+        workers = max(1, sum(client.nthreads().values()))
         futures = {
             client.submit(
-                compute_point,
+                compute_points,
                 evaluator,
-                t.trace.sha256,
-                sources[t.trace.sha256],
-                t.resolved,
-                t.key,
-                key=f"winosim-point-{t.key[:16]}-{uuid.uuid4().hex[:12]}",  # unique per submission
+                chunk[0].trace.sha256,
+                sources[chunk[0].trace.sha256],
+                [(t.resolved, t.key) for t in chunk],
+                key=f"winosim-points-{chunk[0].key[:16]}-{uuid.uuid4().hex[:12]}",  # unique per submission
                 pure=False,
-            ): t
-            for t in tasks
+            ): chunk
+            for chunk in chunked(tasks, evaluator, workers)
         }
         try:
             for future in as_completed(futures, loop=client.loop):
-                task = futures[future]
+                chunk = futures[future]
                 try:
-                    outcome = future.result()
+                    outcomes = future.result()
                 except WinosimError:
                     raise
                 except Exception as exc:
@@ -646,8 +697,10 @@ def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_re
                         if "serializ" in str(exc) or isinstance(exc, ModuleNotFoundError)
                         else ""
                     )
-                    raise SweepError(f"point {task.point.label()} of {task.trace.name} failed: {first}{hint}") from None
-                on_result(task, outcome)
+                    points = ", ".join(t.point.label() for t in chunk[:3]) + (", ..." if len(chunk) > 3 else "")
+                    raise SweepError(f"points {points} of {chunk[0].trace.name} failed: {first}{hint}") from None
+                for task, outcome in zip(chunk, outcomes, strict=True):
+                    on_result(task, outcome)
                 future.release()
         finally:
             unfinished = [f for f in futures if not f.done()]
@@ -743,50 +796,74 @@ def _param_columns(tasks: Sequence[Task], grid: Grid) -> list[str]:
     return param_columns
 
 
-def _piece(task: Task, result: pd.DataFrame, param_columns: Sequence[str]) -> pd.DataFrame:
-    """One feasible point's rows of the table: identity and parameter columns, then the result columns."""
-    head: dict[str, Any] = {
+def _point_values(task: Task) -> dict[str, Any]:
+    """One point's identity and parameter values: a grid key that names a parameter shows the resolved value
+    ("32KiB" -> 32768), an alias ("pe") its typed grid value."""
+    values: dict[str, Any] = {
         "trace": task.trace.name,
         "trace_sha256": task.trace.sha256,
         "synthetic": task.trace.synthetic,
         "point": task.point.index,
     }
-    # a grid key that names a parameter shows the resolved value ("32KiB" -> 32768); an alias ("pe")
-    # shows its typed grid value
-    values = {key: task.params.get(key, typed_value(value)) for key, value in task.point.overrides}
+    values.update({key: task.params.get(key, typed_value(value)) for key, value in task.point.overrides})
     values.update({key: value for key, value in task.params.items() if key not in values})
-    clashes = [c for c in result.columns if c in head or c in values]
-    if clashes:
-        raise SweepError(f"result columns {clashes} clash with sweep parameter columns")
-    meta = pd.DataFrame({**head, **{k: values.get(k) for k in param_columns}}, index=result.index)
-    return pd.concat([meta, result], axis=1)
+    return values
+
+
+def _repeated(values: Sequence[Any], counts: NDArray[np.int64]) -> pd.Series:
+    """A column of `values[i]` repeated `counts[i]` times, typed as the concatenation of one column per point
+    would be (object where a point lacks the value)."""
+    column = pd.Series(list(values), dtype=object if any(v is None for v in values) else None)
+    return column.repeat(counts.tolist()).reset_index(drop=True)
 
 
 def assemble(
-    tasks: Sequence[Task],
-    frames: Mapping[str, pd.DataFrame | Infeasible],
-    grid: Grid,
-    pieces: Mapping[tuple[str, int], pd.DataFrame] | None = None,
+    tasks: Sequence[Task], frames: Mapping[str, pd.DataFrame | Infeasible], grid: Grid
 ) -> tuple[pd.DataFrame, list[str]]:
     """The tidy table: identity columns, grid columns, every resolved parameter, then the result columns
-    (an infeasible point has no rows). Returns the table and its parameter column names. `pieces` holds
-    points' rows already made by `_piece` (while the sweep ran), by (trace name, point index)."""
+    (an infeasible point has no rows). Returns the table and its parameter column names. Built once, from
+    all the points' rows, after the sweep (a few column operations, not a frame per point)."""
     param_columns = _param_columns(tasks, grid)
-    made = pieces if pieces is not None else {}
-    parts: list[pd.DataFrame] = []
-    for task in tasks:
-        result = frames[task.key]
-        if isinstance(result, Infeasible):
-            continue
-        piece = made.get((task.trace.name, task.point.index))
-        parts.append(piece if piece is not None else _piece(task, result, param_columns))
-    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[*ID_COLUMNS, *param_columns])
-    table = _sort_rows(table, [t.trace.name for t in tasks]) if len(table) else table
-    return table, param_columns
+    feasible = [(task, result) for task in tasks if not isinstance(result := frames[task.key], Infeasible)]
+    if not feasible:
+        return pd.DataFrame(columns=[*ID_COLUMNS, *param_columns]), param_columns
+    results = pd.concat([result for _, result in feasible], ignore_index=True)
+    names = ["trace", "trace_sha256", "synthetic", "point", *param_columns]
+    clashes = [c for c in results.columns if c in names]
+    if clashes:
+        raise SweepError(f"result columns {clashes} clash with sweep parameter columns")
+    counts = np.array([len(result) for _, result in feasible], dtype=np.int64)
+    values = [_point_values(task) for task, _ in feasible]
+    meta = pd.DataFrame({name: _repeated([v.get(name) for v in values], counts) for name in names})
+    table = pd.concat([meta, results], axis=1)
+    return _sort_rows(table, [t.trace.name for t in tasks]), param_columns
 
 
-def _write_csv(frame: pd.DataFrame, tmp: Path) -> None:
-    frame.to_csv(tmp, index=False, lineterminator="\n")
+def _csv_text(frame: pd.DataFrame, header: bool) -> str:
+    return str(frame.to_csv(index=False, header=header, lineterminator="\n"))
+
+
+def _write_csv(frame: pd.DataFrame, tmp: Path, processes: int = 1) -> None:
+    """The table as CSV. With `processes` > 1 the rows are cut into that many contiguous parts, formatted
+    at once (this process the first, worker processes the rest) and joined in order: the same bytes as one
+    `to_csv` (a value's text depends only on the value and its column's type, the same in every part), in a
+    fraction of the wall time a large sweep's table takes."""
+    parts = min(processes, len(frame) // CSV_PART_ROWS)
+    if parts <= 1:
+        frame.to_csv(tmp, index=False, lineterminator="\n")
+        return
+    bounds = [len(frame) * i // parts for i in range(parts + 1)]
+    with concurrent.futures.ProcessPoolExecutor(max_workers=parts - 1, mp_context=_mp_context()) as pool:
+        rest = [pool.submit(_csv_text, frame.iloc[start:end], False) for start, end in itertools.pairwise(bounds[1:])]
+        first = _csv_text(frame.iloc[: bounds[1]], True)
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(first)
+            for part in rest:
+                handle.write(part.result())
+
+
+CSV_PART_ROWS = 4096
+"""Fewest rows worth a process of their own when writing the CSV."""
 
 
 def check_size(grid: Grid, traces: int, max_points: int | None) -> int:
@@ -835,24 +912,18 @@ def _compute(
     scheduler: str | None,
     progress: bool,
     on_point: Callable[[int, int], None] | None,
-    param_columns: Sequence[str] = (),
-) -> dict[tuple[str, int], pd.DataFrame]:
-    """Evaluate `todo` (inline, in worker processes or on a Dask cluster), storing each point as it comes.
-    Returns each feasible computed point's rows of the table (`_piece`), made while the workers run so
-    that the parent's share of assembling overlaps with them instead of following them."""
+) -> None:
+    """Evaluate `todo` (inline, in worker processes or on a Dask cluster), storing each point as it comes
+    (the workers encode its file, `compute_point`; here it is only written)."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, initial=total - len(todo), unit="point", disable=not progress, dynamic_ncols=True)
     done = total - len(todo)
 
-    pieces: dict[tuple[str, int], pd.DataFrame] = {}
-
     def on_result(task: Task, outcome: PointOutcome) -> None:
         nonlocal done
         write_point(out, task.key, outcome)
-        frames[task.key] = frame = outcome.result
-        if not isinstance(frame, Infeasible):
-            pieces[(task.trace.name, task.point.index)] = _piece(task, frame, param_columns)
+        frames[task.key] = outcome.result
         done += 1
         bar.update(1)
         if on_point is not None:
@@ -871,7 +942,6 @@ def _compute(
                 _run_processes(todo, evaluator, workers, on_result)
     finally:
         bar.close()
-    return pieces
 
 
 def _infeasible(tasks: Sequence[Task], frames: Mapping[str, pd.DataFrame | Infeasible]) -> list[dict[str, Any]]:
@@ -922,15 +992,14 @@ def run_sweep(
     reused = sum(1 for t in tasks if t.key in frames)
     total = len(tasks)
     log.info("sweep: %d points, %d stored, %d to compute", total, reused, len(todo))
-    pieces = _compute(
-        out, todo, total, frames, evaluator, jobs, scheduler, progress, on_point, _param_columns(tasks, grid)
-    )
+    _compute(out, todo, total, frames, evaluator, jobs, scheduler, progress, on_point)
     infeasible = _infeasible(tasks, frames)
-    table, param_columns = assemble(tasks, frames, grid, pieces)
+    table, param_columns = assemble(tasks, frames, grid)
     parquet_path = out / RESULTS_PARQUET
     csv_path = out / RESULTS_CSV
     atomic_write(parquet_path, lambda tmp: table.to_parquet(tmp, index=False, engine="pyarrow"))
-    atomic_write(csv_path, lambda tmp: _write_csv(table, tmp))
+    processes = jobs if jobs is not None else (os.cpu_count() or 1)  # the CSV is formatted here, in parts
+    atomic_write(csv_path, lambda tmp: _write_csv(table, tmp, processes))
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
