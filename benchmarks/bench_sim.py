@@ -6,8 +6,8 @@ Targets (issue 3): simulate (lowering included) in <= 3 s and <= 3x the exact-co
 Then a small design-space sweep (`--points` design points: PE counts x both partitions, one lowered
 workload): CPU seconds per point of `simulate(trace, arch, workload=workload)` (recurrence timing, the
 workload's memo reused across points) against, as the baseline measured in the same run, the same points
-with the simpy event model and nothing reused (`simulate_layer(..., engine="events")` on fresh copies of
-the works), and a check that both give identical rows.
+with the simpy event model and nothing reused (`simulate(..., engine="events")` on fresh copies of the
+works), and a check that both give identical rows.
 
 At scale (issue 14, `--scale 8,32,64`): for each image count, a synthetic trace file made with
 `python -m winosim synth`, then, alternating in fresh processes, the whole `python -m winosim run --trace
@@ -50,9 +50,7 @@ if str(ROOT) not in sys.path:
 from winosim import simulate  # noqa: E402  (after making the checkout importable)
 from winosim.archio import apply_overrides, default_arch  # noqa: E402
 from winosim.counts import count_trace  # noqa: E402
-from winosim.energy import energy_table  # noqa: E402
 from winosim.geometry import resnet18_imagenet  # noqa: E402
-from winosim.sim.layer import simulate_layer  # noqa: E402
 from winosim.synthetic import synthetic_trace  # noqa: E402
 from winosim.trace import Trace  # noqa: E402
 from winosim.workload import lower  # noqa: E402
@@ -88,10 +86,9 @@ def sweep(trace: Trace, points: int) -> bool:
     fast_s = (time.process_time() - start) / len(archs)
     start = time.process_time()
     events = []
-    for arch in archs:
-        table = energy_table(arch.energy_table)
-        works = [dataclasses.replace(work) for work in workload.works]  # fresh memos: nothing reused
-        events.append(tuple(simulate_layer(work, arch, table, engine="events") for work in works))
+    for arch in archs:  # fresh memos (nothing reused), the event model, the same between-layer decisions
+        fresh = dataclasses.replace(workload, works=tuple(dataclasses.replace(work) for work in workload.works))
+        events.append(simulate(trace, arch, workload=fresh, engine="events").rows)
     events_s = (time.process_time() - start) / len(archs)
     same = fast == events
     print(f"sweep of {len(archs)} points (PE counts x partitions), one lowered workload:")

@@ -67,6 +67,7 @@ def simulate(
     # Each method's network runs layer after layer (the buffer is shared across layer boundaries), so the
     # rows are grouped by (method, variant); without a workload, one group is lowered at a time.
     lowered: Callable[[int], LayerWork]
+    outline: Callable[[int], LayerWork]
     sequences: dict[tuple[str, str | None], list[int]] = {}
     if workload is None:
         items = tuple(work_items(trace, selected))
@@ -75,6 +76,9 @@ def simulate(
 
         def lowered(index: int) -> LayerWork:
             return lower_layer(trace, *items[index])
+
+        def outline(index: int) -> LayerWork:  # enough for the footprint, without the PE array's counts
+            return lower_layer(trace, *items[index], segments=False)
 
         total = len(items)
     else:
@@ -88,7 +92,7 @@ def simulate(
                 raise ConfigError(f"simulate: the workload was lowered without method(s) {', '.join(absent)}")
         for index, work in enumerate(works):
             sequences.setdefault((work.method, work.variant), []).append(index)
-        lowered = works.__getitem__
+        lowered = outline = works.__getitem__
         total = len(works)
     table = energy_table(arch.energy_table)
     prices = Prices.of(arch, table)
@@ -96,8 +100,9 @@ def simulate(
     done = 0
     for indices in sequences.values():  # each method's network, layer after layer
         # two passes when streaming: the layers' small footprints first (the buffer's decisions need the
-        # whole network), then each layer lowered again and simulated, so memory stays flat in the layers
-        memories = network_memory([_footprint(lowered(i), arch) for i in indices], arch)
+        # whole network; a lowering without the PE array's counts), then each layer lowered and simulated,
+        # so memory stays flat in the layers
+        memories = network_memory([_footprint(outline(i), arch) for i in indices], arch)
         previous: LayerResult | None = None
         for memory, index in zip(memories, indices, strict=True):
             work = lowered(index)

@@ -131,7 +131,8 @@ class LayerOperands:
         full = k * q * cols
         if self.dense:
             return {(False, False): full, (True, False): full, (False, True): full, (True, True): full}
-        assert self.weight_nnz_q is not None and self.act_nnz_q is not None
+        if self.weight_nnz_q is None or self.act_nnz_q is None:
+            raise ValueError(f"layer {self.layer.name!r} ({self.method}) was lowered without its activation counts")
         return {
             (False, False): full,
             (True, False): int(self.weight_nnz_q.sum()) * cols,
@@ -268,10 +269,16 @@ def _checked_method(method_name: str, variant: Variant | None) -> Method:
 
 
 def _operands(
-    trace: Trace, layer_index: int, method_name: str, variant: Variant | None, act_nnz_q: IntArray | None = None
+    trace: Trace,
+    layer_index: int,
+    method_name: str,
+    variant: Variant | None,
+    act_nnz_q: IntArray | None = None,
+    activation_counts: bool = True,
 ) -> LayerOperands:
     """The lowering rule: the domain, the matrix shape and the weights of one layer under one method; the
-    activations' per-q counts are `act_nnz_q` when given, else counted from the masks."""
+    activations' per-q counts are `act_nnz_q` when given, else counted from the masks (left None without
+    `activation_counts`: no exact count can be taken from such operands)."""
     spec = _checked_method(method_name, variant)
     layer = trace.layers[layer_index]
     domain = spec.domain(layer)
@@ -299,7 +306,7 @@ def _operands(
         )
     masks = variant.masks[layer_index]
     weight_kq = masks.weight.reshape(layer.out_channels, -1)
-    if act_nnz_q is None:
+    if act_nnz_q is None and activation_counts:
         if domain == "winograd":
             act_nnz_q = winograd_activation_counts(masks.activation)
         else:
@@ -320,8 +327,14 @@ def lower_operands(trace: Trace, layer_index: int, method_name: str, variant: Va
     return _operands(trace, layer_index, method_name, variant)
 
 
-def lower_layer(trace: Trace, layer_index: int, method_name: str, variant: Variant | None) -> LayerWork:
-    """The `LayerWork` of one layer under one method (a sparse method needs the variant with its masks)."""
+def lower_layer(
+    trace: Trace, layer_index: int, method_name: str, variant: Variant | None, *, segments: bool = True
+) -> LayerWork:
+    """The `LayerWork` of one layer under one method (a sparse method needs the variant with its masks).
+
+    `segments=False` leaves out the activation counts (`act_sq`, `act_rq`, `act_nnz_row`, `act_nnz_q`), most
+    of the lowering's time: enough for the plan, the traffic and the buffer footprint (what `simulate` needs
+    of every layer before it runs the first), not for the PE array or the exact counts, which refuse it."""
     spec = _checked_method(method_name, variant)
     if spec.dense or variant is None:
         operands = _operands(trace, layer_index, method_name, variant)
@@ -329,6 +342,12 @@ def lower_layer(trace: Trace, layer_index: int, method_name: str, variant: Varia
     layer = trace.layers[layer_index]
     activation = variant.masks[layer_index].activation
     input_nnz_hw: NDArray[np.int32] | None
+    if not segments:
+        input_nnz_hw = _channel_counts(activation) if spec.domain(layer) == "spatial" else None
+        if input_nnz_hw is not None:
+            input_nnz_hw.setflags(write=False)
+        operands = _operands(trace, layer_index, method_name, variant, activation_counts=False)
+        return _work(operands, act_sq=None, act_rq=None, act_nnz_row=None, input_nnz_hw=input_nnz_hw)
     if spec.domain(layer) == "winograd":
         act_sq = _winograd_segments(activation)
         input_nnz_hw = None  # the spatial map feeding the input transform is held dense (docs/simulator.md)
@@ -337,10 +356,10 @@ def lower_layer(trace: Trace, layer_index: int, method_name: str, variant: Varia
         input_nnz_hw = _channel_counts(activation)
         input_nnz_hw.setflags(write=False)
     _, _, columns_per_row = matrix_shape(layer, spec.domain(layer), trace.winograd_m)
-    segments = ceil_div(columns_per_row, SEGMENT_COLUMNS)
-    by_row = act_sq.reshape(-1, segments, act_sq.shape[1])
+    per_row = ceil_div(columns_per_row, SEGMENT_COLUMNS)
+    by_row = act_sq.reshape(-1, per_row, act_sq.shape[1])
     act_rq = by_row[:, 0].astype(np.int32)
-    for segment in range(1, segments):
+    for segment in range(1, per_row):
         act_rq += by_row[:, segment]
     act_sq.setflags(write=False)
     act_rq.setflags(write=False)

@@ -102,3 +102,27 @@ def test_a_compute_bound_single_pass_exposes_one_row_at_each_end() -> None:
     assert stats.cycles == reads[0] + sum(computes) + writes[-1]
     whole = sum(reads) + sum(computes) + sum(writes)  # a whole pass: read, then computed, then written
     assert stats.cycles < whole
+
+
+def test_an_outline_lowering_gives_the_same_footprint_and_refuses_the_pe_array(tiny_trace: Trace) -> None:
+    """`simulate` decides the buffer from every layer's footprint before it runs the first; it takes them
+    from a lowering without the activation counts (`segments=False`), which must size the layer exactly as
+    the full one and cannot be simulated or counted by mistake."""
+    from winosim.simulate import _footprint
+    from winosim.workload import lower_layer, work_items
+
+    arch = small_arch()
+    outlined = 0
+    for index, name, variant in work_items(tiny_trace):
+        full = lower_layer(tiny_trace, index, name, variant)
+        outline = lower_layer(tiny_trace, index, name, variant, segments=False)
+        a, b = _footprint(outline, arch), _footprint(full, arch)
+        assert (a.name, a.pass_io_bytes, a.reserves_input) == (b.name, b.pass_io_bytes, b.reserves_input)
+        assert np.array_equal(a.input_bytes, b.input_bytes) and np.array_equal(a.weight_bytes, b.weight_bytes)
+        if not full.dense:
+            outlined += 1
+            with pytest.raises(ValueError, match="lowered without"):
+                simulate_layer(outline, arch, energy_table(arch.energy_table))
+            with pytest.raises(ValueError, match="lowered without"):
+                outline.pair_counts()
+    assert outlined

@@ -39,6 +39,7 @@ from winosim.report import (
     render_json,
     run_frame,
 )
+from winosim.sim.layer import ENGINES
 from winosim.simulate import simulate
 from winosim.text import printable
 from winosim.trace import Trace, load_trace, variant_summary
@@ -77,6 +78,13 @@ def _parser() -> CommandParser:
     parser.add_argument("--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
     parser.add_argument("--out", metavar="DIR", help="also write run.csv, run.json and figures (PNG) into DIR")
     parser.add_argument("--totals-only", action="store_true", help="only the Winograd-layer and total rows")
+    parser.add_argument(
+        "--engine",
+        choices=list(ENGINES),
+        default="recurrence",
+        help="pipeline timing: recurrence (default: the event model's exact recurrences, the same cycles in a "
+        "fraction of the time) or events (the simpy event model itself; docs/simulator.md)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser
 
@@ -223,7 +231,7 @@ def main(argv: list[str]) -> int:
     else:
         update, close = _progress_bar(args.no_progress)
         try:
-            result = simulate(trace, arch, progress=update)
+            result = simulate(trace, arch, progress=update, engine=args.engine)
         finally:
             close()
         sim = result.to_frame()

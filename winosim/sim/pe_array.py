@@ -161,6 +161,8 @@ def unit_cycles(work: LayerWork, plan: LayerPlan, arch: Arch) -> IntArray:
     """Cycles of every unit: (K, groups) for `output_channels`, (segments, k-blocks) for `tiles` (read-only).
 
     Kept in `work.memo` under the `UNITS` stage's key."""
+    if not work.dense and work.act_sq is None:
+        raise ValueError(f"layer {work.layer.name!r} ({work.method}) was lowered without its segment counts")
     return work.memo.get(
         _units_key(plan, arch), lambda: _read_only(_unit_cycles(work, plan, UNITS.view(arch).pe_array))
     )
