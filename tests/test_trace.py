@@ -458,3 +458,22 @@ def test_the_documented_example_writes_a_valid_trace(tmp_path: Path, monkeypatch
     np.testing.assert_array_equal(trace.variants[0].masks[0].activation, namespace["conv_activation"])
     np.testing.assert_array_equal(trace.variants[0].masks[1].weight, namespace["fc_weight"])
     assert trace.provenance.synthetic is False
+
+
+def test_a_weight_mask_is_read_alone_and_equals_the_layers(written: Path) -> None:
+    """`weight_mask` reads only the weight member of a stored layer (the activation mask is left in the
+    file), and gives the same mask as the whole layer, stored or in memory; a changed file is refused."""
+    from winosim.trace import StoredMasks, weight_mask
+
+    trace = load_trace(written)
+    for variant in trace.variants:
+        assert isinstance(variant.masks, StoredMasks)
+        in_memory = tuple(variant.masks)
+        for index in range(len(variant.masks)):
+            alone = weight_mask(StoredMasks(*variant.masks.__reduce__()[1]), index)  # nothing cached
+            assert np.array_equal(alone, variant.masks[index].weight)
+            assert np.array_equal(weight_mask(in_memory, index), alone)
+    stored = StoredMasks(*trace.variants[0].masks.__reduce__()[1])
+    written.write_bytes(written.read_bytes() + b"\0")
+    with pytest.raises(TraceError, match="changed after it was loaded"):
+        stored.weight(0)

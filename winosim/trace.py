@@ -198,6 +198,13 @@ def stored_shapes(masks: Sequence[LayerMasks], index: int) -> tuple[tuple[int, .
     return layer.weight.shape, layer.activation.shape
 
 
+def weight_mask(masks: Sequence[LayerMasks], index: int) -> NDArray[np.bool_]:
+    """Layer `index`'s weight mask, without reading or unpacking its activation mask when it is stored."""
+    if isinstance(masks, StoredMasks):
+        return masks.weight(index)
+    return masks[index].weight
+
+
 def mask_nonzero(masks: Sequence[LayerMasks], index: int) -> tuple[int, int]:
     """(weight, activation) non-zero counts of layer `index`'s masks, without unpacking stored masks."""
     if isinstance(masks, StoredMasks):
@@ -446,9 +453,23 @@ class StoredMasks(Sequence[LayerMasks]):
         weight, activation = self._members[index]
         return weight.nonzero, activation.nonzero
 
-    def _read(self, index: int) -> LayerMasks:
+    def weight(self, index: int) -> NDArray[np.bool_]:
+        """Layer `index`'s weight mask alone (from the cache when the layer is there; not cached)."""
+        i = range(len(self))[index]
+        with self._lock:
+            if i in self._cache:
+                return self._cache[i].weight
+        self._check_unchanged()
+        weight, _ = self._members[i]
+        with _open_zip(self._path) as archive:
+            return unpack_mask(_read_packed(archive, weight, self._path), weight.shape, weight.label)
+
+    def _check_unchanged(self) -> None:
         if _stamp(self._path) != self._stamp:
             raise TraceError(f"{self._path}: the trace file changed after it was loaded")
+
+    def _read(self, index: int) -> LayerMasks:
+        self._check_unchanged()
         weight, activation = self._members[index]
         with _open_zip(self._path) as archive:
             return LayerMasks(

@@ -50,7 +50,7 @@ from winosim.geometry import LayerGeometry
 from winosim.integers import ceil_div
 from winosim.memo import Memo
 from winosim.methods import METHODS, Domain, Method, available, check_methods, method
-from winosim.trace import Trace, Variant
+from winosim.trace import Trace, Variant, weight_mask
 
 IntArray = NDArray[np.int64]
 
@@ -304,13 +304,13 @@ def _operands(
             weight_nnz_k=None,
             act_nnz_q=None,
         )
-    masks = variant.masks[layer_index]
-    weight_kq = masks.weight.reshape(layer.out_channels, -1)
+    weight_kq = weight_mask(variant.masks, layer_index).reshape(layer.out_channels, -1)
     if act_nnz_q is None and activation_counts:
+        activation = variant.masks[layer_index].activation
         if domain == "winograd":
-            act_nnz_q = winograd_activation_counts(masks.activation)
+            act_nnz_q = winograd_activation_counts(activation)
         else:
-            act_nnz_q = spatial_activation_counts(masks.activation, layer.kernel, layer.stride, layer.padding)
+            act_nnz_q = spatial_activation_counts(activation, layer.kernel, layer.stride, layer.padding)
     return LayerOperands(
         **common,  # type: ignore[arg-type]
         variant=variant.name,
@@ -340,14 +340,15 @@ def lower_layer(
         operands = _operands(trace, layer_index, method_name, variant)
         return _work(operands, act_sq=None, act_rq=None, act_nnz_row=None, input_nnz_hw=None)
     layer = trace.layers[layer_index]
-    activation = variant.masks[layer_index].activation
     input_nnz_hw: NDArray[np.int32] | None
-    if not segments:
-        input_nnz_hw = _channel_counts(activation) if spec.domain(layer) == "spatial" else None
+    if not segments:  # a Winograd-domain layer's outline reads no activation mask (its input is held dense)
+        spatial = spec.domain(layer) == "spatial"
+        input_nnz_hw = _channel_counts(variant.masks[layer_index].activation) if spatial else None
         if input_nnz_hw is not None:
             input_nnz_hw.setflags(write=False)
         operands = _operands(trace, layer_index, method_name, variant, activation_counts=False)
         return _work(operands, act_sq=None, act_rq=None, act_nnz_row=None, input_nnz_hw=input_nnz_hw)
+    activation = variant.masks[layer_index].activation
     if spec.domain(layer) == "winograd":
         act_sq = _winograd_segments(activation)
         input_nnz_hw = None  # the spatial map feeding the input transform is held dense (docs/simulator.md)
