@@ -9,7 +9,8 @@
 #   bash traces/recipes/cifar10.sh resnet18 trace
 #
 # Environment: DATA (CIFAR-10 folder, default ../shared/data/cifar10), RUNS (run folders, default runs/),
-# PYTHON (default python), THREADS (torch threads per process, default 1), WR_FROM (paper recipe: spatial, the
+# PYTHON (default python), THREADS (torch threads per process, default 1), PARALLEL (1: the native run starts
+# beside the spatial one once the dense model is saved, for two cores; default 0, one run at a time), WR_FROM (paper recipe: spatial, the
 # default, starts Winograd-ReLU from the trained spatial model; scratch trains it from scratch as the paper
 # does), RECIPE (budget, the default: what
 # made the shipped traces; full: whole-dataset step-decay epochs, superseded; paper: issue 10's one-cycle recipe
@@ -86,11 +87,26 @@ train() { # run folder, method-specific arguments
     echo "$(date -u +%FT%TZ) $out done" >>"$RUNS/$prefix.driver.log"
 }
 
+native_after_dense() { # the native run once the spatial dense model exists, while the spatial run goes on
+    local dense_pt=$RUNS/${prefix}_spatial/phase0_dense.pt
+    while [ ! -f "$dense_pt" ] && kill -0 "$1" 2>/dev/null; do sleep "${POLL_S:-60}"; done
+    [ -f "$dense_pt" ] && train ${prefix}_native --method native --init-from "$dense_pt" --epochs 0 $search
+}
+
 case $stage in
 train)
     mkdir -p "$RUNS"
     echo "$(date -u +%FT%TZ) $network train start" >>"$RUNS/$prefix.driver.log"
-    train ${prefix}_spatial --method spatial $dense $search
+    if [ "${PARALLEL:-0}" = 1 ]; then
+        # two cores: the native run starts beside the spatial one as soon as the dense model is saved
+        train ${prefix}_spatial --method spatial $dense $search &
+        spatial_pid=$!
+        native_after_dense "$spatial_pid" &
+        native_pid=$!
+        wait "$spatial_pid"
+    else
+        train ${prefix}_spatial --method spatial $dense $search
+    fi
     if [ "$RECIPE" = paper ] && [ "${WR_FROM:-spatial}" = spatial ]; then
         # Q = G g G^T from the trained spatial dense model, then a short dense fine-tune with the ReLU in the
         # Winograd domain (the paper trains from scratch: WR_FROM=scratch does that, e.g. on a GPU)
@@ -99,7 +115,11 @@ train)
     else
         train ${prefix}_winograd_relu --method winograd_relu $dense $search
     fi
-    train ${prefix}_native --method native --init-from "$RUNS/${prefix}_spatial/phase0_dense.pt" --epochs 0 $search
+    if [ "${PARALLEL:-0}" = 1 ]; then
+        wait "$native_pid"
+    else
+        train ${prefix}_native --method native --init-from "$RUNS/${prefix}_spatial/phase0_dense.pt" --epochs 0 $search
+    fi
     ;;
 trace)
     $PYTHON -m winosim trace --select-within "$within" "$RUNS/${prefix}_spatial" "$RUNS/${prefix}_native" \
