@@ -603,6 +603,15 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return context
 
 
+def _start_forkserver() -> None:
+    """Start the fork server (`_mp_context`) now, so that it imports winosim while this process still loads
+    and plans the sweep, instead of after (a fraction of a second of every multi-process sweep's wall time)."""
+    if _mp_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def _run_processes(
     tasks: Sequence[Task], evaluator: Evaluator, jobs: int, on_result: OnResult, max_restarts: int = 3
 ) -> None:
@@ -986,6 +995,8 @@ def run_sweep(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"sweep: --out {out} exists and is not a directory")
+    if scheduler is None and (jobs if jobs is not None else (os.cpu_count() or 1)) > 1:
+        _start_forkserver()
     inputs, points, tasks = plan(traces, grid, evaluator, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     frames, todo = _stored_and_todo(out, tasks)
