@@ -201,6 +201,27 @@ def test_run_is_deterministic(capsys: pytest.CaptureFixture[str], trace_path: Pa
     assert first == second
 
 
+def test_run_gives_the_same_bytes_with_either_timing_engine(
+    capsys: pytest.CaptureFixture[str], trace_path: Path
+) -> None:
+    """`run` times the pipeline with the event model's exact recurrences; `--engine events` runs the simpy
+    model itself, with the same result to the byte (here, a DRAM-bound setting where the engines work hardest)."""
+    args = (
+        "run",
+        "--trace",
+        trace_path,
+        "--pe",
+        "8",
+        "--format",
+        "json",
+        "--set",
+        "memory.dram_bandwidth_bytes_per_cycle=2",
+    )
+    default = run_main(capsys, *args)
+    assert run_main(capsys, *args, "--engine", "events") == default
+    assert run_main(capsys, *args, "--engine", "recurrence") == default
+
+
 def test_a_method_without_masks_is_reported_unavailable(
     capsys: pytest.CaptureFixture[str], relu_only_path: Path
 ) -> None:
