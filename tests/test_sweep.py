@@ -502,9 +502,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskCluster]:
 def test_a_dask_cluster_gives_the_same_bytes_as_the_local_run_and_survives_a_dead_worker(
     cluster: DaskCluster, reference: Path, traces: tuple[Path, Path], tmp_path: Path
 ) -> None:
-    """One cluster, two sweeps (starting a cluster is the slow part): a plain sweep equal to the local
-    reference, then a slow sweep during which one of the two workers is killed (SIGKILL) after the
-    first stored points: the scheduler moves its tasks to the survivor and every point arrives."""
+    """One cluster, three sweeps (starting a cluster is the slow part): a plain sweep equal to the local
+    reference; a slow sweep during which one of the two workers is killed (SIGKILL) after the first stored
+    points: the scheduler moves its tasks to the survivor and every point arrives; a slow sweep one of whose
+    tasks the cluster cancels: it is resubmitted and every point arrives."""
     summary = run_sweep(list(traces), GRID, tmp_path / "plain", scheduler=cluster.address)
     assert summary.points_computed == 12
     _same_output(reference, tmp_path / "plain")
@@ -524,6 +525,29 @@ def test_a_dask_cluster_gives_the_same_bytes_as_the_local_run_and_survives_a_dea
     assert killed_at == [2] and cluster.workers[0].returncode == -signal.SIGKILL
     assert summary.points_computed == 12
     _same_output(reference, tmp_path / "killed")
+
+    # a task the cluster cancels (forced, from another client, as a dying worker can cause) is resubmitted
+    from distributed import Client, Future
+
+    cancelled: list[str] = []
+
+    def pending_chunks(dask_scheduler: Any) -> list[str]:
+        tasks = dask_scheduler.tasks
+        return sorted(str(k) for k in tasks if str(k).startswith("winosim-points") and tasks[k].state != "memory")
+
+    def cancel_one_task(done: int, total: int) -> None:
+        if done == 1 and not cancelled:
+            with Client(cluster.address, set_as_default=False) as other:
+                keys = other.run_on_scheduler(pending_chunks)
+                if keys:
+                    other.cancel([Future(keys[-1], client=other)], force=True)
+                    cancelled.append(keys[-1])
+
+    summary = run_sweep(
+        list(traces), GRID, tmp_path / "cancelled", evaluator=slow, scheduler=cluster.address, on_point=cancel_one_task
+    )
+    assert cancelled and summary.points_computed == 12
+    _same_output(reference, tmp_path / "cancelled")
 
 
 # --------------------------------------------------------------------------- the command line

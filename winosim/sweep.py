@@ -605,7 +605,8 @@ def _mp_context() -> multiprocessing.context.BaseContext:
 
 def _start_forkserver() -> None:
     """Start the fork server (`_mp_context`) now, so that it imports winosim while this process still loads
-    and plans the sweep, instead of after (a fraction of a second of every multi-process sweep's wall time)."""
+    and plans the sweep, instead of when the first worker is needed (the local workers, or on a Dask cluster
+    the CSV's parts at the end): a fraction of a second of every such sweep's wall time."""
     if _mp_context().get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
@@ -663,7 +664,7 @@ def _run_processes(
 def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_result: OnResult) -> None:
     """A Dask distributed cluster, sent chunks of points (`chunked`, for the cluster's threads). Trace files
     are shipped to the workers as bytes (no shared filesystem needed); the scheduler reschedules the tasks
-    of a worker that dies, so no point is lost."""
+    of a worker that dies, and a task the cluster cancels is resubmitted, so no point is lost."""
     try:
         from distributed import Client, as_completed
     except ImportError:
@@ -674,14 +675,12 @@ def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_re
         raise SweepError(f"cannot connect to the Dask scheduler at {scheduler} ({exc})") from None
     with client:
         sources: dict[str, Any] = {}
-        for task in tasks:
-            digest = task.trace.sha256
-            if digest not in sources:
-                data = Path(task.trace.path).read_bytes()
-                sources[digest] = client.scatter(data, broadcast=True, hash=False)
-        workers = max(1, sum(client.nthreads().values()))
-        futures = {
-            client.submit(
+
+        def scatter(digest: str, path: str) -> None:
+            sources[digest] = client.scatter(Path(path).read_bytes(), broadcast=True, hash=False)
+
+        def submit(chunk: list[Task]) -> Any:
+            return client.submit(
                 compute_points,
                 evaluator,
                 chunk[0].trace.sha256,
@@ -689,14 +688,32 @@ def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_re
                 [(t.resolved, t.key) for t in chunk],
                 key=f"winosim-points-{chunk[0].key[:16]}-{uuid.uuid4().hex[:12]}",  # unique per submission
                 pure=False,
-            ): chunk
-            for chunk in chunked(tasks, evaluator, workers)
-        }
+            )
+
+        for task in tasks:
+            if task.trace.sha256 not in sources:
+                scatter(task.trace.sha256, task.trace.path)
+        workers = max(1, sum(client.nthreads().values()))
+        futures = {submit(chunk): chunk for chunk in chunked(tasks, evaluator, workers)}
+        cancelled = 0
+        completed = as_completed(list(futures), loop=client.loop)
         try:
-            for future in as_completed(futures, loop=client.loop):
-                chunk = futures[future]
+            for future in completed:
+                chunk = futures.pop(future)
                 try:
                     outcomes = future.result()
+                except concurrent.futures.CancelledError:
+                    # the cluster dropped the task (seen when a worker is killed mid-sweep): send the trace
+                    # again, in case the copies went with the worker, and the chunk again
+                    cancelled += 1
+                    if cancelled > MAX_CANCELLED_CHUNKS:
+                        raise SweepError(f"the Dask cluster cancelled {cancelled} tasks of this sweep") from None
+                    log.warning("the Dask cluster cancelled a task; resubmitting its %d points", len(chunk))
+                    scatter(chunk[0].trace.sha256, chunk[0].trace.path)
+                    again = submit(chunk)
+                    futures[again] = chunk
+                    completed.add(again)
+                    continue
                 except WinosimError:
                     raise
                 except Exception as exc:
@@ -715,6 +732,10 @@ def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_re
             unfinished = [f for f in futures if not f.done()]
             if unfinished:
                 client.cancel(unfinished)
+
+
+MAX_CANCELLED_CHUNKS = 8
+"""Tasks a Dask cluster may cancel during one sweep (each resubmitted) before the sweep gives up."""
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -995,7 +1016,8 @@ def run_sweep(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"sweep: --out {out} exists and is not a directory")
-    if scheduler is None and (jobs if jobs is not None else (os.cpu_count() or 1)) > 1:
+    processes = jobs if jobs is not None else (os.cpu_count() or 1)  # local workers, and the CSV's parts
+    if processes > 1:
         _start_forkserver()
     inputs, points, tasks = plan(traces, grid, evaluator, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
@@ -1009,7 +1031,6 @@ def run_sweep(
     parquet_path = out / RESULTS_PARQUET
     csv_path = out / RESULTS_CSV
     atomic_write(parquet_path, lambda tmp: table.to_parquet(tmp, index=False, engine="pyarrow"))
-    processes = jobs if jobs is not None else (os.cpu_count() or 1)  # the CSV is formatted here, in parts
     atomic_write(csv_path, lambda tmp: _write_csv(table, tmp, processes))
     manifest = {
         "format": MANIFEST_FORMAT,
