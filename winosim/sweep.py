@@ -535,11 +535,6 @@ def write_point(out_dir: Path, key: str, outcome: PointOutcome) -> None:
     atomic_write(path, write, durable=False)
 
 
-def store_point(out_dir: Path, key: str, result: pd.DataFrame | Infeasible) -> None:
-    """Encode and store one point's result under its key (`encode_point`, `write_point`)."""
-    write_point(out_dir, key, PointOutcome(result, encode_point(key, result)))
-
-
 def load_point(out_dir: Path, key: str) -> pd.DataFrame | Infeasible | None:
     """The stored point of `key`, or None when absent or when the file does not prove it is that point: an
     unreadable file, one without a stamp, one stamped with another key, or one whose content does not match
