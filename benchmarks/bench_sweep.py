@@ -6,10 +6,14 @@ processes (`python -m winosim sweep ...`, each from an empty results folder):
 
 - one local worker (`--jobs 1`, the baseline), then two (`--jobs 2`): the speed-up (target >= 1.7x);
 - the Dask path with the same two workers (a `distributed.LocalCluster` of two one-thread worker processes
-  started here, alive only during its own runs, `--scheduler ADDRESS`): its ratio to the local two-worker
+  started here for each of its runs, untimed, `--scheduler ADDRESS`): its ratio to the local two-worker
   run (target about 1.0x) and its overhead per point (Dask wall minus local wall, over the points);
 - identical results tables from all three;
 - each run's wall seconds, points per second and the parent process's peak RSS.
+
+With `--repeat N` every attempt runs all the executors, in a rotating order, and the ratios are paired per
+attempt (then the median): single runs drift by 5-15% on a shared VM, and pairing keeps that drift out of the
+ratios.
 
     python benchmarks/bench_sweep.py [--images 8] [--repeat 1] [--traces DIR] [--no-dask]
 
@@ -75,39 +79,72 @@ def _out(work: Path, trace: Path, name: str, attempt: int) -> Path:
     return work / f"{trace.stem}-{name.replace(' ', '').replace(',', '-')}-{attempt}"
 
 
-def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
-    """Time the three executors on `trace`; returns the targets missed."""
-    runs: dict[str, list[tuple[float, int]]] = {"1 worker": [], "2 workers": [], "dask, 2 workers": []}
-    for attempt in range(repeat):
-        for name, extra in (("1 worker", ["--jobs", "1"]), ("2 workers", ["--jobs", "2"])):
-            runs[name].append(_timed(_sweep_command(trace, _out(work, trace, name, attempt), extra)))
-    if dask:  # the cluster lives only for its own runs: its idle processes would tax the local ones
-        import dask as dask_config
-        from distributed import LocalCluster
+def _dask_run(trace: Path, out: Path) -> tuple[float, int]:
+    """One sweep on a fresh Dask cluster of two one-thread worker processes (started and stopped around the
+    run, untimed: an idle cluster left beside the local runs would tax them)."""
+    import dask as dask_config
+    from distributed import LocalCluster
 
-        # workers as docs/sweeps.md recommends for sweeps: without the statistical profiler, which samples
-        # the worker thread every 10 ms (measured: 1.4 s of 12.7 on this grid)
-        with (
-            dask_config.config.set({"distributed.worker.profile.enabled": False}),
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
-        ):
-            name, extra = "dask, 2 workers", ["--scheduler", str(cluster.scheduler_address)]
-            for attempt in range(repeat):
-                runs[name].append(_timed(_sweep_command(trace, _out(work, trace, name, attempt), extra)))
-    wall = {name: statistics.median(r[0] for r in times) for name, times in runs.items() if times}
-    for name, seconds in wall.items():
-        peak = max(r[1] for r in runs[name])
-        rate = POINTS / seconds
-        print(f"  {name:16s} {seconds:7.2f} s  {rate:6.2f} points/s  parent peak RSS {peak / 1024**2:5.0f} MiB")
-    speedup = wall["1 worker"] / wall["2 workers"]
-    print(f"  speed-up 1 -> 2 local workers: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x)")
+    # workers as docs/sweeps.md recommends for sweeps: winosim imported when the worker starts (as the local
+    # workers' fork server does), without the statistical profiler, which samples the worker thread every 10 ms
+    with (
+        dask_config.config.set({"distributed.worker.profile.enabled": False}),
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            preload=["winosim.sweep", "winosim.simulate"],
+        ) as cluster,
+    ):
+        return _timed(_sweep_command(trace, out, ["--scheduler", str(cluster.scheduler_address)]))
+
+
+EXECUTORS = ("1 worker", "2 workers", "dask, 2 workers")
+
+
+def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
+    """Time the three executors on `trace`, interleaved (each attempt runs all of them, in a rotating order,
+    so that the machine's drift falls on every executor alike and the ratios are paired); returns the targets
+    missed."""
+    names = EXECUTORS if dask else EXECUTORS[:2]
+    runs: dict[str, list[tuple[float, int]]] = {name: [] for name in names}
+    for attempt in range(repeat):
+        for name in names[attempt % len(names) :] + names[: attempt % len(names)]:
+            out = _out(work, trace, name, attempt)
+            if name == "dask, 2 workers":
+                runs[name].append(_dask_run(trace, out))
+            else:
+                runs[name].append(_timed(_sweep_command(trace, out, ["--jobs", name.split()[0]])))
+    for name, times in runs.items():
+        seconds = statistics.median(r[0] for r in times)
+        peak = max(r[1] for r in times)
+        each = ", ".join(f"{r[0]:.2f}" for r in times)
+        print(
+            f"  {name:16s} {seconds:7.2f} s  {POINTS / seconds:6.2f} points/s"
+            f"  parent peak RSS {peak / 1024**2:5.0f} MiB  (runs: {each} s)"
+        )
+
+    def paired(numerator: str, denominator: str) -> list[float]:
+        return [a[0] / b[0] for a, b in zip(runs[numerator], runs[denominator], strict=True)]
+
+    speedups = paired("1 worker", "2 workers")
+    speedup = statistics.median(speedups)
+    each = ", ".join(f"{r:.2f}" for r in speedups)
+    print(f"  speed-up 1 -> 2 local workers: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x; per attempt {each})")
     missed = [] if speedup >= TARGET_SPEEDUP else [f"{trace.name}: 2 workers {speedup:.2f}x < {TARGET_SPEEDUP}x"]
-    tables = {name: (_out(work, trace, name, 0) / "results.parquet").read_bytes() for name in wall}
+    if dask:
+        ratios = paired("dask, 2 workers", "2 workers")
+        overheads = [
+            (a[0] - b[0]) / POINTS * 1000 for a, b in zip(runs["dask, 2 workers"], runs["2 workers"], strict=True)
+        ]
+        print(
+            f"  dask / local with 2 workers: {statistics.median(ratios):.2f}x (per attempt "
+            + ", ".join(f"{r:.2f}" for r in ratios)
+            + f"); scheduler overhead {statistics.median(overheads):+.1f} ms per point"
+        )
+    tables = {name: (_out(work, trace, name, 0) / "results.parquet").read_bytes() for name in names}
     same = len(set(tables.values())) == 1
-    if "dask, 2 workers" in wall:
-        ratio = wall["dask, 2 workers"] / wall["2 workers"]
-        overhead_ms = (wall["dask, 2 workers"] - wall["2 workers"]) / POINTS * 1000
-        print(f"  dask / local with 2 workers: {ratio:.2f}x; scheduler overhead {overhead_ms:+.1f} ms per point")
     print(f"  identical results tables: {same}")
     if not same:
         missed.append(f"{trace.name}: executors disagree")

@@ -830,7 +830,8 @@ def _point_values(task: Task) -> dict[str, Any]:
         "synthetic": task.trace.synthetic,
         "point": task.point.index,
     }
-    values.update({key: task.params.get(key, typed_value(value)) for key, value in task.point.overrides})
+    for key, value in task.point.overrides:  # typed only where no parameter of that name resolved it
+        values[key] = task.params[key] if key in task.params else typed_value(value)
     values.update({key: value for key, value in task.params.items() if key not in values})
     return values
 
