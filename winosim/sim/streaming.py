@@ -99,35 +99,41 @@ def run_timing(
     bandwidth = arch.memory.dram_bandwidth_bytes_per_cycle
     spans = {p: pass_row_span(work, plan, int(moved.order[p])) for p in (first, end - 1)}
     pass_units = math.lcm(*(_length(span) for span in spans.values()))
-    columns: tuple[list[int], ...] = ([], [], [], [], [], [])  # reads, 3 stages, writes, units
-    for position in range(first, end):
-        weight = int(moved.read_weight_bytes[position])
-        inputs = int(moved.read_input_bytes[position])
-        writes = int(moved.write_bytes[position])
-        span = spans.get(position)
-        if span is None or _length(span) == 1:
-            items = [
-                [ceil_div(weight + inputs, bandwidth)],
-                [int(input_transform[position])],
-                [int(compute[position])],
-                [int(output_transform[position])],
-                [ceil_div(writes, bandwidth)],
-                [pass_units],
-            ]
-        else:
-            rows = _length(span)
-            moves = row_bytes(work, span, weight, inputs, writes, inputs_by_row=position == first)
-            it, ot = _row_transform_cycles(work, plan, int(moved.order[position]), arch)
-            items = [
-                [ceil_div(b, bandwidth) for b in moves.read_bytes],
-                [it] * rows,
-                proportional_steps(int(compute[position]), list(range(1, rows + 1))),
-                [ot] * rows,
-                [ceil_div(b, bandwidth) for b in moves.write_bytes],
-                [pass_units // rows] * rows,
-            ]
+    # every pass whole first (one array operation per block), then the streamed passes' rows spliced in
+    run_passes = slice(first, end)
+    columns: list[list[int]] = [  # reads, 3 stages, writes, units
+        ceil_div(moved.read_weight_bytes[run_passes] + moved.read_input_bytes[run_passes], bandwidth).tolist(),
+        input_transform[run_passes].tolist(),
+        compute[run_passes].tolist(),
+        output_transform[run_passes].tolist(),
+        ceil_div(moved.write_bytes[run_passes], bandwidth).tolist(),
+        [pass_units] * (end - first),
+    ]
+    for position in sorted(spans, reverse=True):  # the last pass first: splicing it leaves the first in place
+        span = spans[position]
+        rows = _length(span)
+        if rows == 1:
+            continue
+        moves = row_bytes(
+            work,
+            span,
+            int(moved.read_weight_bytes[position]),
+            int(moved.read_input_bytes[position]),
+            int(moved.write_bytes[position]),
+            inputs_by_row=position == first,
+        )
+        it, ot = _row_transform_cycles(work, plan, int(moved.order[position]), arch)
+        items = (
+            [ceil_div(b, bandwidth) for b in moves.read_bytes],
+            [it] * rows,
+            proportional_steps(int(compute[position]), list(range(1, rows + 1))),
+            [ot] * rows,
+            [ceil_div(b, bandwidth) for b in moves.write_bytes],
+            [pass_units // rows] * rows,
+        )
+        at = position - first
         for column, values in zip(columns, items, strict=True):
-            column.extend(values)
+            column[at : at + 1] = values
     reads, its, pes, ots, written, units = columns
     return PassTiming(
         read_cycles=reads,
