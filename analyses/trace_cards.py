@@ -10,7 +10,8 @@ For each non-synthetic trace in traces/, read only from the trace (its metadata 
 - the density search of each variant (accuracy against density along its pruning schedule, and the point
   selected), as a table and as a figure.
 
-Writes analyses/out/card-<trace>.md and card-<trace>-curve.png.
+Writes analyses/out/card-<trace>.md and card-<trace>-curve.png, and analyses/out/claims.md: the README's claim
+table (every trained trace side by side against the paper's figures; a test checks that README.md quotes it).
 
     python analyses/trace_cards.py [--traces DIR] [--out DIR]
 """
@@ -117,6 +118,64 @@ def claim_table(trace: Trace) -> str:
     return "\n".join(lines) + "\n"
 
 
+PAPER_FIGURES = {"vgg_nagadomi": "10.4x (VGG-nagadomi, CIFAR-10)", "resnet18_cifar": "10.8x (ResNet-18, ImageNet)"}
+"""The paper's multiply reduction for the network a trace was trained from (paper.md section 5)."""
+
+REFERENCES = (
+    ("dense_spatial", "dense spatial"),
+    ("dense_winograd", "dense Winograd"),
+    ("pruned_spatial", "pruned spatial"),
+    ("native_winograd", "native pruned Winograd"),
+)
+
+
+def _reductions(trace: Trace) -> dict[str, tuple[float, float]]:
+    """Winograd-ReLU's multiply reduction against each reference: (Winograd layers, whole network)."""
+    frame = multiplies_frame(trace, count_trace(trace), 64, 16)
+    per_scope = []
+    for scope in ("winograd_layers", "total"):
+        rows = frame[frame.scope == scope].set_index("method")["multiplies_per_image"]
+        per_scope.append({m: float(rows[m]) / float(rows["winograd_relu"]) for m, _ in REFERENCES})
+    return {m: (per_scope[0][m], per_scope[1][m]) for m, _ in REFERENCES}
+
+
+def readme_claims(traces: list[tuple[str, Trace]]) -> str:
+    """README.md's claim table: per trained trace (file name, trace), Winograd-ReLU's test accuracy against
+    its dense model's, then its multiply reduction against each reference (Winograd layers / whole network)
+    beside the paper's figures (paper.md section 5, which does not say which dense reference it used)."""
+    wr = {name: next(v for v in trace.variants if v.method == "winograd_relu") for name, trace in traces}
+    reductions = {name: _reductions(trace) for name, trace in traces}
+    columns = [f"{trace.network} (`{name}`)" for name, trace in traces]
+    low, high = PAPER_ADVANTAGE
+    paper_dense = ", ".join(dict.fromkeys(PAPER_FIGURES.get(t.network, "?") for _, t in traces))
+    lines = [
+        "| Winograd-ReLU | paper | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+        "| test accuracy (its dense model) | less than 0.1 point lost | "
+        + " | ".join(
+            f"{100 * (wr[n].accuracy or 0):.2f}% ({100 * (wr[n].dense_accuracy or 0):.2f}%)" for n, _ in traces
+        )
+        + " |",
+    ]
+    for method, label in REFERENCES:
+        paper = paper_dense if method.startswith("dense") else f"{low:g}-{high:g}x"
+        cells = []
+        for name, _ in traces:
+            layers, network = reductions[name][method]
+            bar = PAPER_REDUCTION if method.startswith("dense") else low
+            verdict = "yes" if min(layers, network) >= bar else ("Winograd layers only" if layers >= bar else "no")
+            cells.append(f"{layers:.1f}x / {network:.1f}x (**{verdict}**)")
+        lines.append(f"| fewer multiplies than {label} | {paper} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Reductions: Winograd layers / whole network, exact zero-skipping multiplies per image "
+        f"(`analyses/out/card-*.md`); **yes** where both reach the paper's bar ({PAPER_REDUCTION:g}x against the "
+        f"dense references, {low:g}x against the pruned baselines).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
 def _search(v: Variant) -> dict[str, Any] | None:
     search = dict(v.recipe).get("density_search")
     return dict(search) if isinstance(search, dict) else None
@@ -179,9 +238,10 @@ def curve_figure(trace: Trace, title: str) -> Any:
 
 def main() -> None:
     args = arguments(__doc__.splitlines()[0])
-    for path, trace in shipped_traces(args.traces):
-        if trace.provenance.synthetic:
-            continue
+    trained = [(path, trace) for path, trace in shipped_traces(args.traces) if not trace.provenance.synthetic]
+    claims = readme_claims([(path.name, trace) for path, trace in trained])
+    write_markdown(args.out / "claims.md", "# The paper's claims on the trained traces\n\n" + claims)
+    for path, trace in trained:
         stem = f"card-{path.stem}"
         parts = [
             header(f"Trace card: {path.stem}", path, trace),

@@ -21,10 +21,10 @@ SCRIPTS = {
     "multiply_tables.py": ("multiplies-", "density-"),
     "pe_scaling.py": ("pe-scaling-", "pe-scaling-"),
     "arch_sensitivity.py": ("arch-sensitivity-", "arch-sensitivity-"),
-    "trace_cards.py": ("card-", "card-"),
+    "trace_cards.py": ("card-|claims", "card-"),
     "training_curves.py": ("training-curves", "training-curves"),
 }
-"""Each script and the prefixes of the Markdown tables and of the PNG figures it writes."""
+"""Each script and the prefixes of the Markdown tables (|-separated) and of the PNG figures it writes."""
 CHECKED_ELSEWHERE = {"validation.py": "needs the validation extra (ZigZag) and minutes: tests/test_validation.py"}
 
 
@@ -42,8 +42,8 @@ def test_a_script_reproduces_its_committed_tables(script: str, tmp_path: Path) -
         capture_output=True,
     )
     tables, figures = SCRIPTS[script]
-    made = sorted(p.name for p in tmp_path.glob(f"{tables}*.md"))
-    committed = sorted(p.name for p in COMMITTED.glob(f"{tables}*.md"))
+    made = sorted(p.name for prefix in tables.split("|") for p in tmp_path.glob(f"{prefix}*.md"))
+    committed = sorted(p.name for prefix in tables.split("|") for p in COMMITTED.glob(f"{prefix}*.md"))
     assert made, f"{script} wrote no Markdown table"
     assert made == committed, "the set of tables changed: rerun the script and commit analyses/out/"
     for name in made:
@@ -69,3 +69,23 @@ def test_traces_readme_quotes_the_variant_table_of_every_trained_trace() -> None
     for trace in trained:
         table = trace_cards.variant_table(trace).split("\n\n")[0]
         assert table in readme, f"traces/README.md lacks the current variant table of the {trace.network} trace"
+
+
+def test_readme_quotes_the_claim_table_of_the_shipped_traces() -> None:
+    """README.md's claim table is `trace_cards.readme_claims` of the trained traces in traces/: when a trace is
+    replaced (new models, new accuracies), the README must be updated with it (run analyses/trace_cards.py)."""
+    sys.path.insert(0, str(ANALYSES))
+    try:
+        import trace_cards
+    finally:
+        sys.path.remove(str(ANALYSES))
+    from winosim.trace import load_trace
+
+    trained = [
+        (p.name, t) for p in sorted((ROOT / "traces").glob("*.npz")) if not (t := load_trace(p)).provenance.synthetic
+    ]
+    table = trace_cards.readme_claims(trained).split("\n\n")[0]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert table in readme, (
+        "README.md's claim table is not the one made from the shipped traces (analyses/out/claims.md)"
+    )
