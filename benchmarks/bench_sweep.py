@@ -79,16 +79,26 @@ def _out(work: Path, trace: Path, name: str, attempt: int) -> Path:
     return work / f"{trace.stem}-{name.replace(' ', '').replace(',', '-')}-{attempt}"
 
 
+EXECUTORS = ("1 worker", "2 workers", "dask, 2 workers")
+SWEEP_WORKER_CONFIG = {
+    "distributed.worker.profile.enabled": False,  # samples the busy thread every 10 ms
+    "distributed.admin.tick.interval": "1s",  # each wake-up of the event loop takes the GIL from the points
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+}
+"""The Dask configuration docs/sweeps.md recommends for sweep workers."""
+
+
 def _dask_run(trace: Path, out: Path) -> tuple[float, int]:
     """One sweep on a fresh Dask cluster of two one-thread worker processes (started and stopped around the
     run, untimed: an idle cluster left beside the local runs would tax them)."""
     import dask as dask_config
     from distributed import LocalCluster
 
-    # workers as docs/sweeps.md recommends for sweeps: winosim imported when the worker starts (as the local
-    # workers' fork server does), without the statistical profiler, which samples the worker thread every 10 ms
+    # workers as docs/sweeps.md recommends for sweeps (SWEEP_WORKER_CONFIG): winosim imported when the worker
+    # starts (as the local workers' fork server does), no statistical profiler, a quieter event loop
     with (
-        dask_config.config.set({"distributed.worker.profile.enabled": False}),
+        dask_config.config.set(SWEEP_WORKER_CONFIG),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -98,9 +108,6 @@ def _dask_run(trace: Path, out: Path) -> tuple[float, int]:
         ) as cluster,
     ):
         return _timed(_sweep_command(trace, out, ["--scheduler", str(cluster.scheduler_address)]))
-
-
-EXECUTORS = ("1 worker", "2 workers", "dask, 2 workers")
 
 
 def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
