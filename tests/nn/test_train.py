@@ -25,6 +25,7 @@ from winosim.nn.train import (
     load_checkpoint,
     model_from_checkpoint,
     native_from_spatial,
+    requested_threads,
     train,
 )
 
@@ -185,6 +186,29 @@ def test_progress_log_reports_rate_and_eta(random_data: Path, tmp_path: Path) ->
     lines = (tmp_path / "r" / "progress.log").read_text().splitlines()
     assert lines and all("images/s" in line and "run ETA" in line for line in lines)
     assert "test accuracy" in lines[-1]
+
+
+def test_a_threads_file_sets_the_thread_count_at_the_next_checkpoint(random_data: Path, tmp_path: Path) -> None:
+    """The recipe's driver hands a run the other run's cores by writing `threads` into its folder."""
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "threads").write_text("2\n")
+    assert torch.get_num_threads() == 1  # tests/nn/conftest.py
+    try:
+        train(_config(random_data, out, densities=(), train_limit=16, checkpoint_every_s=1e-6))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert [
+        line.split(" ", 1)[1] for line in (out / "progress.log").read_text().splitlines() if " threads " in line
+    ] == ["threads 1 -> 2 (asked in threads)"]
+
+
+@pytest.mark.parametrize("text", ["", "0", "-2", "two", "2 3", "\xff"])
+def test_a_malformed_threads_file_is_ignored(tmp_path: Path, text: str) -> None:
+    (tmp_path / "threads").write_bytes(text.encode("latin-1"))
+    assert requested_threads(tmp_path) is None
+    assert requested_threads(tmp_path / "absent") is None
 
 
 def test_config_validation_names_the_field(tmp_path: Path) -> None:

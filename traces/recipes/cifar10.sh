@@ -10,7 +10,9 @@
 #
 # Environment: DATA (CIFAR-10 folder, default ../shared/data/cifar10), RUNS (run folders, default runs/),
 # PYTHON (default python), THREADS (torch threads per process, default 1), PARALLEL (1: the native run starts
-# beside the spatial one once the dense model is saved, for two cores; default 0, one run at a time), WR_FROM (paper recipe: spatial, the
+# beside the spatial one once the dense model is saved, Winograd-ReLU beside the native one once the spatial run
+# ends, and whichever of those two is left alone gets both runs' threads from its next checkpoint on, via a
+# `threads` file in its folder (bash >= 5.1); for two cores; default 0, one run at a time), WR_FROM (paper recipe: spatial, the
 # default, starts Winograd-ReLU from the trained spatial model; scratch trains it from scratch as the paper
 # does), RECIPE (budget, the default: what
 # made the shipped traces; full: whole-dataset step-decay epochs, superseded; paper: issue 10's one-cycle recipe
@@ -93,20 +95,7 @@ native_after_dense() { # the native run once the spatial dense model exists, whi
     [ -f "$dense_pt" ] && train ${prefix}_native --method native --init-from "$dense_pt" --epochs 0 $search
 }
 
-case $stage in
-train)
-    mkdir -p "$RUNS"
-    echo "$(date -u +%FT%TZ) $network train start" >>"$RUNS/$prefix.driver.log"
-    if [ "${PARALLEL:-0}" = 1 ]; then
-        # two cores: the native run starts beside the spatial one as soon as the dense model is saved
-        train ${prefix}_spatial --method spatial $dense $search &
-        spatial_pid=$!
-        native_after_dense "$spatial_pid" &
-        native_pid=$!
-        wait "$spatial_pid"
-    else
-        train ${prefix}_spatial --method spatial $dense $search
-    fi
+train_winograd_relu() {
     if [ "$RECIPE" = paper ] && [ "${WR_FROM:-spatial}" = spatial ]; then
         # Q = G g G^T from the trained spatial dense model, then a short dense fine-tune with the ReLU in the
         # Winograd domain (the paper trains from scratch: WR_FROM=scratch does that, e.g. on a GPU)
@@ -115,9 +104,36 @@ train)
     else
         train ${prefix}_winograd_relu --method winograd_relu $dense $search
     fi
+}
+
+case $stage in
+train)
+    mkdir -p "$RUNS"
+    echo "$(date -u +%FT%TZ) $network train start" >>"$RUNS/$prefix.driver.log"
     if [ "${PARALLEL:-0}" = 1 ]; then
-        wait "$native_pid"
+        # two cores: the native run starts beside the spatial one as soon as the dense model is saved
+        rm -f "$RUNS/${prefix}_native/threads" "$RUNS/${prefix}_winograd_relu/threads"  # decided afresh below
+        train ${prefix}_spatial --method spatial $dense $search &
+        spatial_pid=$!
+        native_after_dense "$spatial_pid" &
+        native_pid=$!
+        wait "$spatial_pid"
+        train_winograd_relu &
+        wr_pid=$!
+        if [ "${BASH_VERSINFO[0]}${BASH_VERSINFO[1]}" -ge 51 ]; then
+            # whichever ends first, the other takes its cores (read at the other's next checkpoint)
+            wait -n -p first_pid "$native_pid" "$wr_pid"
+            if [ "$first_pid" = "$native_pid" ]; then left_pid=$wr_pid left=${prefix}_winograd_relu
+            else left_pid=$native_pid left=${prefix}_native; fi
+            mkdir -p "$RUNS/$left" && echo $((2 * THREADS)) >"$RUNS/$left/threads"
+            wait "$left_pid"
+        else
+            wait "$native_pid"
+            wait "$wr_pid"
+        fi
     else
+        train ${prefix}_spatial --method spatial $dense $search
+        train_winograd_relu
         train ${prefix}_native --method native --init-from "$RUNS/${prefix}_spatial/phase0_dense.pt" --epochs 0 $search
     fi
     ;;

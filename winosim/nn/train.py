@@ -15,7 +15,9 @@ bit where an uninterrupted run would (on the same machine and torch build).
 Files in the run folder: `last.pt` (resume point, written atomically every `checkpoint_every_s` seconds, at
 every epoch end and at every phase end), `phase<i>_<tag>.pt` (the model at the end of each phase, e.g.
 `phase0_dense.pt`, `phase2_d0.60.pt`; what `winosim trace` reads), `metrics.jsonl` (one JSON line per epoch:
-accuracy, loss, learning rate, per-layer density, wall time), `config.json`.
+accuracy, loss, learning rate, per-layer density, wall time), `config.json`. A file `threads` written into the
+folder while the run goes on (one integer) sets torch's thread count from the next checkpoint on: the recipe's
+driver gives a run the other run's cores when the run beside it ends (traces/recipes/cifar10.sh).
 """
 
 from __future__ import annotations
@@ -423,6 +425,19 @@ def _checkpoint(
     }
 
 
+THREADS_FILE = "threads"
+
+
+def requested_threads(out: Path) -> int | None:
+    """The thread count asked for in `out/threads` (module docstring), or None when there is no such file or
+    it does not hold one integer >= 1 (a half-written or foreign file is ignored, never fatal to a long run)."""
+    try:
+        text = (out / THREADS_FILE).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and int(text) >= 1 else None
+
+
 def _format_s(seconds: float) -> str:
     seconds = max(int(seconds), 0)
     if seconds >= 3600:
@@ -588,6 +603,14 @@ def train(
                 if time.monotonic() - last_save >= config.checkpoint_every_s:
                     save()
                     progress_line(density, epochs, per_epoch)
+                    threads = requested_threads(out)
+                    if threads is not None and threads != torch.get_num_threads():
+                        with (out / "progress.log").open("a") as handle:
+                            handle.write(
+                                f"{time.strftime('%Y-%m-%dT%H:%M:%S')} threads {torch.get_num_threads()} -> "
+                                f"{threads} (asked in {THREADS_FILE})\n"
+                            )
+                        torch.set_num_threads(threads)
             bar.close()
             epoch_s = time.monotonic() - epoch_start
             test_accuracy = evaluate(model, test_set, dev, config.precision)
