@@ -422,7 +422,11 @@ def test_atomic_writes_fsync_before_the_rename(tmp_path: Path, monkeypatch: pyte
     assert events == ["fsync", "replace", "fsync"]
     assert (tmp_path / "a.txt").read_text() == "x\n"
     events.clear()  # a file its reader verifies (a sweep's point) skips the fsyncs, never the rename
-    files.atomic_write(tmp_path / "b.bin", lambda tmp: tmp.write_text("y"), durable=False)
+
+    def write_y(tmp: Path) -> None:
+        tmp.write_text("y")
+
+    files.atomic_write(tmp_path / "b.bin", write_y, durable=False)
     assert events == ["replace"]
     assert (tmp_path / "b.bin").read_text() == "y"
 

@@ -245,7 +245,7 @@ def simulate_layer_reference(
         reads[run[0]][0] -= taken
         left -= taken
 
-    def out_rows(r0: int, r1: int) -> int:
+    def map_rows_out(r0: int, r1: int) -> int:
         return min(m * r1, layer.out_height) - m * r0 if winograd else r1 - r0
 
     def items(p: int, streamed: bool, first: bool) -> list[list[int]]:
@@ -267,7 +267,7 @@ def simulate_layer_reference(
         for j in range(count):
             _, h_end = span(r0, r0 + j + 1, layer.in_height)
             read_now = weights + (inputs * (h_end - h0) // (h_all - h0) if first else inputs)
-            write_now = writes[p] * out_rows(r0, r0 + j + 1) // out_rows(r0, r1)
+            write_now = writes[p] * map_rows_out(r0, r0 + j + 1) // map_rows_out(r0, r1)
             result[0].append(_cdiv(read_now - read_before, bw))
             result[4].append(_cdiv(write_now - write_before, bw))
             read_before, write_before = read_now, write_now
@@ -287,7 +287,8 @@ def simulate_layer_reference(
             units += [whole // len(parts[0])] * len(parts[0])
             for column, values in zip(columns, parts, strict=True):
                 column.extend(values)
-        total.add(_run_pipeline(*columns, winograd, units, 2 * whole))
+        reads_, its_, pes_, ots_, writes_ = columns
+        total.add(_run_pipeline(reads_, its_, pes_, ots_, writes_, winograd, units, 2 * whole))
     compute = _cdiv(sum(sum(u) for u in passes), pe.pe_count)  # a perfectly balanced array's cycles
     return ReferenceResult(
         total.cycle, compute, total.pe_cycles - compute, total.transform, total.dram_stall, total.busy or {}, makespans

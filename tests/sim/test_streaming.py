@@ -8,6 +8,9 @@ reference (tests/sim/test_sim_reference.py) checks the timing of the items again
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pytest
 from sim_helpers import small_arch
@@ -34,7 +37,7 @@ def test_steps_add_up_to_the_whole() -> None:
     assert proportional_steps(0, [1, 2]) == [0, 0]
 
 
-def _timing(work: LayerWork, arch_fields: dict[str, object]) -> tuple:  # type: ignore[type-arg]
+def _timing(work: LayerWork, arch_fields: Mapping[str, object]) -> tuple[Any, ...]:
     arch = apply_overrides(small_arch(), arch_fields)
     plan = plan_layer(work, arch)
     traffic = layer_traffic(work, plan, PLAN.key(arch), arch)
