@@ -612,3 +612,32 @@ def test_bad_command_lines_are_one_line_errors(
     err = capsys.readouterr().err
     assert err.startswith("winosim: error: ") and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+SHIPPED_CHILD = """
+import sys
+from pathlib import Path
+from winosim import sweep
+from winosim.trace import StoredMasks
+
+path = Path(sys.argv[1])
+digest = sweep.file_sha256(path)
+shipped, _ = sweep.prepared_trace(sweep.SimulateEvaluator(), digest, path.read_bytes())
+local, _ = sweep.prepared_trace(sweep.CountsEvaluator(), digest, str(path))
+assert all(isinstance(v.masks, StoredMasks) for v in shipped.variants)  # read lazily, not all unpacked
+for a, b in zip(shipped.variants, local.variants, strict=True):
+    for i in range(len(a.masks)):
+        assert (a.masks[i].weight == b.masks[i].weight).all() and (a.masks[i].activation == b.masks[i].activation).all()
+again = sweep._shipped_trace_file(digest, b"")  # the same digest again: the file is kept, not rewritten
+assert again.stat().st_size == path.stat().st_size
+print(again.parent)
+"""
+
+
+def test_a_trace_shipped_as_bytes_loads_lazily_from_a_file_removed_at_exit(traces: tuple[Path, Path]) -> None:
+    """A Dask worker gets the trace's bytes: it keeps them as a file of its own for as long as it lives and
+    loads the trace from it like a local one (masks one layer at a time), not all unpacked in memory."""
+    done = subprocess.run([sys.executable, "-c", SHIPPED_CHILD, str(traces[0])], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    folder = Path(done.stdout.strip())
+    assert folder.name.startswith("winosim-shipped-traces-") and not folder.exists()

@@ -27,6 +27,7 @@ scheduler address is given.
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import hashlib
 import itertools
@@ -35,6 +36,7 @@ import logging
 import math
 import multiprocessing
 import os
+import shutil
 import tempfile
 import threading
 import uuid
@@ -52,7 +54,7 @@ from numpy.typing import NDArray
 from winosim.errors import ConfigError, TraceError, WinosimError
 from winosim.files import atomic_write, atomic_write_text
 from winosim.methods import sorted_methods
-from winosim.trace import Trace, load_trace, materialized
+from winosim.trace import Trace, load_trace
 from winosim.version import __version__
 
 log = logging.getLogger(__name__)
@@ -331,26 +333,39 @@ class CountsEvaluator:
 _CACHE_SIZE = 4
 _cache_lock = threading.Lock()
 _prepared_cache: OrderedDict[tuple[str, str], tuple[Trace, Any]] = OrderedDict()
+_shipped_folder: list[Path] = []  # this process's folder of shipped traces, once made
+
+
+def _shipped_trace_file(digest: str, data: bytes) -> Path:
+    """The file holding a trace shipped to this process as bytes (a Dask worker need not see the sender's
+    files): written once per content digest into a folder of this process's own, removed when the process
+    exits. From the file the trace loads like a local one, its masks read one layer at a time when needed
+    (holding them all unpacked measured 1.7x the worker's peak memory at 32 images). Call with the lock held."""
+    if not _shipped_folder:
+        folder = Path(tempfile.mkdtemp(prefix="winosim-shipped-traces-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _shipped_folder.append(folder)
+    path = _shipped_folder[0] / f"{digest}.npz"
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data)
+
+    if not path.exists():
+        atomic_write(path, write, durable=False)
+    return path
 
 
 def _load_source(digest: str, source: str | bytes) -> Trace:
     """Load a trace from a path or from the file's bytes (as shipped to remote Dask workers)."""
-    if isinstance(source, str):
-        return load_trace(source)
-    fd, tmp = tempfile.mkstemp(prefix=f"winosim-trace-{digest[:12]}-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(source)
-        return materialized(load_trace(tmp))  # the masks must outlive the temporary file
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    return load_trace(source if isinstance(source, str) else _shipped_trace_file(digest, source))
 
 
 def prepared_trace(evaluator: Evaluator, digest: str, source: str | bytes) -> tuple[Trace, Any]:
     """The loaded trace and its design-point-independent preparation, memoised per worker process.
 
     This per-process memo (keyed by evaluator and trace content digest, a few entries) is the one piece of
-    process state in the sweep: it is what makes lowering happen once per trace per worker, not per point.
+    process state in the sweep, with the folder of traces shipped as bytes (`_shipped_trace_file`): it is what
+    makes lowering happen once per trace per worker, not per point.
     """
     key = (repr(evaluator), digest)
     with _cache_lock:

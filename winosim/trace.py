@@ -16,7 +16,6 @@ members) and atomic; loading never unpickles and validates every array against t
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import math
@@ -181,13 +180,6 @@ class Trace:
             nonzero += mask_nonzero(variant.masks, i)[operand]
             total += math.prod(stored_shapes(variant.masks, i)[operand])
         return nonzero / total if total else 1.0
-
-
-def materialized(trace: Trace) -> Trace:
-    """`trace` with every variant's masks unpacked into memory (a tuple), independent of its file from then
-    on: for a trace loaded from a temporary copy that is about to be deleted."""
-    variants = tuple(dataclasses.replace(v, masks=tuple(v.masks)) for v in trace.variants)
-    return dataclasses.replace(trace, variants=variants)
 
 
 def stored_shapes(masks: Sequence[LayerMasks], index: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
