@@ -16,15 +16,12 @@ Everything else (counting, lowering, the simulator, tables, sweeps and figures) 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry
-
-if TYPE_CHECKING:
-    from winosim.trace import Trace
 
 Domain = Literal["winograd", "spatial"]
 VariantMethod = Literal["spatial", "native", "winograd_relu"]
@@ -103,8 +100,24 @@ def sorted_methods(names: Iterable[str]) -> list[str]:
     return [m for m in METHODS if m in present] + sorted(present - set(METHODS))
 
 
-def available(trace: Trace) -> dict[str, tuple[str | None, ...]]:
-    """For each method, the variants that supply its masks (None for the dense methods); () = unavailable."""
+class _Variant(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def method(self) -> str: ...
+
+
+class _WithVariants(Protocol):
+    """What `available` reads of a trace (`winosim.trace.Trace`), so that this module does not import it."""
+
+    @property
+    def variants(self) -> Sequence[_Variant]: ...
+
+
+def available(trace: _WithVariants) -> dict[str, tuple[str | None, ...]]:
+    """For each method, the variants of `trace` that supply its masks (None for the dense methods); () =
+    unavailable."""
     return {
         spec.name: (None,) if spec.dense else tuple(v.name for v in trace.variants if v.method == spec.source)
         for spec in METHOD_SPECS
