@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -188,6 +189,7 @@ def test_progress_log_reports_rate_and_eta(random_data: Path, tmp_path: Path) ->
     assert "test accuracy" in lines[-1]
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a request for 2 threads is capped at 1 core")
 def test_a_threads_file_sets_the_thread_count_at_the_next_checkpoint(random_data: Path, tmp_path: Path) -> None:
     """The recipe's driver hands a run the other run's cores by writing `threads` into its folder."""
     out = tmp_path / "r"
@@ -202,6 +204,11 @@ def test_a_threads_file_sets_the_thread_count_at_the_next_checkpoint(random_data
     assert [
         line.split(" ", 1)[1] for line in (out / "progress.log").read_text().splitlines() if " threads " in line
     ] == ["threads 1 -> 2 (asked in threads)"]
+
+
+def test_a_threads_request_is_capped_at_the_machine_s_cores(tmp_path: Path) -> None:
+    (tmp_path / "threads").write_text("100000\n")
+    assert requested_threads(tmp_path) == (os.cpu_count() or 1)
 
 
 @pytest.mark.parametrize("text", ["", "0", "-2", "two", "2 3", "\xff"])

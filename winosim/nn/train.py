@@ -26,6 +26,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import time
 import types
 import typing
@@ -429,13 +430,16 @@ THREADS_FILE = "threads"
 
 
 def requested_threads(out: Path) -> int | None:
-    """The thread count asked for in `out/threads` (module docstring), or None when there is no such file or
-    it does not hold one integer >= 1 (a half-written or foreign file is ignored, never fatal to a long run)."""
+    """The thread count asked for in `out/threads` (module docstring), at most the machine's cores, or None
+    when there is no such file or it does not hold one integer >= 1 (a half-written or foreign file is
+    ignored, never fatal to a long run)."""
     try:
         text = (out / THREADS_FILE).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError):
         return None
-    return int(text) if text.isdigit() and int(text) >= 1 else None
+    if not text.isdigit() or int(text) < 1:
+        return None
+    return min(int(text), os.cpu_count() or 1)
 
 
 def _format_s(seconds: float) -> str:
