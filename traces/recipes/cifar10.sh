@@ -12,7 +12,8 @@
 # PYTHON (default python), THREADS (torch threads per process, default 1), PARALLEL (1: the native run starts
 # beside the spatial one once the dense model is saved, Winograd-ReLU beside the native one once the spatial run
 # ends, and whichever of those two is left alone gets both runs' threads from its next checkpoint on, via a
-# `threads` file in its folder (bash >= 5.1); for two cores; default 0, one run at a time), WR_FROM (paper recipe: spatial, the
+# `threads` file in its folder (bash >= 5.1); for two cores; all: the three runs at once, for a GPU; default 0,
+# one run at a time), WR_FROM (paper recipe: spatial, the
 # default, starts Winograd-ReLU from the trained spatial model; scratch trains it from scratch as the paper
 # does), RECIPE (budget, the default: what
 # made the shipped traces; full: whole-dataset step-decay epochs, superseded; paper: issue 10's one-cycle recipe
@@ -31,7 +32,7 @@ paper:vgg_nagadomi | paper:resnet18)
     # issue 10: one-cycle SGD (Nesterov, batch 256, peak 0.4, label smoothing 0.1), bf16 where native,
     # whole training set per epoch, all 10,000 test images; finer pruning steps near the end.
     prefix=paper_$network
-    dense="--epochs $([ "$network" = resnet18 ] && echo 18 || echo 16) --lr 0.4"
+    dense="--epochs ${DENSE_EPOCHS:-$([ "$network" = resnet18 ] && echo 18 || echo 16)} --lr 0.4"
     search="--densities 0.7,0.5,0.4,0.35,0.3,0.25,0.2,0.17,0.14,0.12,0.1 --retrain-epochs 2 --retrain-lr 0.04"
     test=""
     extract="--images $([ "$network" = resnet18 ] && echo 8 || echo 16)"
@@ -95,6 +96,12 @@ native_after_dense() { # the native run once the spatial dense model exists, whi
     [ -f "$dense_pt" ] && train ${prefix}_native --method native --init-from "$dense_pt" --epochs 0 $search
 }
 
+wr_after_dense() { # the Winograd-ReLU run from the spatial dense model once it exists (PARALLEL=all)
+    local dense_pt=$RUNS/${prefix}_spatial/phase0_dense.pt
+    while [ ! -f "$dense_pt" ] && kill -0 "$1" 2>/dev/null; do sleep "${POLL_S:-60}"; done
+    [ -f "$dense_pt" ] && train_winograd_relu
+}
+
 train_winograd_relu() {
     if [ "$RECIPE" = paper ] && [ "${WR_FROM:-spatial}" = spatial ]; then
         # Q = G g G^T from the trained spatial dense model, then a short dense fine-tune with the ReLU in the
@@ -110,7 +117,16 @@ case $stage in
 train)
     mkdir -p "$RUNS"
     echo "$(date -u +%FT%TZ) $network train start" >>"$RUNS/$prefix.driver.log"
-    if [ "${PARALLEL:-0}" = 1 ]; then
+    if [ "${PARALLEL:-0}" = all ]; then
+        # a GPU: all three at once (Winograd-ReLU from scratch, or from the spatial dense model once it exists)
+        train ${prefix}_spatial --method spatial $dense $search &
+        spatial_pid=$!
+        native_after_dense "$spatial_pid" &
+        native_pid=$!
+        if [ "${WR_FROM:-spatial}" = scratch ]; then train_winograd_relu & else wr_after_dense "$spatial_pid" & fi
+        wr_pid=$!
+        wait "$spatial_pid" "$native_pid" "$wr_pid"
+    elif [ "${PARALLEL:-0}" = 1 ]; then
         # two cores: the native run starts beside the spatial one as soon as the dense model is saved
         rm -f "$RUNS/${prefix}_native/threads" "$RUNS/${prefix}_winograd_relu/threads"  # decided afresh below
         train ${prefix}_spatial --method spatial $dense $search &
