@@ -23,6 +23,7 @@ from winosim.nn.models import build_model
 from winosim.nn.train import (
     CheckpointError,
     TrainConfig,
+    autocast,
     load_checkpoint,
     model_from_checkpoint,
     native_from_spatial,
@@ -346,3 +347,19 @@ def test_cli_resume_from_a_bad_checkpoint_is_one_line(
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("winosim: error: ") and result.stderr.count("\n") == 1, result.stderr
     assert message in result.stderr
+
+
+def test_fp32_on_cuda_means_float32_not_tf32() -> None:
+    """A trace's masks come from an fp32 pass: on CUDA that pass must not round to TF32 (cuDNN does by default);
+    the flags are switched off inside and restored after. Checked on the flags alone, so it runs without a GPU."""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, matmul.allow_tf32)
+    try:
+        cudnn.allow_tf32, matmul.allow_tf32 = True, True
+        with autocast(torch.device("cuda"), "fp32"):
+            assert not cudnn.allow_tf32 and not matmul.allow_tf32
+        assert cudnn.allow_tf32 and matmul.allow_tf32
+        with autocast(torch.device("cpu"), "fp32"):
+            assert cudnn.allow_tf32  # CPU: nothing to switch
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = before

@@ -299,10 +299,28 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """bfloat16 autocast for `precision` "bf16" (after `resolve_precision`), else no autocast."""
+    """bfloat16 autocast for `precision` "bf16" (after `resolve_precision`), else true float32: on CUDA, cuDNN
+    convolutions and matrix products would otherwise round their inputs to TF32 (10-bit mantissa), which moves
+    ReLU's zero decisions near 0 and so a trace's masks; both are switched off inside, restored after."""
     if resolve_precision(precision, device) == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    if device.type == "cuda":
+        return _no_tf32()
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _no_tf32() -> Iterator[None]:
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    was = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        with cudnn.flags(
+            enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic, allow_tf32=False
+        ):
+            yield
+    finally:
+        matmul.allow_tf32 = was
 
 
 def atomic_save(obj: Any, path: Path) -> None:
