@@ -90,23 +90,32 @@ def run_table(run: RunLog) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _machine(run: RunLog) -> str:
+    """The panel a run belongs in: runs copied from the lent GPU carry an `h200_` prefix."""
+    return "H200 GPU" if run.name.startswith("h200_") else "2-core CPU"
+
+
 def write_figure(runs: list[RunLog], path: Path) -> None:
-    """Test accuracy against training images seen, one line per run."""
+    """Test accuracy against training images seen, one line per run, one panel per machine."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7.5, 4.5))
-    for run in runs:
-        per_epoch = [r["step"] * run.config["batch_size"] / 1e6 for r in run.epochs]
-        axis.plot(per_epoch, [100 * r["test_accuracy"] for r in run.epochs], marker="o", label=run.name)
-    axis.axhline(92.0, color="grey", linestyle="--", linewidth=1, label="issue 10 goal (dense >= 92%)")
-    axis.set_xlabel("training images seen (millions)")
-    axis.set_ylabel("test accuracy (%)")
-    axis.set_title("CIFAR-10 training curves of the paper-recipe runs")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
+    machines = sorted({_machine(r) for r in runs}, reverse=True)
+    figure, axes = plt.subplots(1, len(machines), figsize=(6.5 * len(machines), 4.8), sharey=True, squeeze=False)
+    for axis, machine in zip(axes[0], machines, strict=True):
+        for run in (r for r in runs if _machine(r) == machine):
+            per_epoch = [r["step"] * run.config["batch_size"] / 1e6 for r in run.epochs]
+            label = run.name.removeprefix("h200_")
+            axis.plot(per_epoch, [100 * r["test_accuracy"] for r in run.epochs], marker="o", markersize=3, label=label)
+        axis.axhline(92.0, color="grey", linestyle="--", linewidth=1, label="issue 10 goal (dense >= 92%)")
+        axis.set_xlabel("training images seen (millions)")
+        axis.set_title(machine)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=7, loc="lower right")
+    axes[0][0].set_ylabel("test accuracy (%)")
+    figure.suptitle("CIFAR-10 training curves of the paper-recipe runs")
     figure.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp.png")
     figure.savefig(tmp, dpi=110, metadata={"Software": None})
