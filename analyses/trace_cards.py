@@ -139,6 +139,11 @@ def _reductions(trace: Trace) -> dict[str, tuple[float, float]]:
     return {m: (per_scope[0][m], per_scope[1][m]) for m, _ in REFERENCES}
 
 
+def _accuracy(trace: Trace, method: str) -> str:
+    variant = next((v for v in trace.variants if v.method == method), None)
+    return "?" if variant is None or variant.accuracy is None else f"{100 * variant.accuracy:.2f}%"
+
+
 def readme_claims(traces: list[tuple[str, Trace]]) -> str:
     """README.md's claim table: per trained trace (file name, trace), Winograd-ReLU's test accuracy against
     its dense model's, then its multiply reduction against each reference (Winograd layers / whole network)
@@ -155,6 +160,9 @@ def readme_claims(traces: list[tuple[str, Trace]]) -> str:
         + " | ".join(
             f"{100 * (wr[n].accuracy or 0):.2f}% ({100 * (wr[n].dense_accuracy or 0):.2f}%)" for n, _ in traces
         )
+        + " |",
+        "| the baselines' test accuracy (pruned spatial / native) | about Winograd-ReLU's | "
+        + " | ".join(" / ".join(_accuracy(trace, m) for m in ("spatial", "native")) for _, trace in traces)
         + " |",
     ]
     for method, label in REFERENCES:
