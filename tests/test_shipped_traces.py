@@ -64,3 +64,27 @@ def test_shipped_trace(path: Path) -> None:
         assert 0.0 < trace.activation_density(variant) < 1.0
         if "density_search" in variant.recipe:
             check_density_search(variant.recipe["density_search"], variant.target_density, variant.recipe["checkpoint"])
+
+
+DENSE_BAR = 0.92  # issue 10: every dense model behind a shipped variant, all 10,000 CIFAR-10 test images
+WITHIN = 0.005  # and each variant within 0.5 point of its own dense model
+# Issue 10 is open: the shipped variants below are measured short of the bars (traces/README.md says so).
+# Strict: once a new trace meets a bar its entry fails here and must be removed; the bars themselves stay.
+SHORT_OF_THE_BAR = {
+    ("resnet18.npz", "spatial"): "budget recipe: dense 58.20% on the first 2,000 test images",
+    ("resnet18.npz", "native"): "budget recipe: dense 58.20% on the first 2,000 test images",
+    ("resnet18.npz", "winograd_relu"): "budget recipe: dense 56.85% on the first 2,000 test images",
+    ("vgg_nagadomi.npz", "winograd_relu"): "paper recipe, 30 epochs from scratch (H200): dense 90.20%",
+}
+
+
+@pytest.mark.parametrize("method", ["spatial", "native", "winograd_relu"])
+@pytest.mark.parametrize("name", sorted(TRAINED))
+def test_issue_10_accuracy_bars(name: str, method: str, request: pytest.FixtureRequest) -> None:
+    if (name, method) in SHORT_OF_THE_BAR:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=SHORT_OF_THE_BAR[name, method]))
+    variant = next(v for v in load_trace(TRACES_DIR / name).variants if v.method == method)
+    assert variant.accuracy is not None and variant.dense_accuracy is not None
+    assert variant.recipe["test_images_for_accuracy"] == 10_000
+    assert variant.dense_accuracy >= DENSE_BAR
+    assert variant.accuracy >= variant.dense_accuracy - WITHIN
