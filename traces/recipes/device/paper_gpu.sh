@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Issue 10 on a lent GPU machine (the workplace's `device` tool: 64 MiB of working tree per call, results back
 # through $OUT). Each call copies the CIFAR-10 parts it carries (.gpu/part*, made by pack_cifar.py) into a
-# staging folder that lasts while the machine stays warm; once all shards are there it trains the paper recipe's
-# three VGG-nagadomi runs at once on the GPU (cifar10.sh, PARALLEL=all, Winograd-ReLU from scratch as the paper
-# does) for at most LIMIT_S seconds, resumable by the next call, extracts the trace when all three are done, and
-# copies logs, metrics, the density-search table and the trace to $OUT.
+# staging folder that lasts while the machine stays warm; once all shards are there it runs JOB for at most
+# LIMIT_S seconds (resumable by the next call) and copies logs, metrics and tables to $OUT:
+#   JOB=paper (default): the paper recipe's three runs of NETWORK at once (cifar10.sh, PARALLEL=all,
+#     Winograd-ReLU from scratch as the paper does; DENSE_EPOCHS passes through), then the trace when all three
+#     are done;
+#   JOB=wr_grid: dense-only Winograd-ReLU runs of NETWORK side by side, one per GRID entry (name:flags;...),
+#     each the paper recipe with those flags changed: the search for a Winograd-ReLU recipe that does not
+#     under-fit.
 #
 #   bash traces/recipes/device/paper_gpu.sh        # carry .gpu/partN (and .whl: simpy) with each call
 set -uo pipefail
@@ -22,7 +26,9 @@ if [ ! -d "$STAGE/site/simpy" ]; then
 fi
 export PYTHONPATH=$STAGE/site:$PWD
 
-for part in .gpu/part*; do [ -d "$part" ] && cp --update=none "$part"/*.npz "$STAGE/parts/"; done
+for shard in .gpu/part*/*.npz; do
+    [ -f "$shard" ] && [ ! -f "$STAGE/parts/${shard##*/}" ] && cp "$shard" "$STAGE/parts/"
+done
 have=$(find "$STAGE/parts" -name '*.npz' | wc -l)
 echo "shards staged: $have of $SHARDS" | tee -a "$OUT/env.txt"
 [ "$have" -lt "$SHARDS" ] && exit 0
@@ -30,16 +36,33 @@ if [ ! -f "$STAGE/cifar10/.ok" ]; then
     python3 traces/recipes/device/pack_cifar.py unpack "$STAGE/parts" "$STAGE/cifar10" && touch "$STAGE/cifar10/.ok" || exit 1
 fi
 
+NETWORK=${NETWORK:-vgg_nagadomi}
 export RECIPE=paper DATA=$STAGE/cifar10 RUNS=$STAGE/${RUNS_NAME:-runs} PYTHON=python3 THREADS=${THREADS:-2} POLL_S=5
 start=$(date +%s)
-PARALLEL=all WR_FROM=scratch timeout "$LIMIT_S" bash traces/recipes/cifar10.sh vgg_nagadomi train
+if [ "${JOB:-paper}" = wr_grid ]; then
+    GRID=${GRID:-"lr0.1:--lr 0.1;lr0.2:--lr 0.2;wd1e-4:--weight-decay 1e-4;e45:--epochs 45;b128:--batch-size 128 --lr 0.2"}
+    common="--network $NETWORK --data $DATA --method winograd_relu --batch-size 256 --schedule onecycle --epochs 30"
+    common="$common --lr 0.4 --label-smoothing 0.1 --no-dropout --channels-last --precision auto --threads $THREADS"
+    IFS=';' read -ra entries <<<"$GRID"
+    for entry in "${entries[@]}"; do
+        name=${entry%%:*} flags=${entry#*:} out=$RUNS/wr_grid_${NETWORK}_$name
+        mkdir -p "$out"
+        if [ -f "$out/last.pt" ]; then set -- --out "$out" --resume --threads "$THREADS"; else set -- $common $flags --out "$out"; fi
+        timeout "$LIMIT_S" python3 -m winosim train "$@" --no-progress >>"$out/log.txt" 2>&1 &
+    done
+    wait
+    echo "wr_grid: $(($(date +%s) - start)) s" | tee -a "$OUT/env.txt"
+    tar -czf "$OUT/grid.tgz" -C "$RUNS" $(cd "$RUNS" && ls -d wr_grid_*/{config.json,metrics.jsonl,progress.log,log.txt} 2>/dev/null)
+    exit 0
+fi
+PARALLEL=all WR_FROM=scratch timeout "$LIMIT_S" bash traces/recipes/cifar10.sh "$NETWORK" train
 echo "train: exit $? after $(($(date +%s) - start)) s" | tee -a "$OUT/env.txt"
 
-runs=("$RUNS"/paper_vgg_nagadomi_{spatial,native,winograd_relu})
+runs=("$RUNS"/paper_${NETWORK}_{spatial,native,winograd_relu})
 python3 -m winosim curve "${runs[@]}" --within 0.5 --output "$OUT/curve.md" 2>&1 | tail -3
-if [ "$(grep -c ' done$' "$RUNS/paper_vgg_nagadomi.driver.log")" -ge 3 ] && [ ! -f "$OUT/vgg_nagadomi.npz" ]; then
-    bash traces/recipes/cifar10.sh vgg_nagadomi trace >"$STAGE/trace.log" 2>&1 && cp traces/vgg_nagadomi.npz "$OUT/"
+if [ "$(grep -c ' done$' "$RUNS/paper_$NETWORK.driver.log")" -ge 3 ] && [ ! -f "$OUT/$NETWORK.npz" ]; then
+    bash traces/recipes/cifar10.sh "$NETWORK" trace >"$STAGE/trace.log" 2>&1 && cp "traces/$NETWORK.npz" "$OUT/"
     cp "$STAGE/trace.log" "$OUT/"
 fi
-tar -czf "$OUT/logs.tgz" -C "$RUNS" paper_vgg_nagadomi.driver.log \
-    $(cd "$RUNS" && ls -d paper_vgg_nagadomi_*/{config.json,metrics.jsonl,progress.log,log.txt} 2>/dev/null)
+tar -czf "$OUT/logs.tgz" -C "$RUNS" "paper_$NETWORK.driver.log" \
+    $(cd "$RUNS" && ls -d paper_"$NETWORK"_*/{config.json,metrics.jsonl,progress.log,log.txt} 2>/dev/null)
