@@ -18,12 +18,13 @@ FAKE_PYTHON = """#!/usr/bin/env bash
 # records "start|end <run folder>"; a spatial run saves its dense model after 1 s and trains 2 s more
 out=$(echo "$*" | sed -E 's/.*--out ([^ ]+).*/\\1/')
 echo "start $(basename "$out")" >> "$CALLS"
+echo "$(basename "$out") $*" >> "$CALLS.args"
 case "$out" in *spatial) sleep 1; touch "$out/phase0_dense.pt"; sleep 2 ;; *relu) sleep 1 ;; *) sleep 0.2 ;; esac
 echo "end $(basename "$out")" >> "$CALLS"
 """
 
 
-def _run(tmp_path: Path, parallel: bool) -> list[str]:
+def _run(tmp_path: Path, parallel: bool | str, **extra: str) -> list[str]:
     fake = tmp_path / "python"
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
@@ -35,7 +36,8 @@ def _run(tmp_path: Path, parallel: bool) -> list[str]:
         "PYTHON": str(fake),
         "CALLS": str(calls),
         "POLL_S": "0.2",
-        "PARALLEL": "1" if parallel else "0",
+        "PARALLEL": parallel if isinstance(parallel, str) else "1" if parallel else "0",
+        **extra,
     }
     stale = tmp_path / "runs" / "paper_vgg_nagadomi_native" / "threads"  # left by an earlier invocation
     stale.parent.mkdir(parents=True)
@@ -63,3 +65,23 @@ def test_the_recipe_trains_the_three_variants_in_order(tmp_path: Path, parallel:
         assert not threads["native"].exists() and not threads["spatial"].exists()
     else:
         assert calls == [f"{e} {prefix}{m}" for m in ("spatial", "winograd_relu", "native") for e in ("start", "end")]
+
+
+@pytest.mark.parametrize("wr_from", ["scratch", "spatial"])
+def test_parallel_all_starts_the_three_at_once_for_a_gpu(tmp_path: Path, wr_from: str) -> None:
+    """PARALLEL=all (a GPU): native starts once the spatial dense model exists and Winograd-ReLU at once from
+    scratch (or, from the spatial model, once it exists), all before the spatial run ends; DENSE_EPOCHS sets the
+    dense phases."""
+    calls = _run(tmp_path, "all", WR_FROM=wr_from, DENSE_EPOCHS="30")
+    prefix = "paper_vgg_nagadomi_"
+    at = {call: i for i, call in enumerate(calls)}
+    assert len(calls) == 6
+    assert at[f"start {prefix}native"] < at[f"end {prefix}spatial"]
+    assert at[f"start {prefix}winograd_relu"] < at[f"end {prefix}spatial"]
+    if wr_from == "scratch":
+        assert at[f"start {prefix}winograd_relu"] < at[f"start {prefix}native"]
+    args = dict(line.split(" ", 1) for line in (tmp_path / "calls.args").read_text().splitlines())
+    assert "--epochs 30 --lr 0.4" in args[f"{prefix}spatial"]
+    assert ("--init-from" in args[f"{prefix}winograd_relu"]) == (wr_from == "spatial")
+    if wr_from == "scratch":
+        assert "--epochs 30 --lr 0.4" in args[f"{prefix}winograd_relu"]
