@@ -8,7 +8,10 @@ processes (`python -m winosim sweep ...`, each from an empty results folder):
 - the Dask path with the same two workers (a `distributed.LocalCluster` of two one-thread worker processes
   started here for each of its runs, untimed, `--scheduler ADDRESS`): its ratio to the local two-worker
   run (target about 1.0x) and its overhead per point (Dask wall minus local wall, over the points);
-- identical results tables from all three;
+- the machine's ceiling: two independent one-worker sweeps over half the grid each, started together
+  (`_halves_run`): what two busy processes get from this machine's cores, with no winosim parallel machinery
+  in between; the two-worker speed-up is reported as a fraction of it (its parallel efficiency);
+- identical results tables from the three whole-grid runs;
 - each run's wall seconds, points per second and the parent process's peak RSS.
 
 With `--repeat N` every attempt runs all the executors, in a rotating order, and the ratios are paired per
@@ -57,8 +60,8 @@ def _timed(command: list[str]) -> tuple[float, int]:
     return wall, usage.ru_maxrss * 1024
 
 
-def _sweep_command(trace: Path, out: Path, extra: list[str]) -> list[str]:
-    grid = [arg for key, values in AXES for arg in ("--grid", f"{key}={values}")]
+def _sweep_command(trace: Path, out: Path, extra: list[str], axes: tuple[tuple[str, str], ...] = AXES) -> list[str]:
+    grid = [arg for key, values in axes for arg in ("--grid", f"{key}={values}")]
     return [
         sys.executable,
         "-m",
@@ -79,7 +82,33 @@ def _out(work: Path, trace: Path, name: str, attempt: int) -> Path:
     return work / f"{trace.stem}-{name.replace(' ', '').replace(',', '-')}-{attempt}"
 
 
-EXECUTORS = ("1 worker", "2 workers", "dask, 2 workers")
+EXECUTORS = ("1 worker", "2 workers", "2 halves at once", "dask, 2 workers")
+SAME_TABLE = ("1 worker", "2 workers", "dask, 2 workers")  # the halves each write half the table
+HALF_AXIS = "pe_array.assignment"  # the grid cut in two along this axis (static / dynamic: 120 points each)
+
+
+def _halves_run(trace: Path, out: Path) -> tuple[float, int]:
+    """The machine's own ceiling for two processes: two independent one-worker sweeps, each over half of the
+    grid, started together (wall: until both end). No winosim parallel machinery is involved, and each half
+    pays its own imports, planning and CSV in parallel with the other, so the two-worker sweep is not expected
+    to beat it: the ratio of the two measures the sweep's parallel efficiency on this machine, whatever its two
+    cores give two busy processes (single-core boost, shared caches) at the time."""
+    values = dict(AXES)[HALF_AXIS].split(",")
+    children: list[tuple[list[str], subprocess.Popen[bytes]]] = []
+    start = time.perf_counter()
+    for value in values:
+        axes = tuple((key, value if key == HALF_AXIS else v) for key, v in AXES)
+        command = _sweep_command(trace, out / value, ["--jobs", "1"], axes)
+        children.append((command, subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=ROOT)))
+    peak = 0
+    for command, child in children:
+        _, status, usage = os.wait4(child.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"benchmark command failed: {' '.join(command)}")
+        peak = max(peak, usage.ru_maxrss * 1024)
+    return time.perf_counter() - start, peak
+
+
 SWEEP_WORKER_CONFIG = {
     "distributed.worker.profile.enabled": False,  # samples the busy thread every 10 ms
     "distributed.admin.tick.interval": "1s",  # each wake-up of the event loop takes the GIL from the points
@@ -114,13 +143,15 @@ def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
     """Time the three executors on `trace`, interleaved (each attempt runs all of them, in a rotating order,
     so that the machine's drift falls on every executor alike and the ratios are paired); returns the targets
     missed."""
-    names = EXECUTORS if dask else EXECUTORS[:2]
+    names = EXECUTORS if dask else EXECUTORS[:3]
     runs: dict[str, list[tuple[float, int]]] = {name: [] for name in names}
     for attempt in range(repeat):
         for name in names[attempt % len(names) :] + names[: attempt % len(names)]:
             out = _out(work, trace, name, attempt)
             if name == "dask, 2 workers":
                 runs[name].append(_dask_run(trace, out))
+            elif name == "2 halves at once":
+                runs[name].append(_halves_run(trace, out))
             else:
                 runs[name].append(_timed(_sweep_command(trace, out, ["--jobs", name.split()[0]])))
     for name, times in runs.items():
@@ -139,6 +170,15 @@ def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
     speedup = statistics.median(speedups)
     each = ", ".join(f"{r:.2f}" for r in speedups)
     print(f"  speed-up 1 -> 2 local workers: {speedup:.2f}x (target >= {TARGET_SPEEDUP}x; per attempt {each})")
+    ceilings = paired("1 worker", "2 halves at once")
+    efficiency = [a / b for a, b in zip(speedups, ceilings, strict=True)]
+    print(
+        f"  the machine's ceiling, two independent half-grid sweeps at once: {statistics.median(ceilings):.2f}x "
+        f"(per attempt {', '.join(f'{r:.2f}' for r in ceilings)}); two workers reach "
+        f"{100 * statistics.median(efficiency):.0f}% of it (per attempt "
+        + ", ".join(f"{100 * e:.0f}%" for e in efficiency)
+        + ")"
+    )
     missed = [] if speedup >= TARGET_SPEEDUP else [f"{trace.name}: 2 workers {speedup:.2f}x < {TARGET_SPEEDUP}x"]
     if dask:
         ratios = paired("dask, 2 workers", "2 workers")
@@ -150,7 +190,9 @@ def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
             + ", ".join(f"{r:.2f}" for r in ratios)
             + f"); scheduler overhead {statistics.median(overheads):+.1f} ms per point"
         )
-    tables = {name: (_out(work, trace, name, 0) / "results.parquet").read_bytes() for name in names}
+    tables = {
+        name: (_out(work, trace, name, 0) / "results.parquet").read_bytes() for name in names if name in SAME_TABLE
+    }
     same = len(set(tables.values())) == 1
     print(f"  identical results tables: {same}")
     if not same:
