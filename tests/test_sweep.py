@@ -641,3 +641,11 @@ def test_a_trace_shipped_as_bytes_loads_lazily_from_a_file_removed_at_exit(trace
     assert done.returncode == 0, done.stderr
     folder = Path(done.stdout.strip())
     assert folder.name.startswith("winosim-shipped-traces-") and not folder.exists()
+
+
+def test_the_sweep_command_line_starts_without_the_sweep_imported() -> None:
+    """`winosim sweep` starts the workers' fork server before it imports pandas and the sweep (winosim.workers), so
+    that the two imports run side by side: the command module itself must not import them."""
+    code = "import sys, winosim.commands.sweep; print(sorted({'pandas', 'winosim.sweep'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

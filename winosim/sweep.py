@@ -34,7 +34,6 @@ import itertools
 import json
 import logging
 import math
-import multiprocessing
 import os
 import shutil
 import tempfile
@@ -56,6 +55,7 @@ from winosim.files import atomic_write, atomic_write_text
 from winosim.methods import sorted_methods
 from winosim.trace import Trace, load_trace
 from winosim.version import __version__
+from winosim.workers import MAX_SWEEP_POINTS, start_server, worker_context
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,6 @@ RESULTS_CSV = "results.csv"
 POINTS_DIR = "points"
 MANIFEST_FORMAT = "winosim-sweep"
 MANIFEST_VERSION = 1
-
-MAX_SWEEP_POINTS = 10_000
-"""Largest sweep (design points x traces) run without being asked twice: about ten minutes at the measured
-16 points/s of a small trace. `run_sweep(max_points=None)` or `winosim sweep --yes` runs a larger one."""
 
 #: Columns every sweep table starts with, before the parameter and result columns.
 ID_COLUMNS: tuple[str, ...] = ("trace", "trace_sha256", "synthetic", "point")
@@ -603,26 +599,6 @@ def _run_inline(tasks: Sequence[Task], evaluator: Evaluator, on_result: OnResult
         on_result(t, compute_point(evaluator, t.trace.sha256, t.trace.path, t.resolved, t.key))
 
 
-def _mp_context() -> multiprocessing.context.BaseContext:
-    """Worker processes start from a fork server that has imported winosim once (safe with threads, and
-    cheaper than a fresh interpreter per worker); `spawn` where there is no fork server."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["winosim.sweep", "winosim.simulate"])
-    return context
-
-
-def _start_forkserver() -> None:
-    """Start the fork server (`_mp_context`) now, so that it imports winosim while this process still loads
-    and plans the sweep, instead of when the first worker is needed (the local workers, or on a Dask cluster
-    the CSV's parts at the end): a fraction of a second of every such sweep's wall time."""
-    if _mp_context().get_start_method() == "forkserver":
-        from multiprocessing import forkserver
-
-        forkserver.ensure_running()
-
-
 def _run_processes(
     tasks: Sequence[Task], evaluator: Evaluator, jobs: int, on_result: OnResult, max_restarts: int = 3
 ) -> None:
@@ -634,7 +610,7 @@ def _run_processes(
     while pending:
         broken = False
         before = len(pending)
-        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context()) as pool:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=worker_context()) as pool:
             futures = {
                 pool.submit(
                     compute_points,
@@ -894,7 +870,7 @@ def _write_csv(frame: pd.DataFrame, tmp: Path, processes: int = 1) -> None:
         frame.to_csv(tmp, index=False, lineterminator="\n")
         return
     bounds = [len(frame) * i // parts for i in range(parts + 1)]
-    with concurrent.futures.ProcessPoolExecutor(max_workers=parts - 1, mp_context=_mp_context()) as pool:
+    with concurrent.futures.ProcessPoolExecutor(max_workers=parts - 1, mp_context=worker_context()) as pool:
         rest = [pool.submit(_csv_text, frame.iloc[start:end], False) for start, end in itertools.pairwise(bounds[1:])]
         first = _csv_text(frame.iloc[: bounds[1]], True)
         with open(tmp, "w", encoding="utf-8", newline="") as handle:
@@ -1029,7 +1005,7 @@ def run_sweep(
         raise ConfigError(f"sweep: --out {out} exists and is not a directory")
     processes = jobs if jobs is not None else (os.cpu_count() or 1)  # local workers, and the CSV's parts
     if processes > 1:
-        _start_forkserver()
+        start_server()
     inputs, points, tasks = plan(traces, grid, evaluator, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     frames, todo = _stored_and_todo(out, tasks)

@@ -10,16 +10,14 @@ DIR/sweep.json; `winosim report DIR` turns it into tables and figures.
 
 from __future__ import annotations
 
+import os
+from typing import TYPE_CHECKING
+
 from winosim.commands import CommandParser, command_parser, positive_int
-from winosim.sweep import (
-    MAX_SWEEP_POINTS,
-    CountsEvaluator,
-    Evaluator,
-    SimulateEvaluator,
-    grid_from_options,
-    grid_from_yaml,
-    run_sweep,
-)
+from winosim.workers import MAX_SWEEP_POINTS, start_server
+
+if TYPE_CHECKING:
+    from winosim.sweep import Evaluator
 
 
 def build_parser() -> CommandParser:
@@ -64,6 +62,10 @@ def main(argv: list[str]) -> int:
         parser.error("--jobs and --scheduler are exclusive: the cluster decides how many workers run")
     if args.evaluator == "counts" and (args.arch or args.methods):
         parser.error("--arch and --methods apply to --evaluator simulate only")
+    if args.scheduler is None and (args.jobs or os.cpu_count() or 1) > 1:
+        start_server()  # the workers' fork server imports winosim while this process does (winosim.workers)
+    from winosim.sweep import CountsEvaluator, SimulateEvaluator, grid_from_options, grid_from_yaml, run_sweep
+
     grid = grid_from_options(args.grid)
     if args.grid_file:
         grid = grid + grid_from_yaml(args.grid_file)

@@ -1,0 +1,40 @@
+"""The local worker processes of a sweep: where they come from, and how to have them ready early.
+
+Workers start from a fork server that has imported winosim once (safe with threads, and cheaper than a fresh
+interpreter per worker); `spawn` where the platform has no fork server. This module imports nothing heavy, so
+that `winosim sweep` can start the fork server before it imports numpy and pandas itself: the two imports then
+run side by side instead of one after the other, which is a few tenths of a second off every multi-process
+sweep's wall time.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing.context import BaseContext
+
+PRELOAD = ("winosim.sweep", "winosim.simulate")
+"""What the fork server imports once for every worker it forks."""
+
+MAX_SWEEP_POINTS = 10_000
+"""Largest sweep (design points x traces) run without being asked twice: about ten minutes at the measured
+16 points/s of a small trace. `run_sweep(max_points=None)` or `winosim sweep --yes` runs a larger one. (Here, not
+in `winosim.sweep`, so that the command line can state it without importing the sweep.)"""
+
+
+def worker_context() -> BaseContext:
+    """The multiprocessing context of every local worker of a sweep (`PRELOAD`ed fork server, else spawn)."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    forkserver = multiprocessing.get_context("forkserver")
+    forkserver.set_forkserver_preload(list(PRELOAD))
+    return forkserver
+
+
+def start_server() -> None:
+    """Start the fork server now, so that it imports winosim while this process still imports, loads and plans
+    the sweep, instead of when the first worker is needed (the local workers, or on a Dask cluster the CSV's
+    parts at the end). Idempotent."""
+    if worker_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
