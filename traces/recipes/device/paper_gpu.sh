@@ -40,7 +40,7 @@ NETWORK=${NETWORK:-vgg_nagadomi}
 export RECIPE=paper DATA=$STAGE/cifar10 RUNS=$STAGE/${RUNS_NAME:-runs} PYTHON=python3 THREADS=${THREADS:-2} POLL_S=5
 start=$(date +%s)
 if [ "${JOB:-paper}" = wr_grid ]; then
-    GRID=${GRID:-"lr0.1:--lr 0.1;lr0.2:--lr 0.2;wd1e-4:--weight-decay 1e-4;e45:--epochs 45;b128:--batch-size 128 --lr 0.2"}
+    GRID=${GRID:-"lr0.1:--lr 0.1;lr0.2:--lr 0.2;wd1e-4:--weight-decay 1e-4;fp32:--precision fp32;e45:--epochs 45"}
     common="--network $NETWORK --data $DATA --method winograd_relu --batch-size 256 --schedule onecycle --epochs 30"
     common="$common --lr 0.4 --label-smoothing 0.1 --no-dropout --channels-last --precision auto --threads $THREADS"
     IFS=';' read -ra entries <<<"$GRID"
