@@ -40,7 +40,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # the network loop, results and reports
     ("winosim.simulate", "winosim.report", "winosim.tables", "winosim.figures"),
     # sweeps
-    ("winosim.sweep",),
+    ("winosim.sweep", "winosim.workers"),
     # commands (and the package's entry points)
     ("winosim.commands", "winosim.cli", "winosim.__main__", "winosim.nn", "winosim"),
 )
