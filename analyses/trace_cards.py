@@ -73,8 +73,25 @@ def variant_table(trace: Trace) -> str:
         "when the trace was extracted (each variant's dense model re-measured the same way). Wall time: the run's "
         "training time up to the selected checkpoint (for `native`, its retraining only).",
         "",
+        _machines(trace),
+        "",
     ]
     return "\n".join(lines)
+
+
+def _machines(trace: Trace) -> str:
+    """Where each variant was trained and extracted, as the checkpoints and the extraction recorded it."""
+    recorded = [(v.name, dict(v.recipe).get("trained_on"), dict(v.recipe).get("extracted_on")) for v in trace.variants]
+    if not any(trained or extracted for _, trained, extracted in recorded):
+        return "Machines: not recorded in this trace (made before they were; traces/README.md says where it ran)."
+    return (
+        "Machines: "
+        + "; ".join(
+            f"`{name}` trained on {trained or 'not recorded'}, extracted on {extracted or 'not recorded'}"
+            for name, trained, extracted in recorded
+        )
+        + "."
+    )
 
 
 def claim_table(trace: Trace) -> str:

@@ -3,6 +3,7 @@ its exact multiply counts (winosim.counts) equal a direct count from the model's
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,9 @@ def test_trace_metadata_and_masks(trace_path: Path) -> None:
         assert variant.target_density == 0.4 and variant.dense_accuracy == 0.5
         assert variant.accuracy is not None and 0 <= variant.accuracy <= 1
         assert variant.recipe["method"] == variant.method
+        # where it ran: the checkpoint's machine (saved by `_checkpoint`) and the extraction's, here this CPU
+        machine = f"{os.cpu_count()} cores (cpu, torch {torch.__version__})"
+        assert variant.recipe["trained_on"].endswith(machine) and variant.recipe["extracted_on"].endswith(machine)
         assert trace.weight_density(variant) == pytest.approx(0.4, abs=1e-3)
         conv2 = variant.masks[1]
         assert conv2.weight.shape == ((64, 64, 3, 3) if variant.method == "spatial" else (64, 64, 16))

@@ -32,7 +32,14 @@ from winosim.nn.conversion import ConvertedConv2d
 from winosim.nn.data import Dataset, load_dataset
 from winosim.nn.layers import WinogradConv2d
 from winosim.nn.models import WinoNet
-from winosim.nn.train import TrainConfig, evaluate, load_checkpoint, model_from_checkpoint, select_device
+from winosim.nn.train import (
+    TrainConfig,
+    describe_machine,
+    evaluate,
+    load_checkpoint,
+    model_from_checkpoint,
+    select_device,
+)
 from winosim.trace import LayerMasks, Provenance, Trace, Variant
 
 logger = logging.getLogger(__name__)
@@ -191,6 +198,8 @@ def extract_trace(
             "test_images_for_accuracy": len(test_set),
             "measured_weight_density": ckpt.get("measured_density"),
             "dense_accuracy_source": dense_source,
+            "trained_on": ckpt.get("machine"),  # None: a checkpoint from before machines were recorded
+            "extracted_on": describe_machine(dev),
         }
         if cfg.model_factory is not None:
             recipe["model_factory"] = cfg.model_factory

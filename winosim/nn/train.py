@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import platform
 import time
 import types
 import typing
@@ -282,6 +283,24 @@ def select_device(name: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def describe_machine(device: torch.device) -> str:
+    """What ran the work, for a checkpoint's or a trace's provenance: the GPU's name, or the CPU's model and
+    its core count, with the torch build."""
+    gpu = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if gpu else f"{_cpu_model()}, {os.cpu_count()} cores"
+    return f"{name} ({device.type}, torch {torch.__version__})"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU has bfloat16 arithmetic (AVX512-BF16 or AMX); without it bf16 autocast is emulated."""
     try:
@@ -436,6 +455,7 @@ def _checkpoint(
         "version": CHECKPOINT_VERSION,
         "winosim_version": winosim.__version__,
         "torch_version": str(torch.__version__),
+        "machine": describe_machine(next(model.parameters()).device),
         "config": config.to_dict(),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
