@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 AXES: tuple[tuple[str, str], ...] = (
@@ -112,13 +113,23 @@ def _halves_run(trace: Path, out: Path) -> tuple[float, int]:
     return time.perf_counter() - start, peak
 
 
-SWEEP_WORKER_CONFIG = {
-    "distributed.worker.profile.enabled": False,  # samples the busy thread every 10 ms
-    "distributed.admin.tick.interval": "1s",  # each wake-up of the event loop takes the GIL from the points
-    "distributed.worker.memory.monitor-interval": "1s",
-    "distributed.admin.system-monitor.interval": "5s",
-}
-"""The Dask configuration docs/sweeps.md recommends for sweep workers."""
+WORKER_CONFIG_FILE = ROOT / "docs" / "dask-workers.yaml"
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested configuration as dotted keys (`dask.config.set` form; a null value unsets, as in the file)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}.{key}" if prefix else key
+        flat.update(_dotted(value, name) if isinstance(value, dict) else {name: value})
+    return flat
+
+
+def sweep_worker_config() -> dict[str, Any]:
+    """The Dask configuration docs/sweeps.md recommends for sweep workers (docs/dask-workers.yaml)."""
+    import yaml
+
+    return _dotted(yaml.safe_load(WORKER_CONFIG_FILE.read_text(encoding="utf-8")))
 
 
 def _dask_run(trace: Path, out: Path) -> tuple[float, int]:
@@ -127,10 +138,11 @@ def _dask_run(trace: Path, out: Path) -> tuple[float, int]:
     import dask as dask_config
     from distributed import LocalCluster
 
-    # workers as docs/sweeps.md recommends for sweeps (SWEEP_WORKER_CONFIG): winosim imported when the worker
-    # starts (as the local workers' fork server does), no statistical profiler, a quieter event loop
+    # workers as docs/sweeps.md recommends for sweeps (docs/dask-workers.yaml): winosim imported when the worker
+    # starts (as the local workers' fork server does), glibc's own malloc trimming, no statistical profiler, a
+    # quieter event loop
     with (
-        dask_config.config.set(SWEEP_WORKER_CONFIG),
+        dask_config.config.set(sweep_worker_config()),
         LocalCluster(
             n_workers=2,
             threads_per_worker=1,
