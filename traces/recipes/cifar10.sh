@@ -15,9 +15,10 @@
 # `threads` file in its folder (bash >= 5.1); for two cores; all: the three runs at once, for a GPU; default 0,
 # one run at a time), WR_FROM (paper recipe: spatial, the
 # default, starts Winograd-ReLU from the trained spatial model; scratch trains it from scratch as the paper
-# does), RECIPE (budget, the default: what
-# made the shipped traces; full: whole-dataset step-decay epochs, superseded; paper: issue 10's one-cycle recipe
-# aimed at dense >= 92%, see docs/training.md).
+# does), DENSE_EPOCHS (paper recipe: dense epochs, default 16 for VGG-nagadomi and 18 for ResNet-18; the shipped
+# VGG-nagadomi trace used 30), RECIPE (budget, the default: what made resnet18.npz; full: whole-dataset
+# step-decay epochs, superseded; paper: issue 10's one-cycle recipe aimed at dense >= 92%, see docs/training.md;
+# what made vgg_nagadomi.npz).
 set -euo pipefail
 network=${1:?usage: $0 vgg_nagadomi|resnet18 train|trace}
 stage=${2:?usage: $0 vgg_nagadomi|resnet18 train|trace}
