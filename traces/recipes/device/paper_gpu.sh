@@ -60,7 +60,8 @@ echo "train: exit $? after $(($(date +%s) - start)) s" | tee -a "$OUT/env.txt"
 
 runs=("$RUNS"/paper_${NETWORK}_{spatial,native,winograd_relu})
 python3 -m winosim curve "${runs[@]}" --within 0.5 --output "$OUT/curve.md" 2>&1 | tail -3
-if [ "$(grep -c ' done$' "$RUNS/paper_$NETWORK.driver.log")" -ge 3 ] && [ ! -f "$OUT/$NETWORK.npz" ]; then
+finished=$(grep ' done$' "$RUNS/paper_$NETWORK.driver.log" | awk '{print $2}' | sort -u | wc -l)  # distinct runs
+if [ "$finished" -ge 3 ] && [ ! -f "$OUT/$NETWORK.npz" ]; then
     bash traces/recipes/cifar10.sh "$NETWORK" trace >"$STAGE/trace.log" 2>&1 && cp "traces/$NETWORK.npz" "$OUT/"
     cp "$STAGE/trace.log" "$OUT/"
 fi
