@@ -61,3 +61,10 @@ def test_a_damaged_part_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="do not match"):
         pack.main(["unpack", str(tmp_path / "packed" / "part0"), str(tmp_path / "out")])
     assert not (tmp_path / "out" / "train_0.npz").exists()
+
+
+def test_unpacking_nothing_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="no packed shards"):
+        _script().main(["unpack", str(tmp_path / "empty"), str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

@@ -55,7 +55,7 @@ from winosim.files import atomic_write, atomic_write_text
 from winosim.methods import sorted_methods
 from winosim.trace import Trace, load_trace
 from winosim.version import __version__
-from winosim.workers import MAX_SWEEP_POINTS, start_server, worker_context
+from winosim.workers import MAX_SWEEP_POINTS, local_processes, start_server, worker_context
 
 log = logging.getLogger(__name__)
 
@@ -1003,7 +1003,7 @@ def run_sweep(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"sweep: --out {out} exists and is not a directory")
-    processes = jobs if jobs is not None else (os.cpu_count() or 1)  # local workers, and the CSV's parts
+    processes = local_processes(jobs)  # local workers, and the CSV's parts
     if processes > 1:
         start_server()
     inputs, points, tasks = plan(traces, grid, evaluator, progress=progress)

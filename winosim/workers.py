@@ -2,7 +2,7 @@
 
 Workers start from a fork server that has imported winosim once (safe with threads, and cheaper than a fresh
 interpreter per worker); `spawn` where the platform has no fork server. This module imports nothing heavy, so
-that `winosim sweep` can start the fork server before it imports numpy and pandas itself: the two imports then
+that `winosim sweep` can start the fork server before it imports pandas and the sweep itself: the two imports then
 run side by side instead of one after the other, which is a few tenths of a second off every multi-process
 sweep's wall time.
 """
@@ -10,6 +10,7 @@ sweep's wall time.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from multiprocessing.context import BaseContext
 
 PRELOAD = ("winosim.sweep", "winosim.simulate")
@@ -19,6 +20,11 @@ MAX_SWEEP_POINTS = 10_000
 """Largest sweep (design points x traces) run without being asked twice: about ten minutes at the measured
 16 points/s of a small trace. `run_sweep(max_points=None)` or `winosim sweep --yes` runs a larger one. (Here, not
 in `winosim.sweep`, so that the command line can state it without importing the sweep.)"""
+
+
+def local_processes(jobs: int | None) -> int:
+    """The local processes a sweep uses (its workers, and the parts of its CSV): `jobs`, else the cores."""
+    return jobs if jobs is not None else (os.cpu_count() or 1)
 
 
 def worker_context() -> BaseContext:

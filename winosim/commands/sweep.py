@@ -10,11 +10,10 @@ DIR/sweep.json; `winosim report DIR` turns it into tables and figures.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from winosim.commands import CommandParser, command_parser, positive_int
-from winosim.workers import MAX_SWEEP_POINTS, start_server
+from winosim.workers import MAX_SWEEP_POINTS, local_processes, start_server
 
 if TYPE_CHECKING:
     from winosim.sweep import Evaluator
@@ -62,7 +61,7 @@ def main(argv: list[str]) -> int:
         parser.error("--jobs and --scheduler are exclusive: the cluster decides how many workers run")
     if args.evaluator == "counts" and (args.arch or args.methods):
         parser.error("--arch and --methods apply to --evaluator simulate only")
-    if args.scheduler is None and (args.jobs or os.cpu_count() or 1) > 1:
+    if local_processes(args.jobs) > 1:
         start_server()  # the workers' fork server imports winosim while this process does (winosim.workers)
     from winosim.sweep import CountsEvaluator, SimulateEvaluator, grid_from_options, grid_from_yaml, run_sweep
 

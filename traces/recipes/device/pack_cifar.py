@@ -76,11 +76,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{shard.name}: {size_mb:.1f} MB -> {target}", file=sys.stderr)
         (args.out / "staging").rmdir()
     else:
+        packed_shards = [packed for folder in args.parts for packed in sorted(folder.glob("*.npz"))]
+        if not packed_shards:
+            raise SystemExit(f"error: no packed shards (.npz) in {', '.join(map(str, args.parts))}")
         args.out.mkdir(parents=True, exist_ok=True)
-        for folder in args.parts:
-            for packed in sorted(folder.glob("*.npz")):
-                _unpack_shard(packed, args.out / packed.name)
-                print(f"{packed.name}: ok", file=sys.stderr)
+        for packed in packed_shards:
+            _unpack_shard(packed, args.out / packed.name)
+            print(f"{packed.name}: ok", file=sys.stderr)
     return 0
 
 
