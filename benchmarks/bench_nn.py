@@ -1,6 +1,6 @@
 """Benchmark: training speed of the networks behind the shipped traces, in each of the three methods.
 
-Section 1 (always): the whole training step (forward, backward, SGD-Nesterov step with weight decay) of
+Section 1: the whole training step (forward, backward, SGD-Nesterov step with weight decay) of
 VGG-nagadomi and the CIFAR ResNet-18 in `spatial`, `native` and `winograd_relu`, batch 128 by default, in
 the precision training uses on this machine (`--precision auto`: bf16 autocast where the CPU has native
 bf16 arithmetic, else fp32), channels-last. It prints images/s, the ratio to the spatial model of the same
@@ -8,8 +8,12 @@ network (the issue's target: native and Winograd-ReLU >= 1.0), and the achieved 
 equivalent* work (6 x the dense spatial multiply-accumulates per image: forward, and two GEMMs backward)
 against this machine's peak, measured in the same run as a large matrix product in fp32 and in bf16.
 
-Section 2 (`--layers`): forward + backward of one `WinogradConv2d(winograd_relu)` against
-`conv2d(relu(x))` on the four CIFAR ResNet-18 layer shapes: where the Winograd layer's time goes by size.
+Section 2 (`--layers`; `--only-layers` skips section 1): forward + backward of one
+`WinogradConv2d(winograd_relu)` against `conv2d(relu(x))` on every Winograd layer shape of each network, and
+of the layer's element-wise stage alone (its 16 batched products forward and the two backward, on tensors of
+the layer's shapes), per shape and for the network's 3x3 layers in total: where the Winograd layer's time
+goes by size, and the bound a fused transform could reach (the products' time: the transforms free) against
+the spatial convolution.
 
 Everything runs in this process back to back, so the ratios hold on a shared machine even when absolute
 times do not; the load average at the start is printed.
@@ -40,7 +44,6 @@ from winosim.nn.models import build_model  # noqa: E402
 from winosim.nn.train import autocast, resolve_precision  # noqa: E402
 
 NETWORKS = {"vgg_nagadomi": "vgg_nagadomi", "resnet18": "resnet18_cifar"}  # model name -> geometry name
-LAYER_SHAPES = [(64, 32), (128, 16), (256, 8), (512, 4)]  # (channels, map side) of the CIFAR ResNet-18 stages
 
 
 def _median_s(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -94,12 +97,29 @@ def training_step_s(network: str, mode: str, batch: int, precision: str, repeats
     return _median_s(step, repeats)
 
 
-def layer_pair_s(channels: int, side: int, batch: int, precision: str, repeats: int) -> tuple[float, float]:
-    """Median seconds of forward + backward: (Winograd-ReLU layer, conv2d(relu(x)))."""
+def winograd_layer_shapes(network: str) -> dict[tuple[int, int, int], int]:
+    """The network's Winograd 3x3 layers as (input channels, output channels, map side) -> how many."""
+    shapes: dict[tuple[int, int, int], int] = {}
+    for layer in network_geometry(NETWORKS[network]).layers:
+        if layer.kind == "winograd":
+            key = (layer.in_channels, layer.out_channels, layer.in_height)
+            shapes[key] = shapes.get(key, 0) + 1
+    return shapes
+
+
+def layer_times_s(
+    in_channels: int, out_channels: int, side: int, batch: int, precision: str, repeats: int
+) -> tuple[float, float, float]:
+    """Median seconds of forward + backward of one layer shape: (Winograd-ReLU layer, its element-wise stage
+    alone, conv2d(relu(x))). The element-wise stage is the 16 batched products M = U^T V and their two
+    gradients on tensors of the layer's shapes: no transform, no ReLU (what a transform fused away would
+    leave)."""
     torch.manual_seed(0)
-    layer = WinogradConv2d(channels, channels, "winograd_relu")
-    weight = torch.randn(channels, channels, 3, 3, requires_grad=True)
-    x = torch.randn(batch, channels, side, side, requires_grad=True)
+    layer = WinogradConv2d(in_channels, out_channels, "winograd_relu")
+    weight = torch.randn(out_channels, in_channels, 3, 3, requires_grad=True)
+    x = torch.randn(batch, in_channels, side, side, requires_grad=True)
+    u = (0.1 * torch.randn(16, in_channels, out_channels)).requires_grad_()
+    v = torch.randn(16, in_channels, batch * (-(-side // 2)) ** 2).relu_().requires_grad_()
     device = torch.device("cpu")
 
     def winograd() -> None:
@@ -107,12 +127,61 @@ def layer_pair_s(channels: int, side: int, batch: int, precision: str, repeats: 
             y = layer(x)
         y.float().sum().backward()
 
+    def products() -> None:
+        with autocast(device, precision):
+            m = torch.bmm(u.transpose(1, 2), v)
+        m.backward(torch.ones_like(m))
+
     def spatial() -> None:
         with autocast(device, precision):
             y = F.conv2d(torch.relu(x), weight, padding=1)
         y.float().sum().backward()
 
-    return _median_s(winograd, repeats), _median_s(spatial, repeats)
+    return _median_s(winograd, repeats), _median_s(products, repeats), _median_s(spatial, repeats)
+
+
+def layer_section(networks: list[str], batch: int, precision: str, repeats: int) -> None:
+    """Section 2: per Winograd layer shape of each network, and the network's 3x3 layers in total."""
+    print("forward + backward of one layer; 'products' = its element-wise stage alone (the transforms free)")
+    print(
+        f"{'network':<13} {'layer (C->K, side)':>20} {'layers':>6} {'winograd ms':>12} {'products ms':>12} "
+        f"{'conv2d ms':>10} {'winograd/conv':>14} {'products/conv':>14}"
+    )
+    for network in networks:
+        totals = [0.0, 0.0, 0.0]
+        for (c, k, side), count in winograd_layer_shapes(network).items():
+            times = layer_times_s(c, k, side, batch, precision, repeats)
+            totals = [total + count * t for total, t in zip(totals, times, strict=True)]
+            w, p, s = times
+            print(
+                f"{network:<13} {f'{c}->{k}, {side}x{side}':>20} {count:6d} {1e3 * w:12.1f} {1e3 * p:12.1f} "
+                f"{1e3 * s:10.1f} {w / s:13.2f}x {p / s:13.2f}x"
+            )
+        w, p, s = totals
+        print(
+            f"{network:<13} {'all 3x3 layers':>20} {'':>6} {1e3 * w:12.1f} {1e3 * p:12.1f} {1e3 * s:10.1f} "
+            f"{w / s:13.2f}x {p / s:13.2f}x"
+        )
+
+
+def step_section(networks: list[str], batch: int, precision: str, repeats: int, peak: dict[str, float]) -> None:
+    """Section 1: the whole training step of each network in each method."""
+    print(
+        f"{'network':<13} {'method':<14} {'step ms':>8} {'images/s':>9} {'vs spatial':>10} {'GFLOP/s':>8} "
+        f"{'of fp32 peak':>12} {'of bf16 peak':>12}"
+    )
+    for network in networks:
+        flops_per_image = 6 * spatial_macs_per_image(network)
+        spatial_rate = None
+        for mode in MODES:
+            seconds = training_step_s(network, mode, batch, precision, repeats)
+            rate = batch / seconds
+            spatial_rate = spatial_rate or rate
+            gflops = rate * flops_per_image / 1e9
+            print(
+                f"{network:<13} {mode:<14} {1e3 * seconds:8.0f} {rate:9.1f} {rate / spatial_rate:9.2f}x "
+                f"{gflops:8.0f} {gflops / peak['fp32']:11.0%} {gflops / peak['bf16']:11.0%}"
+            )
 
 
 def main() -> None:
@@ -121,9 +190,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto")
-    parser.add_argument("--networks", default=",".join(NETWORKS))
+    parser.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated")
     parser.add_argument("--layers", action="store_true", help="also time single layers (section 2)")
+    parser.add_argument("--only-layers", action="store_true", help="section 2 only")
     args = parser.parse_args()
+    networks = [name for name in args.networks.split(",") if name]
+    unknown = sorted(set(networks) - set(NETWORKS))
+    if unknown:
+        parser.error(f"unknown network(s) {', '.join(unknown)}: choose from {', '.join(NETWORKS)}")
     torch.set_num_threads(args.threads)
     precision = resolve_precision(args.precision, torch.device("cpu"))
     print(
@@ -132,30 +206,12 @@ def main() -> None:
     )
     peak = {name: peak_gflops(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     print(f"peak (2048^3 matrix product): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
-    print()
-    print(
-        f"{'network':<13} {'method':<14} {'step ms':>8} {'images/s':>9} {'vs spatial':>10} {'GFLOP/s':>8} "
-        f"{'of fp32 peak':>12} {'of bf16 peak':>12}"
-    )
-    for network in args.networks.split(","):
-        flops_per_image = 6 * spatial_macs_per_image(network)
-        spatial_rate = None
-        for mode in MODES:
-            seconds = training_step_s(network, mode, args.batch, precision, args.repeats)
-            rate = args.batch / seconds
-            spatial_rate = spatial_rate or rate
-            gflops = rate * flops_per_image / 1e9
-            print(
-                f"{network:<13} {mode:<14} {1e3 * seconds:8.0f} {rate:9.1f} {rate / spatial_rate:9.2f}x "
-                f"{gflops:8.0f} {gflops / peak['fp32']:11.0%} {gflops / peak['bf16']:11.0%}"
-            )
-    if not args.layers:
-        return
-    print()
-    print(f"{'layer shape':>14} {'winograd ms':>12} {'conv2d ms':>10} {'ratio':>6}")
-    for channels, side in LAYER_SHAPES:
-        w, s = layer_pair_s(channels, side, args.batch, precision, args.repeats)
-        print(f"{f'{channels}ch {side}x{side}':>14} {1e3 * w:12.1f} {1e3 * s:10.1f} {w / s:6.2f}")
+    if not args.only_layers:
+        print()
+        step_section(networks, args.batch, precision, args.repeats, peak)
+    if args.layers or args.only_layers:
+        print()
+        layer_section(networks, args.batch, precision, args.repeats)
 
 
 if __name__ == "__main__":
