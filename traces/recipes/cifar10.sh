@@ -7,6 +7,7 @@
 #   bash traces/recipes/cifar10.sh vgg_nagadomi trace   # density search + traces/vgg_nagadomi.npz
 #   bash traces/recipes/cifar10.sh resnet18 train       # ~125 min of one core
 #   bash traces/recipes/cifar10.sh resnet18 trace
+#   RECIPE=paper bash traces/recipes/cifar10.sh vgg_nagadomi flags   # the dense phase's flags (for wr_grid.sh)
 #
 # Environment: DATA (CIFAR-10 folder, default ../shared/data/cifar10), RUNS (run folders, default runs/),
 # PYTHON (default python), THREADS (torch threads per process, default 1), PARALLEL (1: the native run starts
@@ -20,8 +21,8 @@
 # step-decay epochs, superseded; paper: issue 10's one-cycle recipe aimed at dense >= 92%, see docs/training.md;
 # what made vgg_nagadomi.npz).
 set -euo pipefail
-network=${1:?usage: $0 vgg_nagadomi|resnet18 train|trace}
-stage=${2:?usage: $0 vgg_nagadomi|resnet18 train|trace}
+network=${1:?usage: $0 vgg_nagadomi|resnet18 train|trace|flags}
+stage=${2:?usage: $0 vgg_nagadomi|resnet18 train|trace|flags}
 DATA=${DATA:-../shared/data/cifar10}
 RUNS=${RUNS:-runs}
 PYTHON=${PYTHON:-python}
@@ -159,5 +160,8 @@ trace)
         "$RUNS/${prefix}_winograd_relu" --data "$DATA" $extract --seed 0 --threads "$THREADS" \
         --out "traces/$network.npz"
     ;;
-*) echo "unknown stage $stage (train or trace)" >&2; exit 2 ;;
+flags)
+    echo $common $dense
+    ;;
+*) echo "unknown stage $stage (train, trace or flags)" >&2; exit 2 ;;
 esac

@@ -40,17 +40,7 @@ NETWORK=${NETWORK:-vgg_nagadomi}
 export RECIPE=paper DATA=$STAGE/cifar10 RUNS=$STAGE/${RUNS_NAME:-runs} PYTHON=python3 THREADS=${THREADS:-2} POLL_S=5
 start=$(date +%s)
 if [ "${JOB:-paper}" = wr_grid ]; then
-    GRID=${GRID:-"lr0.1:--lr 0.1;lr0.2:--lr 0.2;wd1e-4:--weight-decay 1e-4;fp32:--precision fp32;e45:--epochs 45"}
-    common="--network $NETWORK --data $DATA --method winograd_relu --batch-size 256 --schedule onecycle --epochs 30"
-    common="$common --lr 0.4 --label-smoothing 0.1 --no-dropout --channels-last --precision auto --threads $THREADS"
-    IFS=';' read -ra entries <<<"$GRID"
-    for entry in "${entries[@]}"; do
-        name=${entry%%:*} flags=${entry#*:} out=$RUNS/wr_grid_${NETWORK}_$name
-        mkdir -p "$out"
-        if [ -f "$out/last.pt" ]; then set -- --out "$out" --resume --threads "$THREADS"; else set -- $common $flags --out "$out"; fi
-        timeout "$LIMIT_S" python3 -m winosim train "$@" --no-progress >>"$out/log.txt" 2>&1 &
-    done
-    wait
+    EPOCHS=${EPOCHS:-30} LIMIT_S=$LIMIT_S bash traces/recipes/wr_grid.sh "$NETWORK"
     echo "wr_grid: $(($(date +%s) - start)) s" | tee -a "$OUT/env.txt"
     tar -czf "$OUT/grid.tgz" -C "$RUNS" $(cd "$RUNS" && ls -d wr_grid_*/{config.json,metrics.jsonl,progress.log,log.txt} 2>/dev/null)
     exit 0
