@@ -15,6 +15,13 @@ the layer's shapes), per shape and for the network's 3x3 layers in total: where 
 goes by size, and the bound a fused transform could reach (the products' time: the transforms free) against
 the spatial convolution.
 
+Section 3 (`--products`): the element-wise stage's forward product on every Winograd layer shape, written
+five ways (torch.bmm with each operand layout, a loop of mm, a grouped 1x1 conv2d), in GFLOP/s: whether any
+formulation torch offers runs the small-C products as fast as the direct convolution.
+
+`--malloc retain` (the default) keeps freed memory in the process as `winosim train` does
+(`winosim.nn.memory`); `--malloc default` leaves glibc's settings, for the comparison.
+
 Everything runs in this process back to back, so the ratios hold on a shared machine even when absolute
 times do not; the load average at the start is printed.
 
@@ -40,6 +47,7 @@ if str(ROOT) not in sys.path:
 
 from winosim.geometry import network as network_geometry  # noqa: E402
 from winosim.nn.layers import MODES, WinogradConv2d  # noqa: E402
+from winosim.nn.memory import retain_freed_memory  # noqa: E402
 from winosim.nn.models import build_model  # noqa: E402
 from winosim.nn.train import autocast, resolve_precision  # noqa: E402
 
@@ -164,6 +172,43 @@ def layer_section(networks: list[str], batch: int, precision: str, repeats: int)
         )
 
 
+def product_variants_gflops(
+    in_channels: int, out_channels: int, side: int, batch: int, dtype: torch.dtype, repeats: int
+) -> dict[str, float]:
+    """GFLOP/s of the element-wise stage's forward product (16 products of K x C by C x T) written five ways:
+    torch.bmm with each operand layout, a loop of 16 mm, and a grouped 1x1 conv2d (channels-last)."""
+    torch.manual_seed(0)
+    c, k, positions = in_channels, out_channels, 16
+    tiles = batch * (-(-side // 2)) ** 2
+    flops = 2 * positions * c * k * tiles
+    u, v = torch.randn(positions, c, k, dtype=dtype), torch.randn(positions, c, tiles, dtype=dtype)
+    u_t, v_t = u.transpose(1, 2).contiguous(), v.transpose(1, 2).contiguous()
+    maps = torch.randn(batch, positions * c, -(-side // 2), -(-side // 2), dtype=dtype)
+    maps = maps.contiguous(memory_format=torch.channels_last)
+    grouped = torch.randn(positions * k, c, 1, 1, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    variants: dict[str, Callable[[], object]] = {
+        "bmm(U^T, V) (the layer)": lambda: torch.bmm(u.transpose(1, 2), v),
+        "bmm(U^T contiguous, V)": lambda: torch.bmm(u_t, v),
+        "bmm(V^T contiguous, U)": lambda: torch.bmm(v_t, u),
+        "16 x mm(V^T, U)": lambda: [torch.mm(v_t[i], u[i]) for i in range(positions)],
+        "grouped 1x1 conv2d": lambda: F.conv2d(maps, grouped, groups=positions),
+    }
+    return {name: flops / _median_s(fn, repeats) / 1e9 for name, fn in variants.items()}
+
+
+def products_section(networks: list[str], batch: int, precision: str, repeats: int) -> None:
+    """Section 3: the element-wise stage's forward product in five formulations, per layer shape."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    print(f"the element-wise stage's forward product, GFLOP/s ({dtype}), per Winograd layer shape")
+    for network in networks:
+        for c, k, side in winograd_layer_shapes(network):
+            rates = product_variants_gflops(c, k, side, batch, dtype, repeats)
+            print(
+                f"{network:<13} {f'{c}->{k}, {side}x{side}':>16}  "
+                + "  ".join(f"{n} {r:.0f}" for n, r in rates.items())
+            )
+
+
 def step_section(networks: list[str], batch: int, precision: str, repeats: int, peak: dict[str, float]) -> None:
     """Section 1: the whole training step of each network in each method."""
     print(
@@ -193,16 +238,26 @@ def main() -> None:
     parser.add_argument("--networks", default=",".join(NETWORKS), help="comma-separated")
     parser.add_argument("--layers", action="store_true", help="also time single layers (section 2)")
     parser.add_argument("--only-layers", action="store_true", help="section 2 only")
+    parser.add_argument("--products", action="store_true", help="also section 3: the product in five formulations")
+    parser.add_argument(
+        "--malloc",
+        choices=("retain", "default"),
+        default="retain",
+        help="retain: keep freed memory in the process as `winosim train` does (winosim.nn.memory); default: "
+        "glibc's own settings (run both, one after the other, to measure the difference)",
+    )
     args = parser.parse_args()
     networks = [name for name in args.networks.split(",") if name]
     unknown = sorted(set(networks) - set(NETWORKS))
     if unknown:
         parser.error(f"unknown network(s) {', '.join(unknown)}: choose from {', '.join(NETWORKS)}")
     torch.set_num_threads(args.threads)
+    retained = args.malloc == "retain" and retain_freed_memory()
     precision = resolve_precision(args.precision, torch.device("cpu"))
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, precision {precision} "
-        f"(asked {args.precision}), median of {args.repeats}; load average at start {os.getloadavg()[0]:.2f}"
+        f"(asked {args.precision}), median of {args.repeats}; malloc {'retain' if retained else 'default'}; "
+        f"load average at start {os.getloadavg()[0]:.2f}"
     )
     peak = {name: peak_gflops(dtype) for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     print(f"peak (2048^3 matrix product): fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
@@ -212,6 +267,9 @@ def main() -> None:
     if args.layers or args.only_layers:
         print()
         layer_section(networks, args.batch, precision, args.repeats)
+    if args.products:
+        print()
+        products_section(networks, args.batch, precision, args.repeats)
 
 
 if __name__ == "__main__":

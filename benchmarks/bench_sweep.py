@@ -33,8 +33,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 AXES: tuple[tuple[str, str], ...] = (
@@ -49,8 +52,33 @@ TARGET_SPEEDUP = 1.7
 SYNTH = (sys.executable, "-m", "winosim", "synth", "--network", "resnet18_imagenet")
 
 
-def _timed(command: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS bytes of one child process (output discarded)."""
+@dataclass(frozen=True)
+class Run:
+    """One timed run: wall seconds, the peak RSS of its parent process, the CPU seconds every process on the
+    machine used meanwhile (/proc/stat: the run's own CPU when the machine is otherwise idle), and for Dask
+    runs where that CPU went."""
+
+    wall_s: float
+    peak_rss_bytes: int
+    machine_cpu_s: float
+    parts_cpu_s: dict[str, float] = field(default_factory=dict)
+
+
+def _machine_cpu_s() -> float:
+    """CPU seconds the whole machine has run so far (user, nice, system, interrupts; not idle or I/O wait)."""
+    times = psutil.cpu_times()
+    return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+
+
+def _process_cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _timed(command: list[str]) -> tuple[Run, float]:
+    """One child process timed (output discarded): its Run, and the CPU seconds of the child itself (with
+    whatever descendants it waited for)."""
+    cpu = _machine_cpu_s()
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=ROOT)
     _, status, usage = os.wait4(child.pid, 0)
@@ -58,7 +86,7 @@ def _timed(command: list[str]) -> tuple[float, int]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"benchmark command failed ({code}): {' '.join(command)}")
-    return wall, usage.ru_maxrss * 1024
+    return Run(wall, usage.ru_maxrss * 1024, _machine_cpu_s() - cpu), usage.ru_utime + usage.ru_stime
 
 
 def _sweep_command(trace: Path, out: Path, extra: list[str], axes: tuple[tuple[str, str], ...] = AXES) -> list[str]:
@@ -83,6 +111,7 @@ def _out(work: Path, trace: Path, name: str, attempt: int) -> Path:
     return work / f"{trace.stem}-{name.replace(' ', '').replace(',', '-')}-{attempt}"
 
 
+DASK_PARTS = ("client", "scheduler and nannies", "workers")
 EXECUTORS = ("1 worker", "2 workers", "2 halves at once", "dask, 2 workers")
 SAME_TABLE = ("1 worker", "2 workers", "dask, 2 workers")  # the halves each write half the table
 HALF_AXIS = "pe_array.partition"
@@ -91,7 +120,7 @@ reads the partition (`winosim.memo`), so the two halves share no work that one p
 the assignment, the halves took 8.63 + 9.01 s alone against 7.92 + 8.48 s: the plans computed twice)."""
 
 
-def _halves_run(trace: Path, out: Path) -> tuple[float, int]:
+def _halves_run(trace: Path, out: Path) -> Run:
     """The machine's own ceiling for two processes: two independent one-worker sweeps, each over half of the
     grid, started together (wall: until both end). No winosim parallel machinery is involved, and each half
     pays its own imports, planning and CSV in parallel with the other, so the two-worker sweep is not expected
@@ -104,13 +133,14 @@ def _halves_run(trace: Path, out: Path) -> tuple[float, int]:
         axes = tuple((key, value if key == HALF_AXIS else v) for key, v in AXES)
         command = _sweep_command(trace, out / value, ["--jobs", "1"], axes)
         children.append((command, subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=ROOT)))
+    cpu = _machine_cpu_s()
     peak = 0
     for command, child in children:
         _, status, usage = os.wait4(child.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"benchmark command failed: {' '.join(command)}")
         peak = max(peak, usage.ru_maxrss * 1024)
-    return time.perf_counter() - start, peak
+    return Run(time.perf_counter() - start, peak, _machine_cpu_s() - cpu)
 
 
 WORKER_CONFIG_FILE = ROOT / "docs" / "dask-workers.yaml"
@@ -132,9 +162,11 @@ def sweep_worker_config() -> dict[str, Any]:
     return _dotted(yaml.safe_load(WORKER_CONFIG_FILE.read_text(encoding="utf-8")))
 
 
-def _dask_run(trace: Path, out: Path) -> tuple[float, int]:
+def _dask_run(trace: Path, out: Path) -> Run:
     """One sweep on a fresh Dask cluster of two one-thread worker processes (started and stopped around the
-    run, untimed: an idle cluster left beside the local runs would tax them)."""
+    run, untimed: an idle cluster left beside the local runs would tax them). Its CPU is split into the client
+    (the `winosim sweep` process), the scheduler and the nannies (which LocalCluster runs in this process) and
+    the worker processes."""
     import dask as dask_config
     from distributed import LocalCluster
 
@@ -151,7 +183,14 @@ def _dask_run(trace: Path, out: Path) -> tuple[float, int]:
             preload=["winosim.sweep", "winosim.simulate"],
         ) as cluster,
     ):
-        return _timed(_sweep_command(trace, out, ["--scheduler", str(cluster.scheduler_address)]))
+        here = psutil.Process()
+        workers = here.children(recursive=True)
+        before = _process_cpu_s(here), [_process_cpu_s(worker) for worker in workers]
+        run, client_cpu = _timed(_sweep_command(trace, out, ["--scheduler", str(cluster.scheduler_address)]))
+        scheduler_cpu = _process_cpu_s(here) - before[0]
+        workers_cpu = sum(_process_cpu_s(w) - cpu for w, cpu in zip(workers, before[1], strict=True))
+    parts = {"client": client_cpu, "scheduler and nannies": scheduler_cpu, "workers": workers_cpu}
+    return replace(run, parts_cpu_s=parts)
 
 
 def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
@@ -159,7 +198,7 @@ def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
     so that the machine's drift falls on every executor alike and the ratios are paired); returns the targets
     missed."""
     names = EXECUTORS if dask else EXECUTORS[:3]
-    runs: dict[str, list[tuple[float, int]]] = {name: [] for name in names}
+    runs: dict[str, list[Run]] = {name: [] for name in names}
     for attempt in range(repeat):
         for name in names[attempt % len(names) :] + names[: attempt % len(names)]:
             out = _out(work, trace, name, attempt)
@@ -168,18 +207,19 @@ def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
             elif name == "2 halves at once":
                 runs[name].append(_halves_run(trace, out))
             else:
-                runs[name].append(_timed(_sweep_command(trace, out, ["--jobs", name.split()[0]])))
+                runs[name].append(_timed(_sweep_command(trace, out, ["--jobs", name.split()[0]]))[0])
     for name, times in runs.items():
-        seconds = statistics.median(r[0] for r in times)
-        peak = max(r[1] for r in times)
-        each = ", ".join(f"{r[0]:.2f}" for r in times)
+        seconds = statistics.median(r.wall_s for r in times)
+        cpu = statistics.median(r.machine_cpu_s for r in times)
+        peak = max(r.peak_rss_bytes for r in times)
+        each = ", ".join(f"{r.wall_s:.2f}" for r in times)
         print(
-            f"  {name:16s} {seconds:7.2f} s  {POINTS / seconds:6.2f} points/s"
+            f"  {name:16s} {seconds:7.2f} s  {POINTS / seconds:6.2f} points/s  machine CPU {cpu:6.2f} s"
             f"  parent peak RSS {peak / 1024**2:5.0f} MiB  (runs: {each} s)"
         )
 
     def paired(numerator: str, denominator: str) -> list[float]:
-        return [a[0] / b[0] for a, b in zip(runs[numerator], runs[denominator], strict=True)]
+        return [a.wall_s / b.wall_s for a, b in zip(runs[numerator], runs[denominator], strict=True)]
 
     speedups = paired("1 worker", "2 workers")
     speedup = statistics.median(speedups)
@@ -198,12 +238,23 @@ def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
     if dask:
         ratios = paired("dask, 2 workers", "2 workers")
         overheads = [
-            (a[0] - b[0]) / POINTS * 1000 for a, b in zip(runs["dask, 2 workers"], runs["2 workers"], strict=True)
+            (a.wall_s - b.wall_s) / POINTS * 1000
+            for a, b in zip(runs["dask, 2 workers"], runs["2 workers"], strict=True)
         ]
         print(
             f"  dask / local with 2 workers: {statistics.median(ratios):.2f}x (per attempt "
             + ", ".join(f"{r:.2f}" for r in ratios)
             + f"); scheduler overhead {statistics.median(overheads):+.1f} ms per point"
+        )
+        extra = [
+            a.machine_cpu_s - b.machine_cpu_s for a, b in zip(runs["dask, 2 workers"], runs["2 workers"], strict=True)
+        ]
+        parts = {key: statistics.median(r.parts_cpu_s[key] for r in runs["dask, 2 workers"]) for key in DASK_PARTS}
+        print(
+            f"  dask CPU: {statistics.median(extra):+.2f} s on the machine against the local run (per attempt "
+            + ", ".join(f"{e:+.2f}" for e in extra)
+            + "); of the Dask run's: "
+            + ", ".join(f"{key} {value:.2f} s" for key, value in parts.items())
         )
     tables = {
         name: (_out(work, trace, name, 0) / "results.parquet").read_bytes() for name in names if name in SAME_TABLE

@@ -23,6 +23,7 @@ from winosim.errors import ConfigError, WinosimError
 from winosim.files import atomic_write_text
 from winosim.nn.custom import factory_name
 from winosim.nn.layers import MODES
+from winosim.nn.memory import retain_freed_memory
 from winosim.nn.models import NETWORK_NAMES
 from winosim.nn.train import PRECISIONS, SCHEDULES, TrainConfig, train
 
@@ -117,6 +118,8 @@ def train_main(argv: list[str]) -> int:
         if args.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if retain_freed_memory():  # every step reuses the last one's pages (winosim.nn.memory)
+        logging.info("allocator: freed memory kept in the process (glibc: no mmap, no trim)")
     if args.resume:
         config = TrainConfig(
             network=args.network or "vgg_nagadomi", mode=args.method or "spatial", data=args.data or "", out=args.out
