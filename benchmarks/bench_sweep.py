@@ -12,7 +12,9 @@ processes (`python -m winosim sweep ...`, each from an empty results folder):
   (`_halves_run`): what two busy processes get from this machine's cores, with no winosim parallel machinery
   in between; the two-worker speed-up is reported as a fraction of it (its parallel efficiency);
 - identical results tables from the three whole-grid runs;
-- each run's wall seconds, points per second and the parent process's peak RSS.
+- each run's wall seconds, points per second, CPU seconds (the whole machine's, from /proc/stat, and the parent
+  `winosim sweep` process's own; for Dask also the scheduler with the nannies, and the workers) and the parent
+  process's peak RSS.
 
 With `--repeat N` every attempt runs all the executors, in a rotating order, and the ratios are paired per
 attempt (then the median): single runs drift by 5-15% on a shared VM, and pairing keeps that drift out of the
@@ -32,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,13 +57,15 @@ SYNTH = (sys.executable, "-m", "winosim", "synth", "--network", "resnet18_imagen
 
 @dataclass(frozen=True)
 class Run:
-    """One timed run: wall seconds, the peak RSS of its parent process, the CPU seconds every process on the
-    machine used meanwhile (/proc/stat: the run's own CPU when the machine is otherwise idle), and for Dask
-    runs where that CPU went."""
+    """One timed run: wall seconds, the peak RSS of its parent process (`winosim sweep`), the CPU seconds every
+    process on the machine used meanwhile (/proc/stat: the run's own CPU when the machine is otherwise idle),
+    the parent's own CPU seconds (sampled every 20 ms while it runs, children not included), and for Dask runs
+    where the rest went."""
 
     wall_s: float
     peak_rss_bytes: int
     machine_cpu_s: float
+    parent_cpu_s: float
     parts_cpu_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -75,18 +80,38 @@ def _process_cpu_s(process: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
-def _timed(command: list[str]) -> tuple[Run, float]:
-    """One child process timed (output discarded): its Run, and the CPU seconds of the child itself (with
-    whatever descendants it waited for)."""
+class _OwnCpu(threading.Thread):
+    """Samples one process's own CPU seconds (user + system, not its children's) every 20 ms until it exits;
+    `seconds` is the last sample (at most 20 ms short)."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.process = psutil.Process(pid)
+        self.seconds = 0.0
+
+    def run(self) -> None:
+        while True:
+            try:
+                self.seconds = _process_cpu_s(self.process)
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                return
+            time.sleep(0.02)
+
+
+def _timed(command: list[str]) -> Run:
+    """One child process timed (output discarded)."""
     cpu = _machine_cpu_s()
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=ROOT)
+    own = _OwnCpu(child.pid)
+    own.start()
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - start
+    own.join()
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"benchmark command failed ({code}): {' '.join(command)}")
-    return Run(wall, usage.ru_maxrss * 1024, _machine_cpu_s() - cpu), usage.ru_utime + usage.ru_stime
+    return Run(wall, usage.ru_maxrss * 1024, _machine_cpu_s() - cpu, own.seconds)
 
 
 def _sweep_command(trace: Path, out: Path, extra: list[str], axes: tuple[tuple[str, str], ...] = AXES) -> list[str]:
@@ -111,7 +136,7 @@ def _out(work: Path, trace: Path, name: str, attempt: int) -> Path:
     return work / f"{trace.stem}-{name.replace(' ', '').replace(',', '-')}-{attempt}"
 
 
-DASK_PARTS = ("client", "scheduler and nannies", "workers")
+DASK_PARTS = ("scheduler and nannies", "workers")
 EXECUTORS = ("1 worker", "2 workers", "2 halves at once", "dask, 2 workers")
 SAME_TABLE = ("1 worker", "2 workers", "dask, 2 workers")  # the halves each write half the table
 HALF_AXIS = "pe_array.partition"
@@ -127,20 +152,24 @@ def _halves_run(trace: Path, out: Path) -> Run:
     to beat it: the ratio of the two measures the sweep's parallel efficiency on this machine, whatever its two
     cores give two busy processes (single-core boost, shared caches) at the time."""
     values = dict(AXES)[HALF_AXIS].split(",")
-    children: list[tuple[list[str], subprocess.Popen[bytes]]] = []
+    children: list[tuple[list[str], subprocess.Popen[bytes], _OwnCpu]] = []
+    cpu = _machine_cpu_s()
     start = time.perf_counter()
     for value in values:
         axes = tuple((key, value if key == HALF_AXIS else v) for key, v in AXES)
         command = _sweep_command(trace, out / value, ["--jobs", "1"], axes)
-        children.append((command, subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=ROOT)))
-    cpu = _machine_cpu_s()
+        child = subprocess.Popen(command, stdout=subprocess.DEVNULL, cwd=ROOT)
+        children.append((command, child, _OwnCpu(child.pid)))
+        children[-1][2].start()
     peak = 0
-    for command, child in children:
+    for command, child, own in children:
         _, status, usage = os.wait4(child.pid, 0)
+        own.join()
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"benchmark command failed: {' '.join(command)}")
         peak = max(peak, usage.ru_maxrss * 1024)
-    return Run(time.perf_counter() - start, peak, _machine_cpu_s() - cpu)
+    wall = time.perf_counter() - start
+    return Run(wall, peak, _machine_cpu_s() - cpu, sum(own.seconds for _, _, own in children))
 
 
 WORKER_CONFIG_FILE = ROOT / "docs" / "dask-workers.yaml"
@@ -186,10 +215,10 @@ def _dask_run(trace: Path, out: Path) -> Run:
         here = psutil.Process()
         workers = here.children(recursive=True)
         before = _process_cpu_s(here), [_process_cpu_s(worker) for worker in workers]
-        run, client_cpu = _timed(_sweep_command(trace, out, ["--scheduler", str(cluster.scheduler_address)]))
+        run = _timed(_sweep_command(trace, out, ["--scheduler", str(cluster.scheduler_address)]))
         scheduler_cpu = _process_cpu_s(here) - before[0]
         workers_cpu = sum(_process_cpu_s(w) - cpu for w, cpu in zip(workers, before[1], strict=True))
-    parts = {"client": client_cpu, "scheduler and nannies": scheduler_cpu, "workers": workers_cpu}
+    parts = {"scheduler and nannies": scheduler_cpu, "workers": workers_cpu}
     return replace(run, parts_cpu_s=parts)
 
 
@@ -207,15 +236,16 @@ def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
             elif name == "2 halves at once":
                 runs[name].append(_halves_run(trace, out))
             else:
-                runs[name].append(_timed(_sweep_command(trace, out, ["--jobs", name.split()[0]]))[0])
+                runs[name].append(_timed(_sweep_command(trace, out, ["--jobs", name.split()[0]])))
     for name, times in runs.items():
         seconds = statistics.median(r.wall_s for r in times)
         cpu = statistics.median(r.machine_cpu_s for r in times)
+        parent = statistics.median(r.parent_cpu_s for r in times)
         peak = max(r.peak_rss_bytes for r in times)
         each = ", ".join(f"{r.wall_s:.2f}" for r in times)
         print(
-            f"  {name:16s} {seconds:7.2f} s  {POINTS / seconds:6.2f} points/s  machine CPU {cpu:6.2f} s"
-            f"  parent peak RSS {peak / 1024**2:5.0f} MiB  (runs: {each} s)"
+            f"  {name:16s} {seconds:7.2f} s  {POINTS / seconds:6.2f} points/s  CPU: machine {cpu:5.2f} s, "
+            f"parent {parent:5.2f} s  parent peak RSS {peak / 1024**2:4.0f} MiB  (runs: {each} s)"
         )
 
     def paired(numerator: str, denominator: str) -> list[float]:
@@ -253,7 +283,7 @@ def bench(trace: Path, repeat: int, dask: bool, work: Path) -> list[str]:
         print(
             f"  dask CPU: {statistics.median(extra):+.2f} s on the machine against the local run (per attempt "
             + ", ".join(f"{e:+.2f}" for e in extra)
-            + "); of the Dask run's: "
+            + "); the Dask run's outside its parent: "
             + ", ".join(f"{key} {value:.2f} s" for key, value in parts.items())
         )
     tables = {
