@@ -5,9 +5,10 @@ torch's CPU allocator takes every tensor from malloc, and glibc serves each requ
 and frees the same large tensors every step (the Winograd layers' V and M are 4x their feature maps: 64-134
 MiB each for VGG-nagadomi's first layers at batch 128), so every step page-faults through all of them again,
 the kernel zeroing each page. `retain_freed_memory` turns that off for the process: every allocation from
-the heap, freed memory kept for the next step. Measured on VGG-nagadomi (docs/training.md, Performance): the
-Winograd-ReLU and native training steps 12-17% faster, spatial unchanged within noise; the cost is that the
-process keeps its peak memory until it exits, which a training run reaches in its first step anyway.
+the heap, freed memory kept for the next step. Measured (`benchmarks/bench_nn.py --malloc`, docs/training.md,
+Performance; two threads, paired runs): Winograd-ReLU training steps 3-20% faster, native 8-23%, spatial 1-2%
+(noise); the cost is that the process keeps its peak memory until it exits, which a training run reaches in
+its first step anyway.
 
 It changes the whole process's allocator, so only command entry points call it (`winosim train`, the
 training benchmark), never library code.
