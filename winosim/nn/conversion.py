@@ -44,7 +44,7 @@ from torch import Tensor, fx, nn
 
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry, NetworkGeometry
-from winosim.nn.layers import MODES, Mode, WinogradConv2d, input_transform, output_transform, spatial_to_winograd
+from winosim.nn.layers import MODES, Mode, WinogradConv2d, input_transform, spatial_to_winograd
 from winosim.nn.models import WinoNet
 
 Init = Literal["spatial", "fresh"]
@@ -128,14 +128,8 @@ class ConvertedConv2d(WinogradConv2d):
         elif self.mode == "spatial":
             y = F.conv2d(x, self.masked_weight(), padding=1)
         else:
-            height, width = x.shape[-2], x.shape[-1]
-            v = input_transform(x)  # (16, C, N, TH, TW), dense: no ReLU to sparsify it
-            p, c, n, th, tw = v.shape
-            w = self.masked_weight()
-            if not torch.is_autocast_enabled(x.device.type):
-                w = w.to(v.dtype)
-            m = torch.bmm(w.transpose(1, 2), v.reshape(p, c, n * th * tw))
-            y = output_transform(m.view(p, self.out_channels, n, th, tw), height, width)
+            # dense V: no ReLU to sparsify it
+            y = self.winograd_forward(input_transform(x), x.shape[-2], x.shape[-1])
         if self.bias is not None:
             y = y + self.bias.to(y.dtype).view(1, -1, 1, 1)
         return y

@@ -18,6 +18,12 @@ Speed: the input transform B^T d B runs as 8 + 16 explicit additions on strided 
 (rows first, shared by vertically overlapping tiles, then columns), the element-wise stage as one batched
 matrix product over the 16 positions, and the output transform A^T M A as 24 additions. Everything is plain
 autograd, so the gradients are exactly eq. 5 of the paper; all ops are autocast-safe (bfloat16 on CPU).
+
+Memory layout: the shapes below are logical; in memory every Winograd-domain tensor is *tiles-first*, channels
+last (V is stored as (16, N, TH, TW, C), M as (16, N, TH, TW, K)), and the output map is channels-last. The
+16 products then multiply (tiles x C) by (C x K), which runs about 3x faster than (K x C) by (C x tiles) for
+C = 64 (benchmarks/bench_nn.py --products), and the transforms copy whole channel vectors; the values are the
+same in any layout.
 """
 
 from __future__ import annotations
@@ -42,17 +48,28 @@ def tile_grid(height: int, width: int) -> tuple[int, int]:
     return -(-height // 2), -(-width // 2)
 
 
+def _tiles_first(*shape: int, like: Tensor, zeros: bool = False) -> Tensor:
+    """A new tensor of logical shape (P, C, N, TH, TW) or (2, 2, C, N, TH, TW) (any leading sizes, then C, N
+    and the two tile dimensions) stored tiles-first, channels last: (..., N, TH, TW, C) in memory."""
+    *lead, c, n, th, tw = shape
+    storage = like.new_zeros((*lead, n, th, tw, c)) if zeros else like.new_empty((*lead, n, th, tw, c))
+    k = len(lead)
+    return storage.permute(*range(k), k + 3, k, k + 1, k + 2)
+
+
 def _deinterleave(x: Tensor) -> Tensor:
     """Pad (N, C, H, W) for the tiles and split rows and columns by parity, as one copy:
-    X[a, b, c, n, u, v] = padded[n, c, 2u + a, 2v + b], shape (2, 2, C, N, TH+1, TW+1).
+    X[a, b, c, n, u, v] = padded[n, c, 2u + a, 2v + b], logical shape (2, 2, C, N, TH+1, TW+1), stored
+    tiles-first (2, 2, N, TH+1, TW+1, C).
 
     Element (i, j) of tile (u, v) is then X[i % 2, j % 2, :, :, u + i // 2, v + j // 2], so every view the
-    transform reads is unit-stride in its last dimension (strided element-wise ops are several times slower).
+    transform reads is a run of whole channel vectors (from a channels-last map the copy moves them whole too).
     """
     n, c, height, width = x.shape
     th, tw = tile_grid(height, width)
     xp = F.pad(x, (1, 2 * tw + 1 - width, 1, 2 * th + 1 - height))
-    return xp.view(n, c, th + 1, 2, tw + 1, 2).permute(3, 5, 1, 0, 2, 4).contiguous()
+    tiles = xp.permute(0, 2, 3, 1).reshape(n, th + 1, 2, tw + 1, 2, c).permute(2, 4, 0, 1, 3, 5).contiguous()
+    return tiles.permute(0, 1, 5, 2, 3, 4)
 
 
 def input_transform_forward(x: Tensor) -> Tensor:
@@ -68,7 +85,7 @@ def input_transform_forward(x: Tensor) -> Tensor:
     xd = _deinterleave(x)
     r = [xd[i % 2, ..., i // 2 : i // 2 + th, :] for i in range(4)]  # (2 col parities, C, N, TH, TW+1)
     rows = (r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3])
-    v = x.new_empty((POSITIONS, c, n, th, tw))
+    v = _tiles_first(POSITIONS, c, n, th, tw, like=x)
     for i, t in enumerate(rows):
         col = [t[j % 2, ..., j // 2 : j // 2 + tw] for j in range(4)]  # (C, N, TH, TW)
         torch.sub(col[0], col[2], out=v[4 * i])
@@ -89,39 +106,43 @@ def input_transform_backward(dv: Tensor, height: int, width: int) -> Tensor:
     d_rows = []
     for i in range(4):  # column-pass adjoint -> gradient of row-pass output i, (2, C, N, TH, TW+1)
         g = _adjoint_b(dv[4 * i], dv[4 * i + 1], dv[4 * i + 2], dv[4 * i + 3])
-        dt = dv.new_zeros((2, c, n, th, tw + 1))
+        dt = _tiles_first(2, c, n, th, tw + 1, like=dv, zeros=True)
         for j in range(4):
             dt[j % 2, ..., j // 2 : j // 2 + tw] += g[j]
         d_rows.append(dt)
-    dxd = dv.new_zeros((2, 2, c, n, th + 1, tw + 1))
+    dxd = _tiles_first(2, 2, c, n, th + 1, tw + 1, like=dv, zeros=True)
     for i, dr in enumerate(_adjoint_b(*d_rows)):
         dxd[i % 2, ..., i // 2 : i // 2 + th, :] += dr
-    dxp = dxd.permute(3, 2, 4, 0, 5, 1).reshape(n, c, 2 * th + 2, 2 * tw + 2)
-    return dxp[:, :, 1 : 1 + height, 1 : 1 + width]
+    # (a, b, C, N, TH+1, TW+1) -> a channels-last (N, C, 2TH+2, 2TW+2): one copy of whole channel vectors
+    dxp = dxd.permute(3, 4, 0, 5, 1, 2).reshape(n, 2 * th + 2, 2 * tw + 2, c).permute(0, 3, 1, 2)
+    # dense, so that the layers before (batch norm) take their fast channels-last kernels, not strided ones
+    return dxp[:, :, 1 : 1 + height, 1 : 1 + width].contiguous(memory_format=torch.channels_last)
 
 
 def output_transform_forward(m: Tensor, height: int, width: int) -> Tensor:
     """Y = A^T M A for every tile (24 additions per tile), reassembled into a map.
 
-    m: (16, K, N, TH, TW) -> (N, K, H, W). The four output planes are computed contiguously and interleaved
-    into the map by one copy.
+    m: (16, K, N, TH, TW) -> (N, K, H, W). The four output planes are written straight into their places of a
+    channels-last map (stored (N, TH, 2, TW, 2, K)), so the map needs no further copy.
     """
     _, k, n, th, tw = m.shape
     s = [(m[j] + m[4 + j] + m[8 + j], m[4 + j] - m[8 + j] - m[12 + j]) for j in range(4)]  # A^T from the left
-    planes = m.new_empty((2, 2, k, n, th, tw))
+    storage = m.new_empty((n, th, 2, tw, 2, k))
+    planes = storage.permute(2, 4, 5, 0, 1, 3)  # (2, 2, K, N, TH, TW)
     for a in range(2):
         torch.add(s[0][a] + s[1][a], s[2][a], out=planes[a, 0])
         torch.sub(s[1][a] - s[2][a], s[3][a], out=planes[a, 1])
-    y = planes.permute(3, 2, 4, 0, 5, 1).reshape(n, k, 2 * th, 2 * tw)
+    y = storage.view(n, 2 * th, 2 * tw, k).permute(0, 3, 1, 2)
     return y[:, :, :height, :width]
 
 
 def output_transform_backward(dy: Tensor, th: int, tw: int) -> Tensor:
     """Adjoint of `output_transform_forward`: dY (N, K, H, W) -> dM (16, K, N, TH, TW)."""
     n, k, height, width = dy.shape
-    full = F.pad(dy, (0, 2 * tw - width, 0, 2 * th - height)).reshape(n, k, th, 2, tw, 2)
-    planes = full.permute(3, 5, 1, 0, 2, 4).contiguous()  # (2, 2, K, N, TH, TW)
-    dm = dy.new_empty((POSITIONS, k, n, th, tw))
+    full = F.pad(dy, (0, 2 * tw - width, 0, 2 * th - height))
+    tiles = full.permute(0, 2, 3, 1).reshape(n, th, 2, tw, 2, k).permute(2, 4, 0, 1, 3, 5).contiguous()
+    planes = tiles.permute(0, 1, 5, 2, 3, 4)  # (2, 2, K, N, TH, TW), stored tiles-first
+    dm = _tiles_first(POSITIONS, k, n, th, tw, like=dy)
     # A = [[1, 0], [1, 1], [1, -1], [0, -1]]: the gradient of position i (row) is A[i] . (dY_0, dY_1)
     rows = []
     for a in range(2):
@@ -144,7 +165,7 @@ class _InputTransform(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, dv: Tensor) -> Tensor:
-        return input_transform_backward(dv.contiguous(), ctx.height, ctx.width)
+        return input_transform_backward(dv, ctx.height, ctx.width)
 
 
 class _InputTransformReLU(torch.autograd.Function):
@@ -161,7 +182,8 @@ class _InputTransformReLU(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dv: Tensor) -> Tensor:
         (v,) = ctx.saved_tensors
-        return input_transform_backward(dv.masked_fill(v <= 0, 0), ctx.height, ctx.width)
+        # dv where v > 0, else 0: ReLU's own backward kernel (about 30x faster than masked_fill here)
+        return input_transform_backward(torch.ops.aten.threshold_backward(dv, v, 0), ctx.height, ctx.width)
 
 
 class _OutputTransform(torch.autograd.Function):
@@ -249,11 +271,15 @@ class WinogradConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.mode == "spatial":
             return F.conv2d(torch.relu(x), self.masked_weight(), padding=1)
-        height, width = x.shape[-2], x.shape[-1]
-        v = self.winograd_activation(x)  # (16, C, N, TH, TW)
+        return self.winograd_forward(self.winograd_activation(x), x.shape[-2], x.shape[-1])
+
+    def winograd_forward(self, v: Tensor, height: int, width: int) -> Tensor:
+        """The element-wise stage and the output transform: Y = A^T [masked weight * V] A, from the
+        multiplied activations V (16, C, N, TH, TW) to the (N, K, H, W) map (channels-last in memory)."""
         p, c, n, th, tw = v.shape
         w = self.masked_weight()
-        if not torch.is_autocast_enabled(x.device.type):
+        if not torch.is_autocast_enabled(v.device.type):
             w = w.to(v.dtype)
-        m = torch.bmm(w.transpose(1, 2), v.reshape(p, c, n * th * tw))  # (16, K, N*T): 16 batched GEMMs
-        return output_transform(m.view(p, self.out_channels, n, th, tw), height, width)
+        # 16 batched GEMMs (tiles x C) @ (C x K); a view of a tiles-first V, a copy of any other
+        m = torch.bmm(v.permute(0, 2, 3, 4, 1).reshape(p, n * th * tw, c), w)
+        return output_transform(m.view(p, n, th, tw, self.out_channels).permute(0, 4, 1, 2, 3), height, width)
