@@ -119,31 +119,32 @@ def layer_times_s(
     in_channels: int, out_channels: int, side: int, batch: int, precision: str, repeats: int
 ) -> tuple[float, float, float]:
     """Median seconds of forward + backward of one layer shape: (Winograd-ReLU layer, its element-wise stage
-    alone, conv2d(relu(x))). The element-wise stage is the 16 batched products M = U^T V and their two
-    gradients on tensors of the layer's shapes: no transform, no ReLU (what a transform fused away would
-    leave)."""
+    alone, conv2d(relu(x))), on channels-last maps as in training. The element-wise stage is the 16 batched
+    products of the layer, (tiles x C) @ (C x K) with V stored tiles-first, and their two gradients on tensors
+    of the layer's shapes: no transform, no ReLU (what a transform fused away would leave)."""
     torch.manual_seed(0)
     layer = WinogradConv2d(in_channels, out_channels, "winograd_relu")
     weight = torch.randn(out_channels, in_channels, 3, 3, requires_grad=True)
-    x = torch.randn(batch, in_channels, side, side, requires_grad=True)
+    x = torch.randn(batch, in_channels, side, side).contiguous(memory_format=torch.channels_last).requires_grad_()
+    dy = torch.randn(batch, out_channels, side, side).contiguous(memory_format=torch.channels_last)
     u = (0.1 * torch.randn(16, in_channels, out_channels)).requires_grad_()
-    v = torch.randn(16, in_channels, batch * (-(-side // 2)) ** 2).relu_().requires_grad_()
+    v = torch.randn(16, batch * (-(-side // 2)) ** 2, in_channels).relu_().requires_grad_()
     device = torch.device("cpu")
 
     def winograd() -> None:
         with autocast(device, precision):
             y = layer(x)
-        y.float().sum().backward()
+        y.backward(dy.to(y.dtype))
 
     def products() -> None:
         with autocast(device, precision):
-            m = torch.bmm(u.transpose(1, 2), v)
+            m = torch.bmm(v, u)
         m.backward(torch.ones_like(m))
 
     def spatial() -> None:
         with autocast(device, precision):
             y = F.conv2d(torch.relu(x), weight, padding=1)
-        y.float().sum().backward()
+        y.backward(dy.to(y.dtype))
 
     return _median_s(winograd, repeats), _median_s(products, repeats), _median_s(spatial, repeats)
 
@@ -187,9 +188,9 @@ def product_variants_gflops(
     maps = maps.contiguous(memory_format=torch.channels_last)
     grouped = torch.randn(positions * k, c, 1, 1, dtype=dtype).contiguous(memory_format=torch.channels_last)
     variants: dict[str, Callable[[], object]] = {
-        "bmm(U^T, V) (the layer)": lambda: torch.bmm(u.transpose(1, 2), v),
+        "bmm(U^T, V) (the layer before 2026-11-30)": lambda: torch.bmm(u.transpose(1, 2), v),
         "bmm(U^T contiguous, V)": lambda: torch.bmm(u_t, v),
-        "bmm(V^T contiguous, U)": lambda: torch.bmm(v_t, u),
+        "bmm(V^T contiguous, U) (the layer: V tiles-first)": lambda: torch.bmm(v_t, u),
         "16 x mm(V^T, U)": lambda: [torch.mm(v_t[i], u[i]) for i in range(positions)],
         "grouped 1x1 conv2d": lambda: F.conv2d(maps, grouped, groups=positions),
     }
