@@ -1,7 +1,7 @@
 """traces/recipes/cifar10.sh runs the three trainings in the documented order, with a stand-in `python`
 that only records its calls (the real runs take hours): one at a time by default; with PARALLEL=1 the native
-run starts beside the spatial one as soon as the spatial dense model is saved, Winograd-ReLU (which starts
-from that model too) after the spatial run, and the run left alone at the end gets both runs' threads."""
+run starts beside the spatial one as soon as the spatial dense model is saved, Winograd-ReLU after the spatial
+run, and the run left alone at the end gets both runs' threads."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def test_the_recipe_trains_the_three_variants_in_order(tmp_path: Path, parallel:
     runs = ("spatial", "native", "winograd_relu")
     assert sorted(calls) == sorted(f"{e} {prefix}{m}" for e in ("start", "end") for m in runs)
     at = {call: i for i, call in enumerate(calls)}
-    assert at[f"start {prefix}winograd_relu"] > at[f"end {prefix}spatial"]  # it starts from the dense model
+    assert at[f"start {prefix}winograd_relu"] > at[f"end {prefix}spatial"]  # two at a time at most
     threads = {m: tmp_path / "runs" / f"{prefix}{m}" / "threads" for m in runs}
     if parallel:  # native trains while the spatial run goes on
         assert at[f"start {prefix}native"] < at[f"end {prefix}spatial"]
@@ -85,3 +85,13 @@ def test_parallel_all_starts_the_three_at_once_for_a_gpu(tmp_path: Path, wr_from
     assert ("--init-from" in args[f"{prefix}winograd_relu"]) == (wr_from == "spatial")
     if wr_from == "scratch":
         assert "--epochs 30 --lr 0.4" in args[f"{prefix}winograd_relu"]
+
+
+def test_winograd_relu_is_trained_from_scratch_by_default_with_its_own_flags_last(tmp_path: Path) -> None:
+    """WR_FROM defaults to scratch (as the paper trains it); WR_FLAGS follow the recipe's flags, so they win."""
+    _run(tmp_path, False, WR_FLAGS="--lr 0.1 --weight-decay 1e-4")
+    args = dict(line.split(" ", 1) for line in (tmp_path / "calls.args").read_text().splitlines())
+    relu = args["paper_vgg_nagadomi_winograd_relu"]
+    assert "--init-from" not in relu
+    assert "--epochs 16 --lr 0.4 --lr 0.1 --weight-decay 1e-4 --densities" in relu
+    assert "--lr 0.1" not in args["paper_vgg_nagadomi_spatial"]

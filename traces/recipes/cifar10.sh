@@ -14,9 +14,9 @@
 # beside the spatial one once the dense model is saved, Winograd-ReLU beside the native one once the spatial run
 # ends, and whichever of those two is left alone gets both runs' threads from its next checkpoint on, via a
 # `threads` file in its folder (bash >= 5.1); for two cores; all: the three runs at once, for a GPU; default 0,
-# one run at a time), WR_FROM (paper recipe: spatial, the
-# default, starts Winograd-ReLU from the trained spatial model; scratch trains it from scratch as the paper
-# does), DENSE_EPOCHS (paper recipe: dense epochs, default 16 for VGG-nagadomi and 18 for ResNet-18; the shipped
+# one run at a time), WR_FROM (paper recipe: scratch, the default, trains Winograd-ReLU from scratch as the
+# paper does; spatial starts it from the trained spatial model with a 4-epoch fine-tune, measured short of
+# it), WR_FLAGS (paper recipe: flags for the Winograd-ReLU run after the recipe's, e.g. "--lr 0.1"), DENSE_EPOCHS (paper recipe: dense epochs, default 16 for VGG-nagadomi and 18 for ResNet-18; the shipped
 # VGG-nagadomi trace used 30), RECIPE (budget, the default: what made resnet18.npz; full: whole-dataset
 # step-decay epochs, superseded; paper: issue 10's one-cycle recipe aimed at dense >= 92%, see docs/training.md;
 # what made vgg_nagadomi.npz).
@@ -105,13 +105,13 @@ wr_after_dense() { # the Winograd-ReLU run from the spatial dense model once it 
 }
 
 train_winograd_relu() {
-    if [ "$RECIPE" = paper ] && [ "${WR_FROM:-spatial}" = spatial ]; then
+    if [ "$RECIPE" = paper ] && [ "${WR_FROM:-scratch}" = spatial ]; then
         # Q = G g G^T from the trained spatial dense model, then a short dense fine-tune with the ReLU in the
-        # Winograd domain (the paper trains from scratch: WR_FROM=scratch does that, e.g. on a GPU)
+        # Winograd domain (measured short of training from scratch, the default, as the paper does)
         train ${prefix}_winograd_relu --method winograd_relu --init-from "$RUNS/${prefix}_spatial/phase0_dense.pt" \
             --epochs 4 --lr 0.1 --warmup 0.1 $search
     else
-        train ${prefix}_winograd_relu --method winograd_relu $dense $search
+        train ${prefix}_winograd_relu --method winograd_relu $dense ${WR_FLAGS:-} $search
     fi
 }
 
@@ -125,7 +125,7 @@ train)
         spatial_pid=$!
         native_after_dense "$spatial_pid" &
         native_pid=$!
-        if [ "${WR_FROM:-spatial}" = scratch ]; then train_winograd_relu & else wr_after_dense "$spatial_pid" & fi
+        if [ "${WR_FROM:-scratch}" = scratch ]; then train_winograd_relu & else wr_after_dense "$spatial_pid" & fi
         wr_pid=$!
         wait "$spatial_pid" "$native_pid" "$wr_pid"
     elif [ "${PARALLEL:-0}" = 1 ]; then
