@@ -2,10 +2,12 @@
 epoch, from the run logs committed under `traces/recipes/logs/<run>/` (copies of a run folder's
 `metrics.jsonl` and `config.json`; the checkpoints themselves stay in the git-ignored `runs/`).
 
-Writes `training-curves.md` (one table per run: every epoch of every phase, with its density, learning rate,
-losses, accuracies, images/s and wall time) and `training-curves.png` (test accuracy against training
-images seen, one line per run, phases marked). A run still in progress shows the epochs it has finished;
-the table says so, with the schedule it has left.
+Writes `training-curves.md` (first the dense accuracy reached against the number of dense epochs, every run
+trained from scratch whose dense phase has finished, with a fit per network, method and peak rate; then one
+table per run: every epoch of every phase, with its density, learning rate, losses, accuracies, images/s and
+wall time), `training-curves.png` (test accuracy against training images seen, one line per run) and
+`training-curves-dense-epochs.png` (the dense accuracy against dense epochs). A run still in progress shows
+the epochs it has finished; the table says so, with the schedule it has left.
 
     python analyses/training_curves.py [--logs traces/recipes/logs] [--out analyses/out]
 """
@@ -56,6 +58,135 @@ def read_logs(folder: Path) -> list[RunLog]:
 def _standard_error_points(accuracy: float, images: int) -> float:
     """Binomial standard error of an accuracy measured on `images` images, in points."""
     return 100 * math.sqrt(accuracy * (1 - accuracy) / images)
+
+
+@dataclass(frozen=True)
+class DensePoint:
+    """The end of one finished dense phase trained from scratch: one point of the accuracy-vs-epochs curve."""
+
+    run: str
+    network: str
+    mode: str
+    machine: str
+    peak_lr: float
+    dense_epochs: int
+    train_accuracy: float
+    test_accuracy: float
+    test_images: int
+
+
+def dense_points(runs: list[RunLog]) -> list[DensePoint]:
+    """One point per run whose dense phase (phase 0, from scratch) has finished, in run-name order."""
+    points = []
+    for run in runs:
+        c = run.config
+        if c.get("init_from") or int(c["epochs"]) == 0:
+            continue
+        last = [r for r in run.epochs if r["phase"] == 0 and r["epoch"] == int(c["epochs"])]
+        if not last:
+            continue
+        record = last[-1]
+        points.append(
+            DensePoint(
+                run.name,
+                c["network"],
+                c["mode"],
+                _machine(run),
+                float(c["lr"]),
+                int(c["epochs"]),
+                float(record["train_accuracy"]),
+                float(record["test_accuracy"]),
+                int(record["test_images"]),
+            )
+        )
+    return points
+
+
+@dataclass(frozen=True)
+class EpochFit:
+    """Least-squares line of test accuracy (points) against log2(dense epochs), for one group of runs."""
+
+    network: str
+    mode: str
+    peak_lr: float
+    points: int
+    epochs: tuple[int, ...]
+    points_per_doubling: float
+    intercept_points: float
+
+    def accuracy_at(self, epochs: float) -> float:
+        """The fitted test accuracy (points) after `epochs` dense epochs."""
+        return self.intercept_points + self.points_per_doubling * math.log2(epochs)
+
+    def epochs_to_reach(self, accuracy_points: float) -> float | None:
+        """Dense epochs at which the line reaches `accuracy_points`; None if it never rises."""
+        if self.points_per_doubling <= 0:
+            return None
+        return float(2 ** ((accuracy_points - self.intercept_points) / self.points_per_doubling))
+
+
+def fit_epochs(points: list[DensePoint]) -> list[EpochFit]:
+    """One fit per (network, method, peak rate) with at least two distinct epoch counts, sorted by that key.
+
+    Runs on different machines with the same recipe are pooled: they agree within noise (docs/training.md)."""
+    groups: dict[tuple[str, str, float], list[DensePoint]] = {}
+    for point in points:
+        groups.setdefault((point.network, point.mode, point.peak_lr), []).append(point)
+    fits = []
+    for (network, mode, peak_lr), group in sorted(groups.items()):
+        xs = [math.log2(p.dense_epochs) for p in group]
+        ys = [100 * p.test_accuracy for p in group]
+        if len(set(xs)) < 2:
+            continue
+        mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / sum(
+            (x - mean_x) ** 2 for x in xs
+        )
+        epochs = tuple(sorted({p.dense_epochs for p in group}))
+        fits.append(EpochFit(network, mode, peak_lr, len(group), epochs, slope, mean_y - slope * mean_x))
+    return fits
+
+
+GOAL_POINTS = 92.0
+"""Issue 10's bar for every dense model: >= 92% on the 10,000 CIFAR-10 test images."""
+
+
+def dense_epochs_table(points: list[DensePoint]) -> str:
+    """Markdown: every dense point, then the fits and the epochs at which each reaches the goal."""
+    lines = [
+        "## Dense accuracy against dense epochs",
+        "",
+        "The end of every dense phase trained from scratch (one-cycle schedule: each run is a whole schedule of "
+        "that length, not a point on a longer run's curve). ± is the binomial standard error.",
+        "",
+        "| network | method | machine | peak lr | dense epochs | train acc. | test acc. (± s.e.) | run |",
+        "|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for p in sorted(points, key=lambda p: (p.network, p.mode, p.peak_lr, p.dense_epochs, p.run)):
+        error = _standard_error_points(p.test_accuracy, p.test_images)
+        lines.append(
+            f"| {p.network} | {p.mode} | {p.machine} | {p.peak_lr:g} | {p.dense_epochs} | "
+            f"{100 * p.train_accuracy:.2f}% | {100 * p.test_accuracy:.2f}% ± {error:.2f} | `{p.run}` |"
+        )
+    fits = fit_epochs(points)
+    if fits:
+        lines += [
+            "",
+            f"Least-squares line of test accuracy against log2(dense epochs) per network, method and peak rate, and "
+            f"where it would reach the goal ({GOAL_POINTS:g}%): an extrapolation, as good as the line it extends.",
+            "",
+            "| network | method | peak lr | runs | dense epochs | points per doubling | epochs to reach "
+            f"{GOAL_POINTS:g}% |",
+            "|---|---|---:|---:|---|---:|---:|",
+        ]
+        for f in fits:
+            reach = f.epochs_to_reach(GOAL_POINTS)
+            where = "never (the line does not rise)" if reach is None else f"{reach:.0f}"
+            lines.append(
+                f"| {f.network} | {f.mode} | {f.peak_lr:g} | {f.points} | {', '.join(map(str, f.epochs))} | "
+                f"{f.points_per_doubling:+.2f} | {where} |"
+            )
+    return "\n".join(lines) + "\n"
 
 
 def run_table(run: RunLog) -> str:
@@ -123,6 +254,52 @@ def write_figure(runs: list[RunLog], path: Path) -> None:
     tmp.replace(path)
 
 
+def write_dense_epochs_figure(points: list[DensePoint], path: Path) -> None:
+    """Dense test accuracy against dense epochs (log scale), one series per network, method and peak rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6.5, 4.8))
+    series = sorted({(p.network, p.mode, p.peak_lr) for p in points})
+    fits = {(f.network, f.mode, f.peak_lr): f for f in fit_epochs(points)}
+    for key in series:
+        group = sorted((p for p in points if (p.network, p.mode, p.peak_lr) == key), key=lambda p: p.dense_epochs)
+        xs = [p.dense_epochs for p in group]
+        errors = [_standard_error_points(p.test_accuracy, p.test_images) for p in group]
+        line = axis.errorbar(
+            xs,
+            [100 * p.test_accuracy for p in group],
+            yerr=errors,
+            marker="o",
+            linestyle="none",
+            capsize=3,
+            label=f"{key[0]} {key[1]}, peak lr {key[2]:g}",
+        )
+        fit = fits.get(key)
+        if fit is not None:
+            reach = fit.epochs_to_reach(GOAL_POINTS)
+            end = max(max(xs), min(reach, 4 * max(xs))) if reach is not None else max(xs)
+            grid = [min(xs) * (end / min(xs)) ** (i / 40) for i in range(41)]
+            axis.plot(grid, [fit.accuracy_at(x) for x in grid], linestyle=":", color=line[0].get_color())
+    axis.axhline(GOAL_POINTS, color="grey", linestyle="--", linewidth=1, label=f"issue 10 goal ({GOAL_POINTS:g}%)")
+    axis.set_xscale("log", base=2)
+    ticks = sorted({p.dense_epochs for p in points})
+    axis.set_xticks(ticks, [str(t) for t in ticks])
+    axis.minorticks_off()
+    axis.set_xlabel("dense epochs (one-cycle schedule of that length)")
+    axis.set_ylabel("test accuracy at the end (%)")
+    axis.set_title("CIFAR-10 dense accuracy against training length (dotted: log-linear fit)")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    figure.savefig(tmp, dpi=110, metadata={"Software": None})
+    plt.close(figure)
+    tmp.replace(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--logs", type=Path, default=LOGS_DIR, help="folder of committed run logs")
@@ -133,15 +310,19 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"no run logs (config.json + metrics.jsonl) under {args.logs}")
     args.out.mkdir(parents=True, exist_ok=True)
+    points = dense_points(runs)
     text = (
         "# Training curves of the long runs\n\n"
         f"- made by: `python analyses/training_curves.py` from `traces/recipes/logs/` ({len(runs)} runs)\n"
         "- test accuracy: on the run's test split (all 10,000 CIFAR-10 test images unless the recipe says "
         "otherwise), measured after each epoch; ± is the binomial standard error\n\n"
+        + dense_epochs_table(points)
+        + "\n"
         + "\n".join(run_table(run) for run in runs)
     )
     atomic_write_text(args.out / "training-curves.md", text)
     write_figure(runs, args.out / "training-curves.png")
+    write_dense_epochs_figure(points, args.out / "training-curves-dense-epochs.png")
 
 
 if __name__ == "__main__":

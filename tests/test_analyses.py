@@ -11,6 +11,8 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -89,3 +91,46 @@ def test_readme_quotes_the_claim_table_of_the_shipped_traces() -> None:
     assert table in readme, (
         "README.md's claim table is not the one made from the shipped traces (analyses/out/claims.md)"
     )
+
+
+def _training_curves() -> ModuleType:
+    sys.path.insert(0, str(ANALYSES))
+    try:
+        import training_curves
+    finally:
+        sys.path.remove(str(ANALYSES))
+    return training_curves
+
+
+def _run_log(name: str, *, epochs: int, test: list[float], init_from: str | None = None, lr: float = 0.1) -> Any:
+    records = tuple(
+        {"phase": 0, "epoch": i + 1, "epochs": epochs, "train_accuracy": 0.9, "test_accuracy": t, "test_images": 10000}
+        for i, t in enumerate(test)
+    )
+    config = {"network": "vgg_nagadomi", "mode": "winograd_relu", "lr": lr, "epochs": epochs, "init_from": init_from}
+    return _training_curves().RunLog(name, config, records)
+
+
+def test_dense_points_are_finished_dense_phases_trained_from_scratch() -> None:
+    tc = _training_curves()
+    runs = [
+        _run_log("done", epochs=2, test=[0.5, 0.8]),
+        _run_log("running", epochs=3, test=[0.5, 0.8]),  # 2 of 3 dense epochs: not a point yet
+        _run_log("converted", epochs=2, test=[0.5, 0.9], init_from="runs/x/phase0_dense.pt"),
+    ]
+    points = tc.dense_points(runs)
+    assert [(p.run, p.dense_epochs, p.test_accuracy) for p in points] == [("done", 2, 0.8)]
+
+
+def test_epoch_fit_is_the_log_linear_line_and_its_crossing() -> None:
+    """Closed form: 89% at 16 epochs and 90% at 32 is +1 point per doubling, 92% at 128 epochs."""
+    tc = _training_curves()
+    runs = [_run_log("a", epochs=16, test=[0.0] * 15 + [0.89]), _run_log("b", epochs=32, test=[0.0] * 31 + [0.90])]
+    (fit,) = tc.fit_epochs(tc.dense_points(runs))
+    assert fit.points_per_doubling == pytest.approx(1.0)
+    assert fit.accuracy_at(64) == pytest.approx(91.0)
+    assert fit.epochs_to_reach(92.0) == pytest.approx(128.0)
+    flat = tc.EpochFit("n", "m", 0.1, 2, (16, 32), 0.0, 90.0)
+    assert flat.epochs_to_reach(92.0) is None
+    # one epoch count alone is no line
+    assert tc.fit_epochs(tc.dense_points(runs[:1])) == []
