@@ -65,11 +65,22 @@ def _train_parser() -> argparse.ArgumentParser:
         default=(0.5, 0.75),
         help="fractions of a phase at which the learning rate is divided by 10 (default 0.5,0.75)",
     )
-    p.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum")
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument(
+        "--nesterov",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Nesterov momentum (default) or plain heavy-ball momentum (--no-nesterov)",
+    )
     p.add_argument("--weight-decay", type=float, default=5e-4)
     p.add_argument("--seed", type=seed, default=0, help="random seed, an integer >= 0 (default 0)")
     p.add_argument("--num-classes", type=int, default=None, help="default: from the dataset")
-    p.add_argument("--no-dropout", action="store_true", help="disable the networks' dropout layers")
+    p.add_argument(
+        "--dropout",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the networks' dropout layers: on (default) or off (--no-dropout)",
+    )
     p.add_argument(
         "--precision",
         choices=PRECISIONS,
@@ -110,6 +121,56 @@ def _train_parser() -> argparse.ArgumentParser:
     return p
 
 
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig that `winosim train`'s parsed arguments ask for (a placeholder under --resume)."""
+    if args.resume:  # the real configuration comes from the run folder
+        return TrainConfig(
+            network=args.network or "vgg_nagadomi", mode=args.method or "spatial", data=args.data or "", out=args.out
+        )
+    if args.network is not None and args.model is not None:
+        raise ConfigError("train: give --network or --model, not both")
+    network = factory_name(args.model) if args.model is not None else args.network
+    missing = [
+        flag
+        for flag, value in (("--network or --model", network), ("--method", args.method), ("--data", args.data))
+        if value is None
+    ]
+    if missing:
+        raise ConfigError(f"train: {', '.join(missing)} required (unless --resume)")
+    return TrainConfig(
+        network=network,
+        model_factory=args.model,
+        mode=args.method,
+        data=args.data,
+        out=args.out,
+        epochs=args.epochs,
+        densities=args.densities,
+        retrain_epochs=args.retrain_epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        retrain_lr=args.retrain_lr,
+        lr_drops=args.lr_drops,
+        momentum=args.momentum,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        num_classes=args.num_classes,
+        nesterov=args.nesterov,
+        dropout=args.dropout,
+        precision=args.precision,
+        train_limit=args.train_limit,
+        epoch_images=args.epoch_images,
+        retrain_epoch_images=args.retrain_epoch_images,
+        test_limit=args.test_limit,
+        init_from=args.init_from,
+        checkpoint_every_s=args.checkpoint_every_s,
+        schedule=args.schedule,
+        warmup=args.warmup,
+        final_lr_fraction=args.final_lr_fraction,
+        label_smoothing=args.label_smoothing,
+        channels_last=args.channels_last,
+    )
+
+
 def train_main(argv: list[str]) -> int:
     """`winosim train ...`; returns 0 (also when stopped by --max-steps; the run is resumable)."""
     args = _train_parser().parse_args(argv)
@@ -120,52 +181,7 @@ def train_main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     if retain_freed_memory():  # every step reuses the last one's pages (winosim.nn.memory)
         logging.info("allocator: freed memory kept in the process (glibc: no mmap, no trim)")
-    if args.resume:
-        config = TrainConfig(
-            network=args.network or "vgg_nagadomi", mode=args.method or "spatial", data=args.data or "", out=args.out
-        )
-    else:
-        if args.network is not None and args.model is not None:
-            raise ConfigError("train: give --network or --model, not both")
-        network = factory_name(args.model) if args.model is not None else args.network
-        missing = [
-            flag
-            for flag, value in (("--network or --model", network), ("--method", args.method), ("--data", args.data))
-            if value is None
-        ]
-        if missing:
-            raise ConfigError(f"train: {', '.join(missing)} required (unless --resume)")
-        config = TrainConfig(
-            network=network,
-            model_factory=args.model,
-            mode=args.method,
-            data=args.data,
-            out=args.out,
-            epochs=args.epochs,
-            densities=args.densities,
-            retrain_epochs=args.retrain_epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            retrain_lr=args.retrain_lr,
-            lr_drops=args.lr_drops,
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            seed=args.seed,
-            num_classes=args.num_classes,
-            dropout=not args.no_dropout,
-            precision=args.precision,
-            train_limit=args.train_limit,
-            epoch_images=args.epoch_images,
-            retrain_epoch_images=args.retrain_epoch_images,
-            test_limit=args.test_limit,
-            init_from=args.init_from,
-            checkpoint_every_s=args.checkpoint_every_s,
-            schedule=args.schedule,
-            warmup=args.warmup,
-            final_lr_fraction=args.final_lr_fraction,
-            label_smoothing=args.label_smoothing,
-            channels_last=args.channels_last,
-        )
+    config = train_config_from_args(args)
     result = train(
         config, resume=args.resume, max_steps=args.max_steps, device=args.device, progress=not args.no_progress
     )

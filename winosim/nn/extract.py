@@ -183,7 +183,7 @@ def extract_trace(
             "retrain_lr": cfg.retrain_lr,
             "lr_drops": list(cfg.lr_drops),
             "momentum": cfg.momentum,
-            "nesterov": cfg.momentum > 0,
+            "nesterov": cfg.nesterov and cfg.momentum > 0,
             "weight_decay": cfg.weight_decay,
             "dropout": cfg.dropout,
             "precision": cfg.precision,

@@ -78,6 +78,7 @@ class TrainConfig:
     retrain_lr: float = 0.01
     lr_drops: tuple[float, ...] = (0.5, 0.75)
     momentum: float = 0.9
+    nesterov: bool = True
     weight_decay: float = 5e-4
     seed: int = 0
     num_classes: int | None = None
@@ -428,7 +429,7 @@ def _optimizer(model: WinoNet, config: TrainConfig, lr: float) -> torch.optim.SG
         model.parameters(),
         lr=lr,
         momentum=config.momentum,
-        nesterov=config.momentum > 0,
+        nesterov=config.nesterov and config.momentum > 0,
         weight_decay=config.weight_decay,
     )
 

@@ -7,8 +7,10 @@
 #     Winograd-ReLU from scratch as the paper does; DENSE_EPOCHS passes through), then the trace when all three
 #     are done;
 #   JOB=wr_grid: dense-only Winograd-ReLU runs of NETWORK side by side, one per GRID entry (name:flags;...),
-#     each the paper recipe with those flags changed: the search for a Winograd-ReLU recipe that does not
-#     under-fit.
+#     each the paper recipe with those flags changed (traces/recipes/grid.sh, EPOCHS default 30): the search
+#     for a Winograd-ReLU recipe that does not under-fit;
+#   JOB=ablate: the same for dense spatial runs, by default the recipe itself and each of its choices turned
+#     back (grid.sh's default spatial GRID, EPOCHS default 16: the recipe's own length).
 #
 #   bash traces/recipes/device/paper_gpu.sh        # carry .gpu/partN (and .whl: simpy) with each call
 set -uo pipefail
@@ -17,6 +19,8 @@ STAGE=${STAGE:-/root/winosim-gpu}
 LIMIT_S=${LIMIT_S:-470}
 OUT=${OUT:?OUT: the folder whose files come back}
 SHARDS=${SHARDS:-6}
+JOB=${JOB:-paper}
+case "$JOB" in paper | wr_grid | ablate) ;; *) echo "paper_gpu.sh: JOB must be paper, wr_grid or ablate, got '$JOB'" >&2; exit 2 ;; esac
 mkdir -p "$STAGE/parts" "$OUT"
 { date -u +%FT%TZ; nvidia-smi -L 2>&1; python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.is_available())'; } \
     >>"$OUT/env.txt" 2>&1
@@ -39,10 +43,12 @@ fi
 NETWORK=${NETWORK:-vgg_nagadomi}
 export RECIPE=paper DATA=$STAGE/cifar10 RUNS=$STAGE/${RUNS_NAME:-runs} PYTHON=python3 THREADS=${THREADS:-2} POLL_S=5
 start=$(date +%s)
-if [ "${JOB:-paper}" = wr_grid ]; then
-    EPOCHS=${EPOCHS:-30} LIMIT_S=$LIMIT_S bash traces/recipes/wr_grid.sh "$NETWORK"
-    echo "wr_grid: $(($(date +%s) - start)) s" | tee -a "$OUT/env.txt"
-    tar -czf "$OUT/grid.tgz" -C "$RUNS" $(cd "$RUNS" && ls -d wr_grid_*/{config.json,metrics.jsonl,progress.log,log.txt} 2>/dev/null)
+if [ "$JOB" = wr_grid ] || [ "$JOB" = ablate ]; then
+    method=$([ "$JOB" = ablate ] && echo spatial || echo winograd_relu)
+    METHOD=$method PREFIX=$JOB EPOCHS=${EPOCHS:-$([ "$JOB" = ablate ] && echo 16 || echo 30)} LIMIT_S=$LIMIT_S \
+        bash traces/recipes/grid.sh "$NETWORK"
+    echo "$JOB: $(($(date +%s) - start)) s" | tee -a "$OUT/env.txt"
+    tar -czf "$OUT/grid.tgz" -C "$RUNS" $(cd "$RUNS" && ls -d "$JOB"_*/{config.json,metrics.jsonl,progress.log,log.txt} 2>/dev/null)
     exit 0
 fi
 PARALLEL=all WR_FROM=scratch timeout "$LIMIT_S" bash traces/recipes/cifar10.sh "$NETWORK" train
