@@ -77,9 +77,13 @@ def test_schedule_prunes_each_phase_and_logs_metrics(random_data: Path, tmp_path
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temp files left
 
 
-def test_resume_after_a_stop_mid_epoch_equals_not_stopping(random_data: Path, tmp_path: Path) -> None:
-    straight = train(_config(random_data, tmp_path / "a"))
-    first = train(_config(random_data, tmp_path / "b"), max_steps=1)  # stops mid-epoch of the dense phase
+@pytest.mark.parametrize("precondition", ["none", "position_rms"])
+def test_resume_after_a_stop_mid_epoch_equals_not_stopping(
+    random_data: Path, tmp_path: Path, precondition: str
+) -> None:
+    """Also with per-position preconditioning, whose scales are recalibrated at each epoch start only."""
+    straight = train(_config(random_data, tmp_path / "a", precondition=precondition))
+    first = train(_config(random_data, tmp_path / "b", precondition=precondition), max_steps=1)  # mid-epoch
     assert not first.finished and first.state.batch == 1
     second = train(_config(random_data, tmp_path / "b", epochs=99), resume=True, max_steps=2)  # config from ckpt
     assert not second.finished
@@ -88,6 +92,7 @@ def test_resume_after_a_stop_mid_epoch_equals_not_stopping(random_data: Path, tm
     a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
     assert a.keys() == b.keys()
+    assert ("conv2.position_scale" in a) == (precondition != "none")
     for key in a:
         assert torch.equal(a[key], b[key]), key
     drop = ("wall_s", "train_images_per_s")

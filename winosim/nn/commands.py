@@ -25,6 +25,7 @@ from winosim.nn.custom import factory_name
 from winosim.nn.layers import MODES
 from winosim.nn.memory import retain_freed_memory
 from winosim.nn.models import NETWORK_NAMES
+from winosim.nn.precondition import PRECONDITIONINGS
 from winosim.nn.train import PRECISIONS, SCHEDULES, TrainConfig, train
 
 
@@ -114,6 +115,14 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--final-lr-fraction", type=float, default=0.001, help="onecycle: last rate / peak rate")
     p.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the loss (e.g. 0.1)")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout (faster conv2d on CPU)")
+    p.add_argument(
+        "--precondition",
+        choices=PRECONDITIONINGS,
+        default="none",
+        help="native and winograd_relu: none (default: plain SGD on Q, as the paper) or position_rms (SGD on Q "
+        "scaled per Winograd position by its activations' RMS; same function, pruning and trace; "
+        "winosim.nn.precondition)",
+    )
     p.add_argument("--max-steps", type=int, default=None, help="stop this invocation after N steps (resumable)")
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
@@ -168,6 +177,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         final_lr_fraction=args.final_lr_fraction,
         label_smoothing=args.label_smoothing,
         channels_last=args.channels_last,
+        precondition=args.precondition,
     )
 
 

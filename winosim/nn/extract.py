@@ -185,6 +185,7 @@ def extract_trace(
             "momentum": cfg.momentum,
             "nesterov": cfg.nesterov and cfg.momentum > 0,
             "weight_decay": cfg.weight_decay,
+            "precondition": cfg.precondition,
             "dropout": cfg.dropout,
             "precision": cfg.precision,
             "train_limit": cfg.train_limit,

@@ -231,9 +231,15 @@ class WinogradConv2d(nn.Module):
 
     Parameters: `weight` (K, C, 3, 3) for `spatial`, (16, C, K) for `native` and `winograd_relu`; no bias (a
     batch norm follows). Buffer `weight_mask` (bool, the weight's shape): False = pruned.
+
+    Buffer `position_scale`, None unless set (Winograd modes only, `set_position_scale`): 16 positive factors;
+    the layer then multiplies with Q = weight * position_scale (per position xi), so the trained parameter is Q
+    in rescaled coordinates (`winosim.nn.precondition`) while the function, the pruning (by |Q|) and the
+    extracted weights stay the paper's. A state dict carries the buffer only when it is set.
     """
 
     weight_mask: Tensor
+    position_scale: Tensor | None
 
     def __init__(self, in_channels: int, out_channels: int, mode: Mode) -> None:
         super().__init__()
@@ -251,13 +257,42 @@ class WinogradConv2d(nn.Module):
             weight = torch.randn(POSITIONS, in_channels, out_channels) * winograd_init_std(in_channels)
         self.weight = nn.Parameter(weight)
         self.register_buffer("weight_mask", torch.ones_like(weight, dtype=torch.bool))
+        self.register_buffer("position_scale", None)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, mode={self.mode}"
 
+    def set_position_scale(self, scale: Tensor | None) -> None:
+        """Install 16 positive per-position factors (or None: none). Changes the function unless the caller
+        divides `weight` by the same factors (`winosim.nn.precondition` does)."""
+        if scale is not None:
+            if self.mode == "spatial":
+                raise ValueError("WinogradConv2d: a spatial layer has no Winograd positions to scale")
+            if scale.shape != (POSITIONS,) or not bool(torch.all(torch.isfinite(scale) & (scale > 0))):
+                raise ValueError(f"WinogradConv2d: position_scale must be 16 finite positive factors, got {scale}")
+            scale = scale.detach().to(device=self.weight.device, dtype=torch.float32).clone()
+        self.position_scale = scale
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        has_scale = prefix + "position_scale" in state_dict
+        if self.mode != "spatial":  # a spatial layer leaves the key unexpected: load_state_dict reports it
+            self.set_position_scale(torch.ones(POSITIONS) if has_scale else None)  # the load fills it in
+        super()._load_from_state_dict(state_dict, prefix, *args)
+        scale = self.position_scale
+        if scale is not None and not bool(torch.all(torch.isfinite(scale) & (scale > 0))):
+            error_msgs = args[-1]
+            error_msgs.append(f"{prefix}position_scale: must be 16 finite positive factors, got {scale.tolist()}")
+
+    def effective_weight(self) -> Tensor:
+        """The weight in the paper's coordinates, before masking: g (spatial), or Q = weight * position_scale."""
+        if self.position_scale is None:
+            return self.weight
+        return self.weight * self.position_scale.to(self.weight.dtype).view(POSITIONS, 1, 1)
+
     def masked_weight(self) -> Tensor:
-        """The weight the layer multiplies with: weight * mask (gradient flows only to unmasked entries)."""
-        return self.weight * self.weight_mask
+        """The weight the layer multiplies with: effective weight * mask (gradient flows only to unmasked
+        entries)."""
+        return self.effective_weight() * self.weight_mask
 
     def winograd_activation(self, x: Tensor) -> Tensor:
         """The activations the element-wise stage multiplies, (16, C, N, TH, TW): ReLU(B^T x B) for

@@ -1,10 +1,12 @@
 """Magnitude pruning of the Winograd-eligible layers, with cumulative masks (paper.md section 3).
 
 Each prunable layer is pruned over its whole weight tensor ((16, C, K) in the Winograd domain, (K, C, 3, 3)
-for the spatial baseline) to keep exactly round(density * size) weights: the largest magnitudes among the
-weights still unmasked (ties broken by position, so the result is deterministic). Masks only shrink. After
-pruning, the pruned weights and their optimiser state (momentum) are zeroed, so with the forward pass using
-weight * mask they stay exactly zero through any number of SGD steps (with or without weight decay).
+for the spatial baseline) to keep exactly round(density * size) weights: the largest magnitudes of the
+effective weight (Q = weight * position_scale in the Winograd domain, `WinogradConv2d.effective_weight`)
+among the weights still unmasked (ties broken by position, so the result is deterministic). Masks only
+shrink. After pruning, the pruned weights and their optimiser state (momentum) are zeroed, so with the
+forward pass using weight * mask they stay exactly zero through any number of SGD steps (with or without
+weight decay).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def apply_mask(layer: WinogradConv2d, mask: Tensor, optimizer: torch.optim.Optim
 def prune_network(model: WinoNet, density: float, optimizer: torch.optim.Optimizer | None = None) -> None:
     """Prune every Winograd-eligible layer of `model` to `density` (cumulative with the existing masks)."""
     for _, layer in model.winograd_modules():
-        apply_mask(layer, magnitude_mask(layer.weight, layer.weight_mask, density), optimizer)
+        apply_mask(layer, magnitude_mask(layer.effective_weight(), layer.weight_mask, density), optimizer)
 
 
 def layer_densities(model: WinoNet) -> dict[str, float]:

@@ -48,6 +48,7 @@ from winosim.nn.custom import build_custom, parse_factory
 from winosim.nn.data import ArrayDataset, Dataset, derive_seed, load_dataset
 from winosim.nn.layers import MODES, spatial_to_winograd
 from winosim.nn.models import NETWORK_NAMES, WinoNet, build_model
+from winosim.nn.precondition import CALIBRATION_IMAGES, PRECONDITIONINGS, calibrate_position_scales
 from winosim.nn.prune import layer_densities, network_density, prune_network
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class TrainConfig:
     final_lr_fraction: float = 0.001
     label_smoothing: float = 0.0
     channels_last: bool = False
+    precondition: str = "none"
     model_factory: str | None = None
     input_shape: tuple[int, ...] | None = None
 
@@ -116,6 +118,10 @@ class TrainConfig:
             )
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"TrainConfig: label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.precondition not in PRECONDITIONINGS:
+            raise ConfigError(f"TrainConfig: precondition must be one of {PRECONDITIONINGS}, got {self.precondition!r}")
+        if self.precondition != "none" and self.mode == "spatial":
+            raise ConfigError("TrainConfig: precondition scales Winograd-domain weights: not for mode 'spatial'")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"TrainConfig: precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("epochs", "retrain_epochs"):
@@ -385,8 +391,10 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise CheckpointError(f"{source}: weights do not fit the model ({first_line})") from None
+        # torch's message: a header line ("Error(s) in loading state_dict for X:"), then one line per problem
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        raise CheckpointError(f"{source}: weights do not fit the model ({detail})") from None
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> WinoNet:
@@ -561,6 +569,11 @@ def train(
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise CheckpointError(f"{last}: optimiser state does not fit the model ({exc})") from None
     atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
+    calibration_images = (
+        train_set.take(range(min(CALIBRATION_IMAGES, len(train_set))))[0].to(dev)
+        if config.precondition == "position_rms"
+        else None
+    )
 
     segment_start = time.monotonic()
     last_save = segment_start
@@ -599,6 +612,8 @@ def train(
         per_epoch = train_set.batches_per_epoch(config.batch_size, epoch_images)
         total = epochs * per_epoch
         while state.epoch < epochs:
+            if calibration_images is not None and state.batch == 0:  # resumed mid-epoch: the saved scales
+                calibrate_position_scales(model, calibration_images, optimizer)
             model.train()
             epoch_start = time.monotonic()
             epoch_start_batch = state.batch
