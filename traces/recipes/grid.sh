@@ -30,7 +30,8 @@ case "$METHOD" in
         default_prefix=ablate
         ;;
     winograd_relu)
-        default_grid="lr0.1:--lr 0.1;lr0.2:--lr 0.2;wd1e-4:--weight-decay 1e-4;fp32:--precision fp32;e45:--epochs 45"
+        default_grid="lr0.1:--lr 0.1;precond:--lr 0.1 --precondition position_rms;lr0.2:--lr 0.2"
+        default_grid+=";wd1e-4:--weight-decay 1e-4;e60:--lr 0.1 --epochs 60"
         default_prefix=wr_grid
         ;;
     *)
