@@ -29,9 +29,13 @@ def main() -> int:
     parser.add_argument("--images", type=int, default=128, help="training images to measure on (default 128)")
     args = parser.parse_args()
     torch.manual_seed(0)
+    if args.images < 1:
+        print(f"probe_positions: --images must be >= 1, got {args.images}", file=sys.stderr)
+        return 1
     try:
         model = model_from_checkpoint(load_checkpoint(args.checkpoint)).train()
-        x, y = load_dataset(args.data, "train").take(range(args.images))
+        data = load_dataset(args.data, "train")
+        x, y = data.take(range(min(args.images, len(data))))
     except WinosimError as exc:
         print(f"probe_positions: {exc}", file=sys.stderr)
         return 1
