@@ -47,6 +47,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("synth", "winosim.commands.synth", "main", "write a seeded SYNTHETIC trace of a known geometry"),
     Subcommand("train", "winosim.nn.commands", "train_main", "train and prune a model (needs torch)"),
     Subcommand("trace", "winosim.nn.commands", "trace_main", "extract a trace from a trained model (needs torch)"),
+    Subcommand("merge", "winosim.commands.merge", "main", "merge variants of traces of the same network and images"),
     Subcommand("curve", "winosim.nn.commands", "curve_main", "accuracy vs density of training runs (density search)"),
     Subcommand("sweep", "winosim.commands.sweep", "main", "simulate a design-space sweep"),
     Subcommand("report", "winosim.commands.report", "main", "tables and figures from sweep results"),
