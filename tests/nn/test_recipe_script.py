@@ -95,3 +95,60 @@ def test_winograd_relu_is_trained_from_scratch_by_default_with_its_own_flags_las
     assert "--init-from" not in relu
     assert "--epochs 16 --lr 0.4 --lr 0.1 --weight-decay 1e-4 --densities" in relu
     assert "--lr 0.1" not in args["paper_vgg_nagadomi_spatial"]
+
+
+def test_methods_trains_only_the_runs_named(tmp_path: Path) -> None:
+    """METHODS=winograd_relu retrains that variant alone (e.g. a longer dense phase), with its own flags."""
+    calls = _run(tmp_path, False, METHODS="winograd_relu", WR_FLAGS="--lr 0.1 --epochs 80")
+    assert calls == ["start paper_vgg_nagadomi_winograd_relu", "end paper_vgg_nagadomi_winograd_relu"]
+    args = (tmp_path / "calls.args").read_text()
+    assert "--epochs 16 --lr 0.4 --lr 0.1 --epochs 80 --densities" in args
+
+
+def _script(tmp_path: Path, stage: str, **extra: str) -> subprocess.CompletedProcess[str]:
+    """The script with a stand-in `python` that records its arguments, one line per call."""
+    fake = tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\necho "$*" >> "$CALLS"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "RUNS": str(tmp_path / "runs"), "RECIPE": "paper", "PYTHON": str(fake)}
+    env["CALLS"] = str(tmp_path / "calls")
+    return subprocess.run(
+        ["bash", str(SCRIPT), "vgg_nagadomi", stage], env={**env, **extra}, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_tracing_some_methods_merges_them_into_the_kept_trace(tmp_path: Path) -> None:
+    keep = tmp_path / "old.npz"
+    keep.write_bytes(b"stand-in")
+    done = _script(tmp_path, "trace", METHODS="winograd_relu", KEEP=str(keep))
+    assert done.returncode == 0, done.stderr
+    trace, merge = (tmp_path / "calls").read_text().splitlines()
+    part = tmp_path / "runs" / "paper_vgg_nagadomi_winograd_relu.npz"
+    assert trace.startswith("-m winosim trace --select-within 0.5 ")
+    assert f"{tmp_path}/runs/paper_vgg_nagadomi_winograd_relu --data" in trace and "_spatial" not in trace
+    assert trace.endswith(f"--out {part}")
+    assert merge == f"-m winosim merge {keep} {part} --output traces/vgg_nagadomi.npz"
+
+
+def test_tracing_all_three_writes_the_trace_directly(tmp_path: Path) -> None:
+    done = _script(tmp_path, "trace")
+    assert done.returncode == 0, done.stderr
+    (trace,) = (tmp_path / "calls").read_text().splitlines()
+    runs = [f"{tmp_path}/runs/paper_vgg_nagadomi_{m}" for m in ("spatial", "native", "winograd_relu")]
+    assert " ".join(runs) in trace and trace.endswith("--out traces/vgg_nagadomi.npz")
+
+
+@pytest.mark.parametrize(
+    ("stage", "extra", "message"),
+    [
+        ("train", {"METHODS": "spatial,relu"}, "unknown method relu in METHODS=spatial,relu"),
+        ("train", {"METHODS": ","}, "METHODS is empty"),
+        ("train", {"METHODS": "native"}, "native needs the spatial dense model"),
+        ("trace", {"METHODS": "native", "KEEP": "/nonexistent.npz"}, "KEEP=/nonexistent.npz: no trace to merge"),
+    ],
+)
+def test_bad_methods_are_one_line_and_exit_2(tmp_path: Path, stage: str, extra: dict[str, str], message: str) -> None:
+    done = _script(tmp_path, stage, **extra)
+    assert done.returncode == 2
+    assert message in done.stderr and done.stderr.count("\n") == 1
+    assert not (tmp_path / "calls").exists()

@@ -19,7 +19,13 @@
 # it), WR_FLAGS (paper recipe: flags for the Winograd-ReLU run after the recipe's, e.g. "--lr 0.1"), DENSE_EPOCHS (paper recipe: dense epochs, default 16 for VGG-nagadomi and 18 for ResNet-18; the shipped
 # VGG-nagadomi trace used 30), RECIPE (budget, the default: what made resnet18.npz; full: whole-dataset
 # step-decay epochs, superseded; paper: issue 10's one-cycle recipe aimed at dense >= 92%, see docs/training.md;
-# what made vgg_nagadomi.npz).
+# what made vgg_nagadomi.npz), METHODS (comma-separated: which runs `train` trains and `trace` extracts, default
+# spatial,native,winograd_relu; with fewer, `trace` extracts those and merges them into the trace in KEEP, default
+# the shipped traces/<network>.npz, keeping its other variants bit for bit: `winosim merge`; native needs the
+# spatial run's dense model).
+#
+#   RECIPE=paper METHODS=winograd_relu WR_FLAGS="--lr 0.1 --epochs 80" bash traces/recipes/cifar10.sh vgg_nagadomi train
+#   RECIPE=paper METHODS=winograd_relu bash traces/recipes/cifar10.sh vgg_nagadomi trace   # replaces that variant only
 set -euo pipefail
 network=${1:?usage: $0 vgg_nagadomi|resnet18 train|trace|flags}
 stage=${2:?usage: $0 vgg_nagadomi|resnet18 train|trace|flags}
@@ -80,6 +86,19 @@ else
 fi
 common="$common $test"
 
+ALL_METHODS=spatial,native,winograd_relu
+METHODS=${METHODS:-$ALL_METHODS}
+methods=()
+for method in ${METHODS//,/ }; do
+    case ",$ALL_METHODS," in
+    *",$method,"*) [[ " ${methods[*]} " == *" $method "* ]] || methods+=("$method") ;;
+    *) echo "unknown method $method in METHODS=$METHODS (spatial, native, winograd_relu)" >&2; exit 2 ;;
+    esac
+done
+[ ${#methods[@]} -gt 0 ] || { echo "METHODS is empty (spatial, native, winograd_relu)" >&2; exit 2; }
+wanted() { [[ " ${methods[*]} " == *" $1 "* ]]; }
+every_method() { [ ${#methods[@]} -eq 3 ]; }
+
 train() { # run folder, method-specific arguments
     local out=$RUNS/$1; shift
     mkdir -p "$out"
@@ -118,8 +137,17 @@ train_winograd_relu() {
 case $stage in
 train)
     mkdir -p "$RUNS"
-    echo "$(date -u +%FT%TZ) $network train start" >>"$RUNS/$prefix.driver.log"
-    if [ "${PARALLEL:-0}" = all ]; then
+    echo "$(date -u +%FT%TZ) $network train start (${methods[*]})" >>"$RUNS/$prefix.driver.log"
+    if ! every_method; then
+        # some of the runs, one at a time, in the recipe's order (native from the spatial dense model)
+        if wanted spatial; then train ${prefix}_spatial --method spatial $dense $search; fi
+        if wanted winograd_relu; then train_winograd_relu; fi
+        if wanted native; then
+            dense_pt=$RUNS/${prefix}_spatial/phase0_dense.pt
+            [ -f "$dense_pt" ] || { echo "native needs the spatial dense model $dense_pt (METHODS=spatial first)" >&2; exit 2; }
+            train ${prefix}_native --method native --init-from "$dense_pt" --epochs 0 $search
+        fi
+    elif [ "${PARALLEL:-0}" = all ]; then
         # a GPU: all three at once (Winograd-ReLU from scratch, or from the spatial dense model once it exists)
         train ${prefix}_spatial --method spatial $dense $search &
         spatial_pid=$!
@@ -156,9 +184,19 @@ train)
     fi
     ;;
 trace)
-    $PYTHON -m winosim trace --select-within "$within" "$RUNS/${prefix}_spatial" "$RUNS/${prefix}_native" \
-        "$RUNS/${prefix}_winograd_relu" --data "$DATA" $extract --seed 0 --threads "$THREADS" \
-        --out "traces/$network.npz"
+    folders=()
+    for method in "${methods[@]}"; do folders+=("$RUNS/${prefix}_$method"); done
+    if every_method; then
+        $PYTHON -m winosim trace --select-within "$within" "${folders[@]}" --data "$DATA" $extract --seed 0 \
+            --threads "$THREADS" --out "traces/$network.npz"
+    else
+        keep=${KEEP:-traces/$network.npz}
+        [ -f "$keep" ] || { echo "KEEP=$keep: no trace to merge ${methods[*]} into" >&2; exit 2; }
+        part=$RUNS/${prefix}_$(IFS=_; echo "${methods[*]}").npz
+        $PYTHON -m winosim trace --select-within "$within" "${folders[@]}" --data "$DATA" $extract --seed 0 \
+            --threads "$THREADS" --out "$part"
+        $PYTHON -m winosim merge "$keep" "$part" --output "traces/$network.npz"
+    fi
     ;;
 flags)
     echo $common $dense
