@@ -9,6 +9,7 @@ The scripts are run as `python analyses/<name>.py` from a checkout; they import 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -46,6 +47,11 @@ def shipped_traces(folder: Path) -> list[tuple[Path, Trace]]:
     return [(path, load_trace(path)) for path in paths]
 
 
+def standard_error_points(accuracy: float, images: int) -> float:
+    """Binomial standard error of an accuracy measured on `images` images, in points."""
+    return 100 * math.sqrt(accuracy * (1 - accuracy) / images)
+
+
 def header(title: str, path: Path, trace: Trace) -> str:
     """Markdown title, synthetic warning (when it applies) and the trace's provenance."""
     prov = trace.provenance
@@ -56,8 +62,14 @@ def header(title: str, path: Path, trace: Trace) -> str:
         f"- trace: `traces/{path.name}` (network `{trace.network}`, input {trace.input_height}x{trace.input_width}, "
         f"{trace.images} sample images, {'SYNTHETIC' if prov.synthetic else 'dataset ' + prov.dataset})",
         f"- made by: `{prov.command}`",
-        "",
     ]
+    extracted = {v.name: dict(v.recipe).get("extraction") for v in trace.variants}
+    lines += [  # a merged trace (`winosim merge`): each variant's own extraction
+        f"  - `{name}` extracted by: `{record['command']}` (torch {record.get('torch_version') or 'not recorded'})"
+        for name, record in extracted.items()
+        if isinstance(record, dict) and "command" in record
+    ]
+    lines += [""]
     return "\n".join(lines)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from _shared import arguments, header, shipped_traces, write_markdown
+from _shared import arguments, header, shipped_traces, standard_error_points, write_markdown
 
 from winosim.counts import count_trace
 from winosim.figures import new_figure, save_png
@@ -51,6 +51,11 @@ def _training(recipe: dict[str, Any]) -> tuple[str, str]:
     return dense, f"{steps} step{'' if steps == 1 else 's'} x {per_step:,} images"
 
 
+def _number(value: Any, spec: str) -> str:
+    """`value` formatted with `spec`, or "?" when the recipe does not record it."""
+    return format(value, spec) if isinstance(value, int | float) and not isinstance(value, bool) else "?"
+
+
 def variant_table(trace: Trace) -> str:
     lines = [
         "| variant | method | weight density (Winograd layers) | test accuracy | its dense model | change (points) "
@@ -61,16 +66,21 @@ def variant_table(trace: Trace) -> str:
         recipe = dict(v.recipe)
         dense, retrain = _training(recipe)
         acc, dense_acc = v.accuracy or 0.0, v.dense_accuracy or 0.0
+        tested = recipe.get("test_images_for_accuracy")
+        error = f" ± {standard_error_points(acc, tested):.2f}" if isinstance(tested, int) and tested > 0 else ""
+        dense_error = f" ± {standard_error_points(dense_acc, tested):.2f}" if error else ""
         lines.append(
-            f"| `{v.name}` | {v.method} | {trace.weight_density(v):.3f} | {100 * acc:.2f}% | {100 * dense_acc:.2f}% | "
+            f"| `{v.name}` | {v.method} | {trace.weight_density(v):.3f} | {100 * acc:.2f}%{error} | "
+            f"{100 * dense_acc:.2f}%{dense_error} | "
             f"{100 * (acc - dense_acc):+.2f} | {trace.activation_density(v):.3f} | {dense} | {retrain} | "
-            f"{recipe.get('steps', '?'):,} | {recipe.get('train_wall_s', 0.0):,.0f} s |"
+            f"{_number(recipe.get('steps'), ',')} | {_number(recipe.get('train_wall_s'), ',.0f')} s |"
         )
     images = {dict(v.recipe).get("test_images_for_accuracy") for v in trace.variants}
     lines += [
         "",
         f"Accuracies: top-1 on the first {', '.join(str(i) for i in sorted(images, key=str))} test images, measured "
-        "when the trace was extracted (each variant's dense model re-measured the same way). Wall time: the run's "
+        "when the trace was extracted (each variant's dense model re-measured the same way), ± one binomial "
+        "standard error sqrt(p (1 - p) / N) in points. Wall time: the run's "
         "training time up to the selected checkpoint (for `native`, its retraining only).",
         "",
         _machines(trace),

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _shared import OUT_DIR, ROOT
+from _shared import OUT_DIR, ROOT, standard_error_points
 
 from winosim.files import atomic_write_text
 
@@ -55,9 +55,32 @@ def read_logs(folder: Path) -> list[RunLog]:
     return runs
 
 
-def _standard_error_points(accuracy: float, images: int) -> float:
-    """Binomial standard error of an accuracy measured on `images` images, in points."""
-    return 100 * math.sqrt(accuracy * (1 - accuracy) / images)
+PAPER_DENSE_RECIPE: dict[str, Any] = {
+    "batch_size": 256,
+    "schedule": "onecycle",
+    "warmup": 0.25,
+    "final_lr_fraction": 0.001,
+    "label_smoothing": 0.1,
+    "weight_decay": 0.0005,
+    "momentum": 0.9,
+    "nesterov": True,
+    "dropout": False,
+    "precision": "auto",
+    "precondition": "none",
+}
+"""The paper recipe's dense-phase choices (traces/recipes/cifar10.sh, RECIPE=paper) other than the epochs and the
+peak rate, which are the curve's axes; a run's config lacking a key (written before the option existed) ran
+with the value here."""
+
+
+def recipe_changes(config: dict[str, Any]) -> str:
+    """The choices where a run's config departs from the paper recipe's dense phase, e.g. "precondition
+    position_rms" ("" for the recipe itself): runs with the same changes lie on one curve."""
+    return ", ".join(
+        f"{key.replace('_', ' ')} {config[key]}"
+        for key, value in PAPER_DENSE_RECIPE.items()
+        if key in config and config[key] != value
+    )
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,8 @@ class DensePoint:
     train_accuracy: float
     test_accuracy: float
     test_images: int
+    changes: str = ""
+    """Where the run departs from the paper recipe's dense phase (`recipe_changes`)."""
 
 
 def dense_points(runs: list[RunLog]) -> list[DensePoint]:
@@ -97,6 +122,7 @@ def dense_points(runs: list[RunLog]) -> list[DensePoint]:
                 float(record["train_accuracy"]),
                 float(record["test_accuracy"]),
                 int(record["test_images"]),
+                recipe_changes(c),
             )
         )
     return points
@@ -113,6 +139,7 @@ class EpochFit:
     epochs: tuple[int, ...]
     points_per_doubling: float
     intercept_points: float
+    changes: str = ""
 
     def accuracy_at(self, epochs: float) -> float:
         """The fitted test accuracy (points) after `epochs` dense epochs."""
@@ -126,14 +153,15 @@ class EpochFit:
 
 
 def fit_epochs(points: list[DensePoint]) -> list[EpochFit]:
-    """One fit per (network, method, peak rate) with at least two distinct epoch counts, sorted by that key.
+    """One fit per (network, method, peak rate, recipe changes) with at least two distinct epoch counts, sorted
+    by that key.
 
     Runs on different machines with the same recipe are pooled: they agree within noise (docs/training.md)."""
-    groups: dict[tuple[str, str, float], list[DensePoint]] = {}
+    groups: dict[tuple[str, str, float, str], list[DensePoint]] = {}
     for point in points:
-        groups.setdefault((point.network, point.mode, point.peak_lr), []).append(point)
+        groups.setdefault(_series(point), []).append(point)
     fits = []
-    for (network, mode, peak_lr), group in sorted(groups.items()):
+    for (network, mode, peak_lr, changes), group in sorted(groups.items()):
         xs = [math.log2(p.dense_epochs) for p in group]
         ys = [100 * p.test_accuracy for p in group]
         if len(set(xs)) < 2:
@@ -143,8 +171,13 @@ def fit_epochs(points: list[DensePoint]) -> list[EpochFit]:
             (x - mean_x) ** 2 for x in xs
         )
         epochs = tuple(sorted({p.dense_epochs for p in group}))
-        fits.append(EpochFit(network, mode, peak_lr, len(group), epochs, slope, mean_y - slope * mean_x))
+        fits.append(EpochFit(network, mode, peak_lr, len(group), epochs, slope, mean_y - slope * mean_x, changes))
     return fits
+
+
+def _series(point: DensePoint | EpochFit) -> tuple[str, str, float, str]:
+    """The curve a point or fit belongs to: the recipe apart from the number of epochs."""
+    return point.network, point.mode, point.peak_lr, point.changes
 
 
 GOAL_POINTS = 92.0
@@ -159,31 +192,34 @@ def dense_epochs_table(points: list[DensePoint]) -> str:
         "The end of every dense phase trained from scratch (one-cycle schedule: each run is a whole schedule of "
         "that length, not a point on a longer run's curve). ± is the binomial standard error.",
         "",
-        "| network | method | machine | peak lr | dense epochs | train acc. | test acc. (± s.e.) | run |",
-        "|---|---|---|---:|---:|---:|---:|---|",
+        "| network | method | machine | peak lr | other changes to the recipe | dense epochs | train acc. "
+        "| test acc. (± s.e.) | run |",
+        "|---|---|---|---:|---|---:|---:|---:|---|",
     ]
-    for p in sorted(points, key=lambda p: (p.network, p.mode, p.peak_lr, p.dense_epochs, p.run)):
-        error = _standard_error_points(p.test_accuracy, p.test_images)
+    for p in sorted(points, key=lambda p: (_series(p), p.dense_epochs, p.run)):
+        error = standard_error_points(p.test_accuracy, p.test_images)
         lines.append(
-            f"| {p.network} | {p.mode} | {p.machine} | {p.peak_lr:g} | {p.dense_epochs} | "
+            f"| {p.network} | {p.mode} | {p.machine} | {p.peak_lr:g} | {p.changes or '-'} | {p.dense_epochs} | "
             f"{100 * p.train_accuracy:.2f}% | {100 * p.test_accuracy:.2f}% ± {error:.2f} | `{p.run}` |"
         )
     fits = fit_epochs(points)
     if fits:
         lines += [
             "",
-            f"Least-squares line of test accuracy against log2(dense epochs) per network, method and peak rate, and "
+            "Least-squares line of test accuracy against log2(dense epochs) per network, method, peak rate and other "
+            f"changes to the recipe, and "
             f"where it would reach the goal ({GOAL_POINTS:g}%): an extrapolation, as good as the line it extends.",
             "",
-            "| network | method | peak lr | runs | dense epochs | points per doubling | epochs to reach "
-            f"{GOAL_POINTS:g}% |",
-            "|---|---|---:|---:|---|---:|---:|",
+            "| network | method | peak lr | other changes | runs | dense epochs | points per doubling | epochs to "
+            f"reach {GOAL_POINTS:g}% |",
+            "|---|---|---:|---|---:|---|---:|---:|",
         ]
         for f in fits:
             reach = f.epochs_to_reach(GOAL_POINTS)
             where = "never (the line does not rise)" if reach is None else f"{reach:.0f}"
             lines.append(
-                f"| {f.network} | {f.mode} | {f.peak_lr:g} | {f.points} | {', '.join(map(str, f.epochs))} | "
+                f"| {f.network} | {f.mode} | {f.peak_lr:g} | {f.changes or '-'} | {f.points} | "
+                f"{', '.join(map(str, f.epochs))} | "
                 f"{f.points_per_doubling:+.2f} | {where} |"
             )
     return "\n".join(lines) + "\n"
@@ -212,7 +248,7 @@ def run_table(run: RunLog) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in run.epochs:
-        error = _standard_error_points(r["test_accuracy"], r["test_images"])
+        error = standard_error_points(r["test_accuracy"], r["test_images"])
         lines.append(
             f"| {r['phase']} | {r['density']:.2f} | {r['epoch']}/{r['epochs']} | {r['lr']:.4f} | "
             f"{r['train_loss']:.3f} | {100 * r['train_accuracy']:.2f}% | {100 * r['test_accuracy']:.2f}% ± "
@@ -255,19 +291,20 @@ def write_figure(runs: list[RunLog], path: Path) -> None:
 
 
 def write_dense_epochs_figure(points: list[DensePoint], path: Path) -> None:
-    """Dense test accuracy against dense epochs (log scale), one series per network, method and peak rate."""
+    """Dense test accuracy against dense epochs (log scale), one series per network, method, peak rate and
+    other changes to the recipe."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(6.5, 4.8))
-    series = sorted({(p.network, p.mode, p.peak_lr) for p in points})
-    fits = {(f.network, f.mode, f.peak_lr): f for f in fit_epochs(points)}
+    series = sorted({_series(p) for p in points})
+    fits = {_series(f): f for f in fit_epochs(points)}
     for key in series:
-        group = sorted((p for p in points if (p.network, p.mode, p.peak_lr) == key), key=lambda p: p.dense_epochs)
+        group = sorted((p for p in points if _series(p) == key), key=lambda p: p.dense_epochs)
         xs = [p.dense_epochs for p in group]
-        errors = [_standard_error_points(p.test_accuracy, p.test_images) for p in group]
+        errors = [standard_error_points(p.test_accuracy, p.test_images) for p in group]
         line = axis.errorbar(
             xs,
             [100 * p.test_accuracy for p in group],
@@ -275,7 +312,7 @@ def write_dense_epochs_figure(points: list[DensePoint], path: Path) -> None:
             marker="o",
             linestyle="none",
             capsize=3,
-            label=f"{key[0]} {key[1]}, peak lr {key[2]:g}",
+            label=f"{key[0]} {key[1]}, peak lr {key[2]:g}" + (f", {key[3]}" if key[3] else ""),
         )
         fit = fits.get(key)
         if fit is not None:

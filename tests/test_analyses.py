@@ -102,13 +102,15 @@ def _training_curves() -> ModuleType:
     return training_curves
 
 
-def _run_log(name: str, *, epochs: int, test: list[float], init_from: str | None = None, lr: float = 0.1) -> Any:
+def _run_log(
+    name: str, *, epochs: int, test: list[float], init_from: str | None = None, lr: float = 0.1, **config: Any
+) -> Any:
     records = tuple(
         {"phase": 0, "epoch": i + 1, "epochs": epochs, "train_accuracy": 0.9, "test_accuracy": t, "test_images": 10000}
         for i, t in enumerate(test)
     )
-    config = {"network": "vgg_nagadomi", "mode": "winograd_relu", "lr": lr, "epochs": epochs, "init_from": init_from}
-    return _training_curves().RunLog(name, config, records)
+    base = {"network": "vgg_nagadomi", "mode": "winograd_relu", "lr": lr, "epochs": epochs, "init_from": init_from}
+    return _training_curves().RunLog(name, {**base, **config}, records)
 
 
 def test_dense_points_are_finished_dense_phases_trained_from_scratch() -> None:
@@ -134,3 +136,60 @@ def test_epoch_fit_is_the_log_linear_line_and_its_crossing() -> None:
     assert flat.epochs_to_reach(92.0) is None
     # one epoch count alone is no line
     assert tc.fit_epochs(tc.dense_points(runs[:1])) == []
+
+
+def test_a_change_to_the_recipe_is_its_own_curve() -> None:
+    """Runs that depart from the paper recipe in anything but the epochs (and the peak rate, its own column)
+    lie on their own curve: a preconditioned run is not fitted with plain ones, an unrecorded option is the
+    recipe's value (the run predates the option)."""
+    tc = _training_curves()
+    runs = [
+        _run_log("a", epochs=2, test=[0.0, 0.80]),
+        _run_log("b", epochs=4, test=[0.0] * 3 + [0.82], precondition="none", batch_size=256),
+        _run_log("c", epochs=4, test=[0.0] * 3 + [0.99], precondition="position_rms", label_smoothing=0.0),
+    ]
+    points = tc.dense_points(runs)
+    assert [p.changes for p in points] == ["", "", "label smoothing 0.0, precondition position_rms"]
+    (fit,) = tc.fit_epochs(points)  # a and b; c alone is one epoch count
+    assert (fit.points, fit.changes, fit.points_per_doubling) == (2, "", pytest.approx(2.0))
+    assert "| label smoothing 0.0, precondition position_rms | 4 |" in tc.dense_epochs_table(points)
+
+
+def _module(name: str) -> ModuleType:
+    sys.path.insert(0, str(ANALYSES))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(ANALYSES))
+
+
+def test_a_card_names_each_merged_variants_extraction_and_the_standard_errors() -> None:
+    """A merged trace (`winosim merge`) keeps every variant's own extraction command; the card shows each, and
+    every accuracy with its binomial standard error over the images it was measured on."""
+    from dataclasses import replace
+
+    from winosim.commands.merge import merge_traces
+    from winosim.geometry import LayerGeometry, NetworkGeometry
+    from winosim.synthetic import synthetic_trace
+
+    layers = (
+        LayerGeometry("a", "winograd", "conv", 4, 4, 4, 4, kernel=3, stride=1, padding=1),
+        LayerGeometry("fc", "spatial", "fc", 4, 10, 1, 1, kernel=1),
+    )
+    parts = []
+    for seed, methods in ((1, ("spatial", "winograd_relu")), (2, ("winograd_relu",))):
+        trace = synthetic_trace(NetworkGeometry("tiny", 4, 4, 10, layers), images=1, seed=seed, methods=methods)
+        recipe = {"test_images_for_accuracy": 10000}
+        variants = tuple(replace(v, accuracy=0.9, dense_accuracy=0.5, recipe=recipe) for v in trace.variants)
+        provenance = replace(trace.provenance, command=f"extract {seed}", torch_version=f"2.{seed}", seed=0)
+        parts.append((f"t{seed}.npz", replace(trace, variants=variants, provenance=provenance)))
+    merged = merge_traces(parts, "merge t1 t2")
+    shared, cards = _module("_shared"), _module("trace_cards")
+    head = shared.header("card", Path("t.npz"), merged)
+    assert "- made by: `merge t1 t2`" in head
+    assert "  - `spatial` extracted by: `extract 1` (torch 2.1)" in head
+    assert "  - `winograd_relu` extracted by: `extract 2` (torch 2.2)" in head
+    assert "extracted by" not in shared.header("card", Path("t.npz"), parts[0][1])
+    table = cards.variant_table(merged)
+    assert "| 90.00% ± 0.30 | 50.00% ± 0.50 | +40.00 |" in table and "| ? | ? s |" in table
+    assert shared.standard_error_points(0.5, 100) == pytest.approx(5.0)
