@@ -4,8 +4,8 @@
 # staging folder that lasts while the machine stays warm; once all shards are there it runs JOB for at most
 # LIMIT_S seconds (resumable by the next call) and copies logs, metrics and tables to $OUT:
 #   JOB=paper (default): the paper recipe's three runs of NETWORK at once (cifar10.sh, PARALLEL=all,
-#     Winograd-ReLU from scratch as the paper does; DENSE_EPOCHS passes through), then the trace when all three
-#     are done;
+#     Winograd-ReLU from scratch as the paper does; DENSE_EPOCHS, WR_FLAGS and METHODS pass through), then the
+#     trace when all of them are done (with fewer METHODS than three, merged into the shipped trace);
 #   JOB=wr_grid: dense-only Winograd-ReLU runs of NETWORK side by side, one per GRID entry (name:flags;...),
 #     each the paper recipe with those flags changed (traces/recipes/grid.sh, EPOCHS default 30): the search
 #     for a Winograd-ReLU recipe that does not under-fit;
@@ -54,10 +54,13 @@ fi
 PARALLEL=all WR_FROM=scratch timeout "$LIMIT_S" bash traces/recipes/cifar10.sh "$NETWORK" train
 echo "train: exit $? after $(($(date +%s) - start)) s" | tee -a "$OUT/env.txt"
 
-runs=("$RUNS"/paper_${NETWORK}_{spatial,native,winograd_relu})
+methods=${METHODS:-spatial,native,winograd_relu}
+runs=()
+for method in ${methods//,/ }; do runs+=("$RUNS/paper_${NETWORK}_$method"); done
 python3 -m winosim curve "${runs[@]}" --within 0.5 --output "$OUT/curve.md" 2>&1 | tail -3
-finished=$(grep ' done$' "$RUNS/paper_$NETWORK.driver.log" | awk '{print $2}' | sort -u | wc -l)  # distinct runs
-if [ "$finished" -ge 3 ] && [ ! -f "$OUT/$NETWORK.npz" ]; then
+finished=0
+for run in "${runs[@]}"; do grep -qF " $run done" "$RUNS/paper_$NETWORK.driver.log" && finished=$((finished + 1)); done
+if [ "$finished" -ge "${#runs[@]}" ] && [ ! -f "$OUT/$NETWORK.npz" ]; then
     bash traces/recipes/cifar10.sh "$NETWORK" trace >"$STAGE/trace.log" 2>&1 && cp "traces/$NETWORK.npz" "$OUT/"
     cp "$STAGE/trace.log" "$OUT/"
 fi
