@@ -85,8 +85,23 @@ def variant_table(trace: Trace) -> str:
         "",
         _machines(trace),
         "",
+        *_commands(trace),
     ]
     return "\n".join(lines)
+
+
+def _commands(trace: Trace) -> list[str]:
+    """The command that trained each variant's model, where the trace records it (`winosim trace` does since
+    the recipe's `train_command`; native's is its retraining from the spatial dense model)."""
+    recorded = [(v.name, dict(v.recipe).get("train_command")) for v in trace.variants]
+    if not any(command for _, command in recorded):
+        return []
+    return [
+        "Training commands:",
+        "",
+        *(f"- `{name}`: `{command or 'not recorded'}`" for name, command in recorded),
+        "",
+    ]
 
 
 def _machines(trace: Trace) -> str:

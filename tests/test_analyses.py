@@ -179,7 +179,9 @@ def test_a_card_names_each_merged_variants_extraction_and_the_standard_errors() 
     parts = []
     for seed, methods in ((1, ("spatial", "winograd_relu")), (2, ("winograd_relu",))):
         trace = synthetic_trace(NetworkGeometry("tiny", 4, 4, 10, layers), images=1, seed=seed, methods=methods)
-        recipe = {"test_images_for_accuracy": 10000}
+        recipe: dict[str, Any] = {"test_images_for_accuracy": 10000}
+        if seed == 2:
+            recipe["train_command"] = "python -m winosim train --epochs 80"
         variants = tuple(replace(v, accuracy=0.9, dense_accuracy=0.5, recipe=recipe) for v in trace.variants)
         provenance = replace(trace.provenance, command=f"extract {seed}", torch_version=f"2.{seed}", seed=0)
         parts.append((f"t{seed}.npz", replace(trace, variants=variants, provenance=provenance)))
@@ -192,4 +194,6 @@ def test_a_card_names_each_merged_variants_extraction_and_the_standard_errors() 
     assert "extracted by" not in shared.header("card", Path("t.npz"), parts[0][1])
     table = cards.variant_table(merged)
     assert "| 90.00% ± 0.30 | 50.00% ± 0.50 | +40.00 |" in table and "| ? | ? s |" in table
+    assert "- `spatial`: `not recorded`\n- `winograd_relu`: `python -m winosim train --epochs 80`" in table
+    assert "Training commands" not in cards.variant_table(parts[0][1])  # none recorded: no list
     assert shared.standard_error_points(0.5, 100) == pytest.approx(5.0)

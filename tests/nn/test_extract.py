@@ -4,6 +4,7 @@ its exact multiply counts (winosim.counts) equal a direct count from the model's
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ from winosim.nn.layers import WinogradConv2d
 from winosim.nn.models import WinoNet, build_model
 from winosim.nn.prune import prune_network
 from winosim.nn.train import TrainConfig, TrainState, _checkpoint, atomic_save, model_from_checkpoint
+from winosim.nn.train_args import train_config_from_args, train_parser
 from winosim.trace import load_trace, write_trace
 
 METHOD_OF_VARIANT = {"spatial": "pruned_spatial", "native": "native_winograd", "winograd_relu": "winograd_relu"}
@@ -101,19 +103,25 @@ def test_trace_counts_equal_direct_counts_from_the_model(
         assert from_trace == direct, variant.name
 
 
-def test_trace_metadata_and_masks(trace_path: Path) -> None:
+def test_trace_metadata_and_masks(trace_path: Path, checkpoints: list[Path]) -> None:
     trace = load_trace(trace_path)
     assert trace.network == "vgg_nagadomi" and trace.images == IMAGES
     assert [v.name for v in trace.variants] == ["spatial", "native", "winograd_relu"]
     assert not trace.provenance.synthetic and trace.provenance.torch_version
     assert "test images" in trace.provenance.notes
-    for variant in trace.variants:
+    for i, variant in enumerate(trace.variants):
         assert variant.target_density == 0.4 and variant.dense_accuracy == 0.5
         assert variant.accuracy is not None and 0 <= variant.accuracy <= 1
         assert variant.recipe["method"] == variant.method
         # where it ran: the checkpoint's machine (saved by `_checkpoint`) and the extraction's, here this CPU
         machine = f"{os.cpu_count()} cores (cpu, torch {torch.__version__})"
         assert variant.recipe["trained_on"].endswith(machine) and variant.recipe["extracted_on"].endswith(machine)
+        # the exact command that trained it: re-parsed, it asks for the checkpoint's configuration
+        command = shlex.split(variant.recipe["train_command"])
+        assert command[:4] == ["python", "-m", "winosim", "train"]
+        stored = TrainConfig.from_dict(torch.load(checkpoints[i], weights_only=True)["config"])
+        assert train_config_from_args(train_parser().parse_args(command[4:])) == stored
+        assert variant.recipe["label_smoothing"] == stored.label_smoothing
         assert trace.weight_density(variant) == pytest.approx(0.4, abs=1e-3)
         conv2 = variant.masks[1]
         assert conv2.weight.shape == ((64, 64, 3, 3) if variant.method == "spatial" else (64, 64, 16))

@@ -374,14 +374,14 @@ def test_fp32_on_cuda_means_float32_not_tf32() -> None:
 def test_training_flags_reach_the_config_and_a_later_flag_wins() -> None:
     """The recipe scripts append one change to the recipe's flags (traces/recipes/grid.sh): argparse's last
     occurrence wins, and every on/off choice of the recipe can be turned back."""
-    from winosim.nn.commands import _train_parser, train_config_from_args
     from winosim.nn.train import _optimizer
+    from winosim.nn.train_args import train_config_from_args, train_parser
 
     recipe = ["--network", "vgg_nagadomi", "--method", "spatial", "--data", "d", "--out", "o", "--no-dropout"]
-    config = train_config_from_args(_train_parser().parse_args(recipe))
+    config = train_config_from_args(train_parser().parse_args(recipe))
     assert (config.dropout, config.nesterov, config.label_smoothing) == (False, True, 0.0)
     changed = [*recipe, "--dropout", "--no-nesterov", "--label-smoothing", "0.1", "--lr", "0.2", "--lr", "0.3"]
-    config = train_config_from_args(_train_parser().parse_args(changed))
+    config = train_config_from_args(train_parser().parse_args(changed))
     assert (config.dropout, config.nesterov, config.label_smoothing, config.lr) == (True, False, 0.1, 0.3)
     model = build_model("vgg_nagadomi", "spatial")
     assert _optimizer(model, config, 0.1).param_groups[0]["nesterov"] is False

@@ -40,6 +40,7 @@ from winosim.nn.train import (
     model_from_checkpoint,
     select_device,
 )
+from winosim.nn.train_args import train_command
 from winosim.trace import LayerMasks, Provenance, Trace, Variant
 
 logger = logging.getLogger(__name__)
@@ -186,6 +187,10 @@ def extract_trace(
             "nesterov": cfg.nesterov and cfg.momentum > 0,
             "weight_decay": cfg.weight_decay,
             "precondition": cfg.precondition,
+            "schedule": cfg.schedule,
+            "warmup": cfg.warmup,
+            "final_lr_fraction": cfg.final_lr_fraction,
+            "label_smoothing": cfg.label_smoothing,
             "dropout": cfg.dropout,
             "precision": cfg.precision,
             "train_limit": cfg.train_limit,
@@ -201,6 +206,7 @@ def extract_trace(
             "dense_accuracy_source": dense_source,
             "trained_on": ckpt.get("machine"),  # None: a checkpoint from before machines were recorded
             "extracted_on": describe_machine(dev),
+            "train_command": train_command(cfg),  # the run's own command (native: its retraining from init_from)
         }
         if cfg.model_factory is not None:
             recipe["model_factory"] = cfg.model_factory
