@@ -179,6 +179,7 @@ _FIELD_OF_OPTION = {"method": "mode", "model": "model_factory"}
 _RUN_TIME_OPTIONS = frozenset({"help", "resume", "max_steps", "device", "threads", "no_progress"})
 """Options that do not change a run's result (not in TrainConfig)."""
 _ALWAYS_WRITTEN = frozenset({"network", "model", "method", "data", "out"})
+"""Options a run cannot do without: written even where they equal a default."""
 
 
 def _option_text(value: object) -> str:
