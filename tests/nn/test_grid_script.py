@@ -100,12 +100,46 @@ def test_a_run_with_a_checkpoint_resumes_and_a_failed_run_fails_the_script(tmp_p
     assert "--lr 9" in calls["mine_vgg_nagadomi_bad"]
 
 
+SLOW_PYTHON = """#!/usr/bin/env bash
+# logs "start <run>" and "end <run>" around a short sleep; a run whose folder is named *_bad fails
+name=$(basename "$(echo "$*" | sed -E 's/.*--out ([^ ]+).*/\\1/')")
+echo "start $name" >> "$CALLS"
+sleep 0.3
+echo "end $name" >> "$CALLS"
+case "$name" in *_bad) exit 3 ;; esac
+"""
+
+
+@pytest.mark.parametrize("at_once", [1, 2])
+def test_at_once_caps_the_runs_alive_and_keeps_the_grid_order(tmp_path: Path, at_once: int) -> None:
+    fake = tmp_path / "python"
+    fake.write_text(SLOW_PYTHON)
+    fake.chmod(0o755)
+    calls = tmp_path / "calls"
+    env = {**os.environ, "RUNS": str(tmp_path / "runs"), "PYTHON": str(fake), "CALLS": str(calls)}
+    env.update(GRID="a:;bad:--lr 9;c:;d:", AT_ONCE=str(at_once), PREFIX="p")
+    done = subprocess.run(
+        ["bash", str(RECIPES / "grid.sh"), "vgg_nagadomi"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 3, done.stderr  # the failed run fails the script; the runs after it still ran
+    events = [line.split() for line in calls.read_text().splitlines()]
+    starts = [name.removeprefix("p_vgg_nagadomi_") for kind, name in events if kind == "start"]
+    assert starts == ["a", "bad", "c", "d"]
+    alive = peak = 0
+    for kind, _ in events:
+        alive += 1 if kind == "start" else -1
+        peak = max(peak, alive)
+    assert peak == at_once and alive == 0
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         ({"METHOD": "native"}, "METHOD must be spatial or winograd_relu, got 'native'"),
         ({"GRID": "ok:--lr 0.1;oops"}, "a GRID entry is name:flags (flags may be empty), got 'oops'"),
         ({"GRID": ":--lr 0.1"}, "a GRID entry is name:flags (flags may be empty), got ':--lr 0.1'"),
+        ({"AT_ONCE": "0"}, "AT_ONCE must be a whole number of runs >= 1, got '0'"),
+        ({"AT_ONCE": "two"}, "AT_ONCE must be a whole number of runs >= 1, got 'two'"),
     ],
 )
 def test_a_malformed_request_is_one_line_and_starts_nothing(

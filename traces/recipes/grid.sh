@@ -7,13 +7,15 @@
 #   EPOCHS=8 THREADS=1 bash traces/recipes/grid.sh vgg_nagadomi             # the recipe's ablations, spatial
 #   METHOD=winograd_relu GRID="lr0.1:--lr 0.1" EPOCHS=60 THREADS=2 PREFIX=wr_cpu_e60 \
 #       bash traces/recipes/grid.sh vgg_nagadomi                            # one long Winograd-ReLU run
+#   AT_ONCE=1 EPOCHS=8 THREADS=1 bash traces/recipes/grid.sh vgg_nagadomi   # one at a time, beside another run
 #   JOB=ablate bash traces/recipes/device/paper_gpu.sh                      # on a lent GPU (also JOB=wr_grid)
 #
 # Env: METHOD (spatial or winograd_relu; native has no dense phase of its own: it converts the spatial model),
 # DATA (../shared/data/cifar10), RUNS (runs), PYTHON (python), THREADS (per run, 1), EPOCHS (dense epochs,
 # 30), GRID ("name:flags;..." where flags may be empty; the default depends on METHOD, below), PREFIX (run
 # folders RUNS/PREFIX_NETWORK_name; default ablate for spatial, wr_grid for winograd_relu), LIMIT_S (stop every
-# run after this many seconds; resumable; none by default).
+# run after this many seconds; resumable; none by default), AT_ONCE (how many runs at a time, in GRID order, the
+# next starting when one ends; default all of them).
 set -euo pipefail
 network=${1:?usage: grid.sh vgg_nagadomi|resnet18}
 METHOD=${METHOD:-spatial}
@@ -47,14 +49,24 @@ limit=()
 here=$(dirname "${BASH_SOURCE[0]}")
 common="$(RECIPE=paper DENSE_EPOCHS=$EPOCHS DATA=$DATA bash "$here/cifar10.sh" "$network" flags) --method $METHOD"
 IFS=';' read -ra entries <<<"$GRID"
-pids=()
 for entry in "${entries[@]}"; do
     if [[ "$entry" != *:* || -z "${entry%%:*}" ]]; then
         echo "grid.sh: a GRID entry is name:flags (flags may be empty), got '$entry'" >&2
         exit 2
     fi
 done
+AT_ONCE=${AT_ONCE:-${#entries[@]}}
+if ! [[ "$AT_ONCE" =~ ^[1-9][0-9]*$ ]]; then
+    echo "grid.sh: AT_ONCE must be a whole number of runs >= 1, got '$AT_ONCE'" >&2
+    exit 2
+fi
+status=0
+running=0
 for entry in "${entries[@]}"; do
+    if [ "$running" -ge "$AT_ONCE" ]; then
+        wait -n || status=$?  # 124: stopped by LIMIT_S, resumable
+        running=$((running - 1))
+    fi
     name=${entry%%:*} flags=${entry#*:} out=$RUNS/${PREFIX}_${network}_$name
     mkdir -p "$out"
     if [ -f "$out/last.pt" ]; then
@@ -64,10 +76,10 @@ for entry in "${entries[@]}"; do
         args=($common $flags --out "$out" --checkpoint-every-s 180)
     fi
     "${limit[@]}" $PYTHON -m winosim train "${args[@]}" --threads "$THREADS" --no-progress >>"$out/log.txt" 2>&1 &
-    pids+=($!)
+    running=$((running + 1))
 done
-status=0
-for pid in "${pids[@]}"; do
-    wait "$pid" || status=$?  # 124: stopped by LIMIT_S, resumable
+while [ "$running" -gt 0 ]; do
+    wait -n || status=$?
+    running=$((running - 1))
 done
 exit "$status"
