@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +32,14 @@ SYNTHETIC_WARNING = (
 )
 
 
-def arguments(description: str) -> argparse.Namespace:
+def arguments(description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
+    """The analyses' common options (--traces, --out, --jobs), plus a script's own from `extra`."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--traces", type=Path, default=TRACES_DIR, help="folder of .npz traces (default: traces/)")
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="output folder (default: analyses/out/)")
     parser.add_argument("--jobs", type=int, default=1, help="local worker processes for sweeps (default 1)")
+    if extra is not None:
+        extra(parser)
     return parser.parse_args()
 
 

@@ -12,15 +12,19 @@ For each non-synthetic trace in traces/, read only from the trace (its metadata 
 
 Writes analyses/out/card-<trace>.md and card-<trace>-curve.png, and analyses/out/claims.md: the README's claim
 table (every trained trace side by side against the paper's figures; a test checks that README.md quotes it).
+With --update-readmes it also puts the new tables in their places: the claim table in README.md and each trace's
+variant table in traces/README.md (under the heading "### `<trace>.npz`:"), for when a shipped trace changes.
 
-    python analyses/trace_cards.py [--traces DIR] [--out DIR]
+    python analyses/trace_cards.py [--traces DIR] [--out DIR] [--update-readmes]
 """
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from typing import Any
 
-from _shared import arguments, header, shipped_traces, standard_error_points, write_markdown
+from _shared import ROOT, arguments, header, shipped_traces, standard_error_points, write_markdown
 
 from winosim.counts import count_trace
 from winosim.figures import new_figure, save_png
@@ -286,11 +290,72 @@ def curve_figure(trace: Trace, title: str) -> Any:
     return figure
 
 
+CLAIMS_HEADER = "| Winograd-ReLU | paper |"
+"""How README.md's claim table begins (its trace columns follow)."""
+VARIANTS_HEADER = "| variant | method |"
+"""How a variant table begins."""
+
+
+def replace_table(text: str, table: str, header_prefix: str, after: str = "") -> str:
+    """`text` with one Markdown table replaced by `table`: the first table (a run of lines starting with "|")
+    whose header row starts with `header_prefix`, after the first line starting with `after` (anywhere when
+    empty). ValueError, naming what is missing, when there is no such line or table."""
+    new = table.strip("\n").split("\n")
+    if not new[0].startswith(header_prefix) or not all(line.startswith("|") for line in new):
+        raise ValueError(f"not a Markdown table beginning {header_prefix!r}: {new[0]!r}")
+    lines = text.split("\n")
+    start = 0
+    if after:
+        found = next((i for i, line in enumerate(lines) if line.startswith(after)), None)
+        if found is None:
+            raise ValueError(f"no line beginning {after!r}")
+        start = found
+    for i in range(start, len(lines)):
+        if lines[i].startswith(header_prefix) and (i == 0 or not lines[i - 1].startswith("|")):
+            end = i
+            while end < len(lines) and lines[end].startswith("|"):
+                end += 1
+            return "\n".join(lines[:i] + new + lines[end:])
+    where = f" after {after!r}" if after else ""
+    raise ValueError(f"no table beginning {header_prefix!r}{where}")
+
+
+def readme_updates(root: Path, trained: list[tuple[Path, Trace]]) -> dict[Path, str]:
+    """The new text of README.md (claim table) and traces/README.md (each trained trace's variant table, under
+    its "### `<name>`:" heading) for these traces, for each file whose text changes."""
+    readme, traces_readme = root / "README.md", root / "traces" / "README.md"
+    texts = {path: path.read_text(encoding="utf-8") for path in (readme, traces_readme)}
+    claims = readme_claims([(path.name, trace) for path, trace in trained]).split("\n\n")[0]
+    new = {readme: replace_table(texts[readme], claims, CLAIMS_HEADER)}
+    text = texts[traces_readme]
+    for path, trace in trained:
+        table = variant_table(trace).split("\n\n")[0]
+        text = replace_table(text, table, VARIANTS_HEADER, after=f"### `{path.name}`:")
+    new[traces_readme] = text
+    return {path: text for path, text in new.items() if text != texts[path]}
+
+
+def _update_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--update-readmes",
+        action="store_true",
+        help="also put the new claim table into README.md and the variant tables into traces/README.md",
+    )
+
+
 def main() -> None:
-    args = arguments(__doc__.splitlines()[0])
+    args = arguments(__doc__.splitlines()[0], _update_flag)
     trained = [(path, trace) for path, trace in shipped_traces(args.traces) if not trace.provenance.synthetic]
     claims = readme_claims([(path.name, trace) for path, trace in trained])
     write_markdown(args.out / "claims.md", "# The paper's claims on the trained traces\n\n" + claims)
+    if args.update_readmes:
+        try:
+            updates = readme_updates(ROOT, trained)
+        except ValueError as error:
+            raise SystemExit(f"trace_cards.py: cannot update the READMEs: {error}") from None
+        for path, text in updates.items():
+            write_markdown(path, text)
+            print(f"updated {path.relative_to(ROOT)}")
     for path, trace in trained:
         stem = f"card-{path.stem}"
         parts = [

@@ -197,3 +197,48 @@ def test_a_card_names_each_merged_variants_extraction_and_the_standard_errors() 
     assert "- `spatial`: `not recorded`\n- `winograd_relu`: `python -m winosim train --epochs 80`" in table
     assert "Training commands" not in cards.variant_table(parts[0][1])  # none recorded: no list
     assert shared.standard_error_points(0.5, 100) == pytest.approx(5.0)
+
+
+def test_replace_table_puts_a_table_in_the_place_of_the_one_it_replaces() -> None:
+    cards = _module("trace_cards")
+    text = "# t\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n### `x.npz`: x\n\n| a | b |\n|---|---|\n| 3 | 4 |\nafter\n"
+    new = "| a | b |\n|---|---|\n| 5 | 6 |\n| 7 | 8 |"
+    assert cards.replace_table(text, new, "| a |") == text.replace("| 1 | 2 |", "| 5 | 6 |\n| 7 | 8 |")
+    assert cards.replace_table(text, new, "| a |", after="### `x.npz`:") == text.replace(
+        "| 3 | 4 |", "| 5 | 6 |\n| 7 | 8 |"
+    )
+    for args, message in [
+        ((new, "| a |", "### `y.npz`:"), "no line beginning '### `y.npz`:'"),
+        (("| c |\n|---|", "| c |"), "no table beginning '| c |'"),
+        ((new, "| c |"), "not a Markdown table beginning '| c |'"),
+    ]:
+        with pytest.raises(ValueError, match=message.replace("|", r"\|").replace("(", r"\(")):
+            cards.replace_table(text, *args)
+
+
+def test_update_readmes_restores_the_tables_of_the_shipped_traces(tmp_path: Path) -> None:
+    """With the last row of every table in both READMEs made stale, `readme_updates` writes back exactly the
+    tables the shipped traces make, in their places (README.md: the claim table; traces/README.md: each trained
+    trace's variant table), and leaves every other table alone; on the committed READMEs it changes nothing."""
+    cards = _module("trace_cards")
+    from winosim.trace import load_trace
+
+    trained = [(p, t) for p in sorted((ROOT / "traces").glob("*.npz")) if not (t := load_trace(p)).provenance.synthetic]
+    assert cards.readme_updates(ROOT, trained) == {}
+    (tmp_path / "traces").mkdir()
+    stale = {}
+    for name in ("README.md", "traces/README.md"):
+        lines = (ROOT / name).read_text(encoding="utf-8").split("\n")
+        stale[name] = "\n".join(
+            line.replace("|", "| STALE |", 1) if line.startswith("|") and not after.startswith("|") else line
+            for line, after in zip(lines, [*lines[1:], ""], strict=True)
+        )
+        (tmp_path / name).write_text(stale[name], encoding="utf-8")
+    updates = cards.readme_updates(tmp_path, trained)
+    readme, traces_readme = updates[tmp_path / "README.md"], updates[tmp_path / "traces" / "README.md"]
+    assert len(updates) == 2
+    assert cards.readme_claims([(p.name, t) for p, t in trained]).split("\n\n")[0] in readme
+    assert readme.count("| STALE |") == stale["README.md"].count("| STALE |") - 1
+    for _, trace in trained:
+        assert cards.variant_table(trace).split("\n\n")[0] in traces_readme
+    assert traces_readme.count("| STALE |") == stale["traces/README.md"].count("| STALE |") - len(trained)
