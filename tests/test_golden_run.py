@@ -5,7 +5,8 @@ The goldens were written before the reorganisation, by the command lines below, 
 and on a synthetic ImageNet ResNet-18 trace generated here from a fixed seed (the trace itself is 15 MB, too
 big to commit; `synth` is deterministic for a seed), and re-recorded when the model changed on purpose (issue 13:
 the streamed fill and drain of `winosim.sim.streaming`). They are stored gzip-compressed. To refresh them after
-an intended change of the numbers, run the same command lines and gzip the output (`gzip -9 -n`).
+an intended change of the numbers (a new shipped trace): `bash tests/golden/record.sh [resnet18|vgg_nagadomi|synth]`,
+the same command lines, gzipped with `gzip -9 -n`.
 """
 
 from __future__ import annotations
