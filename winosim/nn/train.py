@@ -508,208 +508,217 @@ def _remaining_images(config: TrainConfig, state: TrainState, train_images: int)
     return remaining
 
 
-def train(
-    config: TrainConfig,
-    *,
-    resume: bool = False,
-    max_steps: int | None = None,
-    device: str | None = None,
-    progress: bool = False,
-) -> TrainResult:
-    """Run (or continue, with `resume`) the training described by `config` in the folder `config.out`.
+class _Run:
+    """One invocation of `train` on one run folder: the model, optimiser, data and position, and the steps that
+    move them (an epoch, its record, a phase's end, a checkpoint). The order of everything random and of every
+    checkpoint is the run's contract: a resumed run ends bit for bit where an uninterrupted one would."""
 
-    With `resume`, the configuration stored in `out/last.pt` is used and `config` only names the folder.
-    `max_steps` stops this invocation after that many optimiser steps (a checkpoint is written first).
-    """
-    out = Path(config.out)
-    last = out / "last.pt"
-    ckpt: dict[str, Any] | None = None
-    if resume:
-        ckpt = load_checkpoint(last)
-        config = TrainConfig.from_dict({**ckpt["config"], "out": str(out)})
-    elif last.exists():
-        raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
-    dev = select_device(device)
-    train_set = load_dataset(config.data, "train").subset(config.train_limit)
-    test_set = load_dataset(config.data, "test").subset(config.test_limit)
-    if dev.type == "cuda" and isinstance(train_set, ArrayDataset) and isinstance(test_set, ArrayDataset):
-        train_set, test_set = train_set.to(dev), test_set.to(dev)  # data on the GPU: no host copies per batch
-    classes = config.num_classes or train_set.num_classes
-    if config.num_classes is None:
-        config = TrainConfig.from_dict({**config.to_dict(), "num_classes": classes})
-    if config.model_factory is not None and config.input_shape is None:
-        shape = tuple(int(d) for d in train_set.take([0])[0].shape[1:])
-        config = TrainConfig.from_dict({**config.to_dict(), "input_shape": shape})
-
-    torch.manual_seed(config.seed)
-    model = build_network(config, classes)
-    phases = config.phases()
-    state = TrainState()
-    if ckpt is not None:
-        load_model_state(model, ckpt["model"], last)
-        state = _state_from_dict(ckpt.get("state", {}))
-    elif config.init_from:
-        source = load_checkpoint(config.init_from)
-        src_cfg = source["config"]
-        same = (src_cfg["network"], src_cfg.get("model_factory")) == (config.network, config.model_factory)
-        if not same or src_cfg["mode"] != "spatial":
+    def __init__(self, config: TrainConfig, *, resume: bool, device: str | None) -> None:
+        out = Path(config.out)
+        last = out / "last.pt"
+        ckpt: dict[str, Any] | None = None
+        if resume:
+            ckpt = load_checkpoint(last)
+            config = TrainConfig.from_dict({**ckpt["config"], "out": str(out)})
+        elif last.exists():
             raise ConfigError(
-                f"--init-from {config.init_from}: needs a spatial {config.network} checkpoint, got "
-                f"{src_cfg['mode']} {src_cfg['network']}"
+                f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out"
             )
-        native_from_spatial(model, source["model"])
-    model.to(dev)
-    if config.channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    out.mkdir(parents=True, exist_ok=True)
-    optimizer = _optimizer(model, config, phases[min(state.phase, len(phases) - 1)][2])
-    if ckpt is not None and ckpt.get("optimizer") is not None:
-        try:
-            optimizer.load_state_dict(ckpt["optimizer"])
-        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
-            raise CheckpointError(f"{last}: optimiser state does not fit the model ({exc})") from None
-    atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
-    calibration_images = (
-        train_set.take(range(min(CALIBRATION_IMAGES, len(train_set))))[0].to(dev)
-        if config.precondition == "position_rms"
-        else None
-    )
+        dev = select_device(device)
+        train_set = load_dataset(config.data, "train").subset(config.train_limit)
+        test_set = load_dataset(config.data, "test").subset(config.test_limit)
+        if dev.type == "cuda" and isinstance(train_set, ArrayDataset) and isinstance(test_set, ArrayDataset):
+            train_set, test_set = train_set.to(dev), test_set.to(dev)  # data on the GPU: no host copies per batch
+        classes = config.num_classes or train_set.num_classes
+        if config.num_classes is None:
+            config = TrainConfig.from_dict({**config.to_dict(), "num_classes": classes})
+        if config.model_factory is not None and config.input_shape is None:
+            shape = tuple(int(d) for d in train_set.take([0])[0].shape[1:])
+            config = TrainConfig.from_dict({**config.to_dict(), "input_shape": shape})
 
-    segment_start = time.monotonic()
-    last_save = segment_start
-    steps_here = 0
+        torch.manual_seed(config.seed)
+        model = build_network(config, classes)
+        phases = config.phases()
+        state = TrainState()
+        if ckpt is not None:
+            load_model_state(model, ckpt["model"], last)
+            state = _state_from_dict(ckpt.get("state", {}))
+        elif config.init_from:
+            _start_from_spatial(model, config)
+        model.to(dev)
+        if config.channels_last:
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        out.mkdir(parents=True, exist_ok=True)
+        optimizer = _optimizer(model, config, phases[min(state.phase, len(phases) - 1)][2])
+        if ckpt is not None and ckpt.get("optimizer") is not None:
+            try:
+                optimizer.load_state_dict(ckpt["optimizer"])
+            except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+                raise CheckpointError(f"{last}: optimiser state does not fit the model ({exc})") from None
+        atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
 
-    rate_start = (time.monotonic(), state.step)
+        self.config, self.out, self.device, self.phases = config, out, dev, phases
+        self.model, self.optimizer, self.state = model, optimizer, state
+        self.train_set, self.test_set = train_set, test_set
+        self.calibration_images = (
+            train_set.take(range(min(CALIBRATION_IMAGES, len(train_set))))[0].to(dev)
+            if config.precondition == "position_rms"
+            else None
+        )
+        self.segment_start = self.last_save = time.monotonic()
+        self.rate_start = (self.segment_start, state.step)  # images/s and ETA count from this invocation's start
+        self.steps_here = 0
 
-    def progress_line(density: float | None, epochs: int, per_epoch: int, note: str = "") -> None:
+    def save(self) -> None:
+        """Write `last.pt` (atomically), adding the time since the last save to the run's wall time."""
+        now = time.monotonic()
+        self.state.wall_s += now - self.segment_start
+        self.segment_start = self.last_save = now
+        atomic_save(_checkpoint(self.model, self.optimizer, self.config, self.state), self.out / "last.pt")
+
+    def _log(self, line: str) -> None:
+        with (self.out / "progress.log").open("a") as handle:
+            handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+
+    def progress_line(self, density: float | None, epochs: int, per_epoch: int, note: str = "") -> None:
         """Append one line to `progress.log`: where the run is, images/s since this invocation began, ETA.
         With a `note` the line closes the epoch just finished (`state.epoch` already counts it)."""
-        elapsed = time.monotonic() - rate_start[0]
-        rate = (state.step - rate_start[1]) * config.batch_size / max(elapsed, 1e-9)
-        eta = _remaining_images(config, state, len(train_set)) / rate if rate > 0 else float("inf")
+        state = self.state
+        elapsed = time.monotonic() - self.rate_start[0]
+        rate = (state.step - self.rate_start[1]) * self.config.batch_size / max(elapsed, 1e-9)
+        eta = _remaining_images(self.config, state, len(self.train_set)) / rate if rate > 0 else float("inf")
         where = (
             f"epoch {state.epoch}/{epochs} done"
             if note
             else f"epoch {state.epoch + 1}/{epochs} batch {state.batch}/{per_epoch}"
         )
         line = (
-            f"{time.strftime('%Y-%m-%dT%H:%M:%S')} phase {state.phase} ({phase_tag(density)}) {where} "
+            f"phase {state.phase} ({phase_tag(density)}) {where} "
             f"step {state.step} | {rate:.1f} images/s | run ETA {_format_s(eta) if rate > 0 else '?'}"
         )
-        with (out / "progress.log").open("a") as handle:
-            handle.write(line + (f" | {note}" if note else "") + "\n")
+        self._log(line + (f" | {note}" if note else ""))
 
-    def save() -> None:
-        nonlocal segment_start, last_save
-        now = time.monotonic()
-        state.wall_s += now - segment_start
-        segment_start = last_save = now
-        atomic_save(_checkpoint(model, optimizer, config, state), last)
+    def follow_requested_threads(self) -> None:
+        """Take the thread count asked for in the run folder's `threads` file, if it changed."""
+        threads = requested_threads(self.out)
+        if threads is not None and threads != torch.get_num_threads():
+            self._log(f"threads {torch.get_num_threads()} -> {threads} (asked in {THREADS_FILE})")
+            torch.set_num_threads(threads)
 
-    while state.phase < len(phases):
-        density, epochs, _ = phases[state.phase]
+    def _step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> None:
+        """One optimiser step on one batch, its loss and hits added to the epoch's running sums."""
+        state, config = self.state, self.config
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(derive_seed(config.seed, state.phase, state.epoch, state.batch, 3))
+        x, y = x.to(self.device), y.to(self.device)
+        if config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, config.precision):
+            logits = self.model(x)
+        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        state.batch += 1
+        state.step += 1
+        self.steps_here += 1
+        state.loss_sum += float(loss.detach()) * len(y)
+        state.correct += int((logits.detach().argmax(1) == y).sum())
+        state.seen += len(y)
+
+    def train_epoch(self, max_steps: int | None, progress: bool) -> bool:
+        """Train the rest of the current epoch and close it (test accuracy, metrics, checkpoint); False when
+        `max_steps` stopped this invocation first (after a checkpoint)."""
+        state, config = self.state, self.config
+        density, epochs, _ = self.phases[state.phase]
         epoch_images = config.images_per_epoch(state.phase)
-        per_epoch = train_set.batches_per_epoch(config.batch_size, epoch_images)
+        per_epoch = self.train_set.batches_per_epoch(config.batch_size, epoch_images)
         total = epochs * per_epoch
-        while state.epoch < epochs:
-            if calibration_images is not None and state.batch == 0:  # resumed mid-epoch: the saved scales
-                calibrate_position_scales(model, calibration_images, optimizer)
-            model.train()
-            epoch_start = time.monotonic()
-            epoch_start_batch = state.batch
-            batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = train_set.train_batches(
-                seed=derive_seed(config.seed, state.phase),
-                epoch=state.epoch,
-                batch_size=config.batch_size,
-                start_batch=state.batch,
-                epoch_images=epoch_images,
-            )
-            bar = tqdm(
-                total=per_epoch,
-                initial=state.batch,
-                disable=not progress,
-                leave=False,
-                dynamic_ncols=True,
-                desc=f"phase {state.phase} ({phase_tag(density)}) epoch {state.epoch + 1}/{epochs}",
-            )
-            for x, y in batches:
-                if max_steps is not None and steps_here >= max_steps:
-                    bar.close()
-                    save()
-                    return TrainResult(False, steps_here, out, state)
-                lr = config.lr_at(state.phase, state.epoch * per_epoch + state.batch, total)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                torch.manual_seed(derive_seed(config.seed, state.phase, state.epoch, state.batch, 3))
-                x, y = x.to(dev), y.to(dev)
-                if config.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with autocast(dev, config.precision):
-                    logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                state.batch += 1
-                state.step += 1
-                steps_here += 1
-                state.loss_sum += float(loss.detach()) * len(y)
-                state.correct += int((logits.detach().argmax(1) == y).sum())
-                state.seen += len(y)
-                bar.update(1)
-                bar.set_postfix(loss=f"{state.loss_sum / state.seen:.3f}", acc=f"{state.correct / state.seen:.3f}")
-                if time.monotonic() - last_save >= config.checkpoint_every_s:
-                    save()
-                    progress_line(density, epochs, per_epoch)
-                    threads = requested_threads(out)
-                    if threads is not None and threads != torch.get_num_threads():
-                        with (out / "progress.log").open("a") as handle:
-                            handle.write(
-                                f"{time.strftime('%Y-%m-%dT%H:%M:%S')} threads {torch.get_num_threads()} -> "
-                                f"{threads} (asked in {THREADS_FILE})\n"
-                            )
-                        torch.set_num_threads(threads)
-            bar.close()
-            epoch_s = time.monotonic() - epoch_start
-            test_accuracy = evaluate(model, test_set, dev, config.precision)
-            record = {
-                "phase": state.phase,
-                "density": 1.0 if density is None else density,
-                "epoch": state.epoch + 1,
-                "epochs": epochs,
-                "step": state.step,
-                "lr": config.lr_at(state.phase, (state.epoch + 1) * per_epoch - 1, total),
-                "train_loss": state.loss_sum / max(state.seen, 1),
-                "train_accuracy": state.correct / max(state.seen, 1),
-                "test_accuracy": test_accuracy,
-                "test_images": len(test_set),
-                "network_density": network_density(model),
-                "layer_density": layer_densities(model),
-                "train_images_per_s": (state.batch - epoch_start_batch) * config.batch_size / max(epoch_s, 1e-9),
-                "wall_s": state.wall_s + time.monotonic() - segment_start,
-            }
-            logger.info(
-                "phase %d epoch %d/%d: train loss %.4f acc %.4f, test acc %.4f",
-                state.phase,
-                state.epoch + 1,
-                epochs,
-                record["train_loss"],
-                record["train_accuracy"],
-                test_accuracy,
-            )
-            state.history.append(record)
-            state.last_test_accuracy = test_accuracy
-            state.epoch += 1
-            state.batch = 0
-            state.loss_sum, state.correct, state.seen = 0.0, 0, 0
-            save()
-            progress_line(density, epochs, per_epoch, f"test accuracy {test_accuracy:.4f}")
-            atomic_write_text(
-                out / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in state.history)
-            )
-        # end of phase: the model at this density
+        if self.calibration_images is not None and state.batch == 0:  # resumed mid-epoch: the saved scales
+            calibrate_position_scales(self.model, self.calibration_images, self.optimizer)
+        self.model.train()
+        epoch_start = time.monotonic()
+        epoch_start_batch = state.batch
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor]] = self.train_set.train_batches(
+            seed=derive_seed(config.seed, state.phase),
+            epoch=state.epoch,
+            batch_size=config.batch_size,
+            start_batch=state.batch,
+            epoch_images=epoch_images,
+        )
+        bar = tqdm(
+            total=per_epoch,
+            initial=state.batch,
+            disable=not progress,
+            leave=False,
+            dynamic_ncols=True,
+            desc=f"phase {state.phase} ({phase_tag(density)}) epoch {state.epoch + 1}/{epochs}",
+        )
+        for x, y in batches:
+            if max_steps is not None and self.steps_here >= max_steps:
+                bar.close()
+                self.save()
+                return False
+            self._step(x, y, config.lr_at(state.phase, state.epoch * per_epoch + state.batch, total))
+            bar.update(1)
+            bar.set_postfix(loss=f"{state.loss_sum / state.seen:.3f}", acc=f"{state.correct / state.seen:.3f}")
+            if time.monotonic() - self.last_save >= config.checkpoint_every_s:
+                self.save()
+                self.progress_line(density, epochs, per_epoch)
+                self.follow_requested_threads()
+        bar.close()
+        images_per_s = (state.batch - epoch_start_batch) * config.batch_size / max(time.monotonic() - epoch_start, 1e-9)
+        self._end_epoch(density, epochs, per_epoch, total, images_per_s)
+        return True
+
+    def _end_epoch(self, density: float | None, epochs: int, per_epoch: int, total: int, images_per_s: float) -> None:
+        """Test accuracy, the epoch's metrics line, a checkpoint at the next epoch's start."""
+        state, config = self.state, self.config
+        test_accuracy = evaluate(self.model, self.test_set, self.device, config.precision)
+        record = {
+            "phase": state.phase,
+            "density": 1.0 if density is None else density,
+            "epoch": state.epoch + 1,
+            "epochs": epochs,
+            "step": state.step,
+            "lr": config.lr_at(state.phase, (state.epoch + 1) * per_epoch - 1, total),
+            "train_loss": state.loss_sum / max(state.seen, 1),
+            "train_accuracy": state.correct / max(state.seen, 1),
+            "test_accuracy": test_accuracy,
+            "test_images": len(self.test_set),
+            "network_density": network_density(self.model),
+            "layer_density": layer_densities(self.model),
+            "train_images_per_s": images_per_s,
+            "wall_s": state.wall_s + time.monotonic() - self.segment_start,
+        }
+        logger.info(
+            "phase %d epoch %d/%d: train loss %.4f acc %.4f, test acc %.4f",
+            state.phase,
+            state.epoch + 1,
+            epochs,
+            record["train_loss"],
+            record["train_accuracy"],
+            test_accuracy,
+        )
+        state.history.append(record)
+        state.last_test_accuracy = test_accuracy
+        state.epoch += 1
+        state.batch = 0
+        state.loss_sum, state.correct, state.seen = 0.0, 0, 0
+        self.save()
+        self.progress_line(density, epochs, per_epoch, f"test accuracy {test_accuracy:.4f}")
+        atomic_write_text(
+            self.out / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in state.history)
+        )
+
+    def end_phase(self) -> None:
+        """Save the model at this phase's density (`phase<i>_<tag>.pt`), then prune to the next phase's density
+        with a fresh optimiser (momentum reset), and checkpoint."""
+        state, config, model = self.state, self.config, self.model
+        density, epochs, _ = self.phases[state.phase]
         if state.last_test_accuracy is None or epochs == 0:
-            state.last_test_accuracy = evaluate(model, test_set, dev, config.precision)
+            state.last_test_accuracy = evaluate(model, self.test_set, self.device, config.precision)
         if state.phase == 0:
             state.dense_accuracy = state.last_test_accuracy
         atomic_save(
@@ -723,16 +732,52 @@ def train(
                 dense_accuracy=state.dense_accuracy,
                 measured_density=network_density(model),
             ),
-            out / f"phase{state.phase}_{phase_tag(density)}.pt",
+            self.out / f"phase{state.phase}_{phase_tag(density)}.pt",
         )
         state.phase += 1
         state.epoch = 0
         state.batch = 0
         state.last_test_accuracy = None
-        if state.phase < len(phases):
-            next_density, _, next_lr = phases[state.phase]
+        if state.phase < len(self.phases):
+            next_density, _, next_lr = self.phases[state.phase]
             assert next_density is not None
             prune_network(model, next_density)
-            optimizer = _optimizer(model, config, next_lr)
-        save()
-    return TrainResult(True, steps_here, out, state)
+            self.optimizer = _optimizer(model, config, next_lr)
+        self.save()
+
+
+def _start_from_spatial(model: WinoNet, config: TrainConfig) -> None:
+    """`--init-from`: the weights of a trained spatial checkpoint of the same network (U = G g G^T for the
+    Winograd modes); ConfigError for any other checkpoint."""
+    source = load_checkpoint(str(config.init_from))
+    src_cfg = source["config"]
+    same = (src_cfg["network"], src_cfg.get("model_factory")) == (config.network, config.model_factory)
+    if not same or src_cfg["mode"] != "spatial":
+        raise ConfigError(
+            f"--init-from {config.init_from}: needs a spatial {config.network} checkpoint, got "
+            f"{src_cfg['mode']} {src_cfg['network']}"
+        )
+    native_from_spatial(model, source["model"])
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    max_steps: int | None = None,
+    device: str | None = None,
+    progress: bool = False,
+) -> TrainResult:
+    """Run (or continue, with `resume`) the training described by `config` in the folder `config.out`.
+
+    With `resume`, the configuration stored in `out/last.pt` is used and `config` only names the folder.
+    `max_steps` stops this invocation after that many optimiser steps (a checkpoint is written first).
+    """
+    run = _Run(config, resume=resume, device=device)
+    state = run.state
+    while state.phase < len(run.phases):
+        while state.epoch < run.phases[state.phase][1]:
+            if not run.train_epoch(max_steps, progress):
+                return TrainResult(False, run.steps_here, run.out, state)
+        run.end_phase()
+    return TrainResult(True, run.steps_here, run.out, state)
