@@ -58,13 +58,20 @@ def test_the_recipe_trains_the_three_variants_in_order(tmp_path: Path, parallel:
     at = {call: i for i, call in enumerate(calls)}
     assert at[f"start {prefix}winograd_relu"] > at[f"end {prefix}spatial"]  # two at a time at most
     threads = {m: tmp_path / "runs" / f"{prefix}{m}" / "threads" for m in runs}
+    args = dict(line.split(" ", 1) for line in (tmp_path / "calls.args").read_text().splitlines())
     if parallel:  # native trains while the spatial run goes on
         assert at[f"start {prefix}native"] < at[f"end {prefix}spatial"]
+        # the spatial run starts alone with both runs' threads and hands one back when native starts
+        assert "--threads 2 " in args[f"{prefix}spatial"]
+        assert threads["spatial"].read_text() == "1\n"
         # native ends first here: Winograd-ReLU, left alone, is asked to take both runs' threads (THREADS=1)
         assert threads["winograd_relu"].read_text() == "2\n"
-        assert not threads["native"].exists() and not threads["spatial"].exists()
+        assert not threads["native"].exists()
+        assert "--threads 1 " in args[f"{prefix}native"] and "--threads 1 " in args[f"{prefix}winograd_relu"]
     else:
         assert calls == [f"{e} {prefix}{m}" for m in ("spatial", "winograd_relu", "native") for e in ("start", "end")]
+        assert all("--threads 1 " in call for call in args.values())
+        assert not any(path.exists() for path in threads.values())
 
 
 @pytest.mark.parametrize("wr_from", ["scratch", "spatial"])

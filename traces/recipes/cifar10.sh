@@ -13,7 +13,8 @@
 # PYTHON (default python), THREADS (torch threads per process, default 1), PARALLEL (1: the native run starts
 # beside the spatial one once the dense model is saved, Winograd-ReLU beside the native one once the spatial run
 # ends, and whichever of those two is left alone gets both runs' threads from its next checkpoint on, via a
-# `threads` file in its folder (bash >= 5.1); for two cores; all: the three runs at once, for a GPU; default 0,
+# `threads` file in its folder (bash >= 5.1); the spatial run has both runs' threads until the native run starts;
+# for two cores; all: the three runs at once, for a GPU; default 0,
 # one run at a time), WR_FROM (paper recipe: scratch, the default, trains Winograd-ReLU from scratch as the
 # paper does; spatial starts it from the trained spatial model with a 4-epoch fine-tune, measured short of
 # it), WR_FLAGS (paper recipe: flags for the Winograd-ReLU run after the recipe's, e.g. "--lr 0.1"), DENSE_EPOCHS (paper recipe: dense epochs, default 16 for VGG-nagadomi and 18 for ResNet-18; the shipped
@@ -103,10 +104,11 @@ train() { # run folder, method-specific arguments
     local out=$RUNS/$1; shift
     mkdir -p "$out"
     if [ -f "$out/last.pt" ]; then
-        $PYTHON -m winosim train --out "$out" --resume --threads "$THREADS" --no-progress >>"$out/log.txt" 2>&1
+        $PYTHON -m winosim train --out "$out" --resume --threads "${run_threads:-$THREADS}" --no-progress \
+            >>"$out/log.txt" 2>&1
     else
-        $PYTHON -m winosim train $common --out "$out" --threads "$THREADS" --checkpoint-every-s 180 --no-progress \
-            "$@" >>"$out/log.txt" 2>&1
+        $PYTHON -m winosim train $common --out "$out" --threads "${run_threads:-$THREADS}" --checkpoint-every-s 180 \
+            --no-progress "$@" >>"$out/log.txt" 2>&1
     fi
     echo "$(date -u +%FT%TZ) $out done" >>"$RUNS/$prefix.driver.log"
 }
@@ -114,7 +116,10 @@ train() { # run folder, method-specific arguments
 native_after_dense() { # the native run once the spatial dense model exists, while the spatial run goes on
     local dense_pt=$RUNS/${prefix}_spatial/phase0_dense.pt
     while [ ! -f "$dense_pt" ] && kill -0 "$1" 2>/dev/null; do sleep "${POLL_S:-60}"; done
-    [ -f "$dense_pt" ] && train ${prefix}_native --method native --init-from "$dense_pt" --epochs 0 $search
+    [ -f "$dense_pt" ] || return 0
+    # PARALLEL=1: the spatial run hands one share of its threads to this run (read at its next checkpoint)
+    [ "${PARALLEL:-0}" = 1 ] && echo "$THREADS" >"$RUNS/${prefix}_spatial/threads"
+    train ${prefix}_native --method native --init-from "$dense_pt" --epochs 0 $search
 }
 
 wr_after_dense() { # the Winograd-ReLU run from the spatial dense model once it exists (PARALLEL=all)
@@ -138,6 +143,8 @@ case $stage in
 train)
     mkdir -p "$RUNS"
     echo "$(date -u +%FT%TZ) $network train start (${methods[*]})" >>"$RUNS/$prefix.driver.log"
+    # a `threads` file left by an earlier invocation would override --threads at the first checkpoint
+    for method in "${methods[@]}"; do rm -f "$RUNS/${prefix}_$method/threads"; done
     if ! every_method; then
         # some of the runs, one at a time, in the recipe's order (native from the spatial dense model)
         if wanted spatial; then train ${prefix}_spatial --method spatial $dense $search; fi
@@ -158,8 +165,10 @@ train)
         wait "$spatial_pid" "$native_pid" "$wr_pid"
     elif [ "${PARALLEL:-0}" = 1 ]; then
         # two cores: the native run starts beside the spatial one as soon as the dense model is saved
-        rm -f "$RUNS/${prefix}_native/threads" "$RUNS/${prefix}_winograd_relu/threads"  # decided afresh below
-        train ${prefix}_spatial --method spatial $dense $search &
+        # alone on the machine until its dense model exists and the native run starts beside it
+        spatial_threads=$THREADS
+        [ -f "$RUNS/${prefix}_spatial/phase0_dense.pt" ] || spatial_threads=$((2 * THREADS))
+        run_threads=$spatial_threads train ${prefix}_spatial --method spatial $dense $search &
         spatial_pid=$!
         native_after_dense "$spatial_pid" &
         native_pid=$!
