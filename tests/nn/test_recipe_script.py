@@ -6,7 +6,9 @@ run, and the run left alone at the end gets both runs' threads."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -110,6 +112,37 @@ def test_methods_trains_only_the_runs_named(tmp_path: Path) -> None:
     assert calls == ["start paper_vgg_nagadomi_winograd_relu", "end paper_vgg_nagadomi_winograd_relu"]
     args = (tmp_path / "calls.args").read_text()
     assert "--epochs 16 --lr 0.4 --lr 0.1 --epochs 80 --densities" in args
+
+
+def test_editing_the_recipe_while_it_runs_changes_nothing_it_does(tmp_path: Path) -> None:
+    """bash reads a script longer than its buffer (8 KiB) as it goes: a driver running for hours would run
+    whatever an edit (a `git pull`) put at its old reading position. The recipe is one block, parsed whole
+    before it runs (grid.sh too, which still fits the buffer)."""
+    script = "cifar10.sh"
+    assert SCRIPT.stat().st_size > 8192  # else this test could not fail
+    recipes = tmp_path / "recipes"
+    shutil.copytree(SCRIPT.parent, recipes, ignore=shutil.ignore_patterns("logs", "device", "*.py"))
+    fake = tmp_path / "python"
+    fake.write_text('#!/usr/bin/env bash\necho "$*" >> "$CALLS"\nsleep 1.5\n')  # a long run
+    fake.chmod(0o755)
+    env = {**os.environ, "RUNS": str(tmp_path / "runs"), "RECIPE": "paper", "PYTHON": str(fake)}
+    env.update(CALLS=str(tmp_path / "calls"), METHODS="spatial")
+    running = subprocess.Popen(
+        ["bash", str(recipes / script), "vgg_nagadomi", "train"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.75)  # the run has started: now the file changes under the driver
+    text = (recipes / script).read_text()
+    edit = 'echo "EDITED" >> "$CALLS"\n' * 40
+    head, tail = text.split("\n", 2)[:2], text.split("\n", 2)[2]
+    (recipes / script).write_text("\n".join(head) + "\n" + edit + tail)
+    _, stderr = running.communicate(timeout=60)
+    assert running.returncode == 0, stderr
+    calls = (tmp_path / "calls").read_text()
+    assert "EDITED" not in calls and calls.count("-m winosim train") == 1
 
 
 def _script(tmp_path: Path, stage: str, **extra: str) -> subprocess.CompletedProcess[str]:

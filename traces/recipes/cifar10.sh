@@ -28,6 +28,7 @@
 #   RECIPE=paper METHODS=winograd_relu WR_FLAGS="--lr 0.1 --epochs 80" bash traces/recipes/cifar10.sh vgg_nagadomi train
 #   RECIPE=paper METHODS=winograd_relu bash traces/recipes/cifar10.sh vgg_nagadomi trace   # replaces that variant only
 set -euo pipefail
+{ # one block, parsed whole before it runs: editing this file while it runs cannot change what it does
 network=${1:?usage: $0 vgg_nagadomi|resnet18 train|trace|flags}
 stage=${2:?usage: $0 vgg_nagadomi|resnet18 train|trace|flags}
 DATA=${DATA:-../shared/data/cifar10}
@@ -212,3 +213,5 @@ flags)
     ;;
 *) echo "unknown stage $stage (train, trace or flags)" >&2; exit 2 ;;
 esac
+exit
+}

@@ -17,6 +17,7 @@
 # run after this many seconds; resumable; none by default), AT_ONCE (how many runs at a time, in GRID order, the
 # next starting when one ends; default all of them).
 set -euo pipefail
+{ # one block, parsed whole before it runs: editing this file while it runs cannot change what it does
 network=${1:?usage: grid.sh vgg_nagadomi|resnet18}
 METHOD=${METHOD:-spatial}
 DATA=${DATA:-../shared/data/cifar10}
@@ -83,3 +84,5 @@ while [ "$running" -gt 0 ]; do
     running=$((running - 1))
 done
 exit "$status"
+exit
+}
