@@ -124,6 +124,63 @@ def _dense_accuracy(
     return recorded, "recorded at training time"
 
 
+def _variant_recipe(
+    path: Path,
+    ckpt: Mapping[str, Any],
+    cfg: TrainConfig,
+    test_images: int,
+    dense_source: str,
+    extracted_on: str,
+    search: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """What a variant's recipe records: the training configuration of checkpoint `path`, where the run stood
+    (steps, wall time, the machine), how its accuracy was measured, the command that trains it and, when a
+    density search chose it, that search."""
+    state: Mapping[str, Any] = ckpt["state"]
+    density = ckpt.get("density")
+    recipe = {
+        "checkpoint": path.name,
+        "network": cfg.network,
+        "method": cfg.mode,
+        "dense_epochs": cfg.epochs,
+        "densities": [d for d in cfg.densities if density is not None and d >= density],
+        "retrain_epochs_per_step": cfg.retrain_epochs,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "retrain_lr": cfg.retrain_lr,
+        "lr_drops": list(cfg.lr_drops),
+        "momentum": cfg.momentum,
+        "nesterov": cfg.nesterov and cfg.momentum > 0,
+        "weight_decay": cfg.weight_decay,
+        "precondition": cfg.precondition,
+        "schedule": cfg.schedule,
+        "warmup": cfg.warmup,
+        "final_lr_fraction": cfg.final_lr_fraction,
+        "label_smoothing": cfg.label_smoothing,
+        "dropout": cfg.dropout,
+        "precision": cfg.precision,
+        "train_limit": cfg.train_limit,
+        "epoch_images": cfg.epoch_images,
+        "retrain_epoch_images": cfg.retrain_epoch_images,
+        "init_from": Path(cfg.init_from).name if cfg.init_from else None,
+        "seed": cfg.seed,
+        "steps": state.get("step"),
+        "train_wall_s": round(float(state.get("wall_s", 0.0)), 1),
+        "accuracy_at_training": ckpt.get("accuracy"),
+        "test_images_for_accuracy": test_images,
+        "measured_weight_density": ckpt.get("measured_density"),
+        "dense_accuracy_source": dense_source,
+        "trained_on": ckpt.get("machine"),  # None: a checkpoint from before machines were recorded
+        "extracted_on": extracted_on,
+        "train_command": train_command(cfg),  # the run's own command (native: its retraining from init_from)
+    }
+    if cfg.model_factory is not None:
+        recipe["model_factory"] = cfg.model_factory
+    if search is not None:
+        recipe["density_search"] = dict(search)
+    return recipe
+
+
 def extract_trace(
     checkpoints: Sequence[str | Path],
     data: str | Path,
@@ -170,48 +227,8 @@ def extract_trace(
         dense_accuracy, dense_source = _dense_accuracy(Path(path), ckpt, accuracy, test_set, dev, precision)
         inputs = layer_inputs(model.float(), x.to(dev))
         masks = tuple(layer_masks(geom, module, inputs[geom.name]) for geom, module in model.layer_modules())
-        state: dict[str, Any] = ckpt["state"]
         density = ckpt.get("density")
-        recipe = {
-            "checkpoint": Path(path).name,
-            "network": cfg.network,
-            "method": cfg.mode,
-            "dense_epochs": cfg.epochs,
-            "densities": [d for d in cfg.densities if density is not None and d >= density],
-            "retrain_epochs_per_step": cfg.retrain_epochs,
-            "batch_size": cfg.batch_size,
-            "lr": cfg.lr,
-            "retrain_lr": cfg.retrain_lr,
-            "lr_drops": list(cfg.lr_drops),
-            "momentum": cfg.momentum,
-            "nesterov": cfg.nesterov and cfg.momentum > 0,
-            "weight_decay": cfg.weight_decay,
-            "precondition": cfg.precondition,
-            "schedule": cfg.schedule,
-            "warmup": cfg.warmup,
-            "final_lr_fraction": cfg.final_lr_fraction,
-            "label_smoothing": cfg.label_smoothing,
-            "dropout": cfg.dropout,
-            "precision": cfg.precision,
-            "train_limit": cfg.train_limit,
-            "epoch_images": cfg.epoch_images,
-            "retrain_epoch_images": cfg.retrain_epoch_images,
-            "init_from": Path(cfg.init_from).name if cfg.init_from else None,
-            "seed": cfg.seed,
-            "steps": state.get("step"),
-            "train_wall_s": round(float(state.get("wall_s", 0.0)), 1),
-            "accuracy_at_training": ckpt.get("accuracy"),
-            "test_images_for_accuracy": len(test_set),
-            "measured_weight_density": ckpt.get("measured_density"),
-            "dense_accuracy_source": dense_source,
-            "trained_on": ckpt.get("machine"),  # None: a checkpoint from before machines were recorded
-            "extracted_on": describe_machine(dev),
-            "train_command": train_command(cfg),  # the run's own command (native: its retraining from init_from)
-        }
-        if cfg.model_factory is not None:
-            recipe["model_factory"] = cfg.model_factory
-        if search is not None:
-            recipe["density_search"] = dict(search)
+        recipe = _variant_recipe(Path(path), ckpt, cfg, len(test_set), dense_source, describe_machine(dev), search)
         variants.append(
             Variant(
                 name=name,
