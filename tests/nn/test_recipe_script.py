@@ -134,7 +134,9 @@ def test_editing_the_recipe_while_it_runs_changes_nothing_it_does(tmp_path: Path
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(0.75)  # the run has started: now the file changes under the driver
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "calls").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # until the run has started: then the file changes under the driver
     text = (recipes / script).read_text()
     edit = 'echo "EDITED" >> "$CALLS"\n' * 40
     head, tail = text.split("\n", 2)[:2], text.split("\n", 2)[2]
