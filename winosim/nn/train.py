@@ -544,7 +544,7 @@ class _Run:
             load_model_state(model, ckpt["model"], last)
             state = _state_from_dict(ckpt.get("state", {}))
         elif config.init_from:
-            _start_from_spatial(model, config)
+            _start_from_spatial(model, config, config.init_from)
         model.to(dev)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -746,15 +746,15 @@ class _Run:
         self.save()
 
 
-def _start_from_spatial(model: WinoNet, config: TrainConfig) -> None:
+def _start_from_spatial(model: WinoNet, config: TrainConfig, path: str) -> None:
     """`--init-from`: the weights of a trained spatial checkpoint of the same network (U = G g G^T for the
     Winograd modes); ConfigError for any other checkpoint."""
-    source = load_checkpoint(str(config.init_from))
+    source = load_checkpoint(path)
     src_cfg = source["config"]
     same = (src_cfg["network"], src_cfg.get("model_factory")) == (config.network, config.model_factory)
     if not same or src_cfg["mode"] != "spatial":
         raise ConfigError(
-            f"--init-from {config.init_from}: needs a spatial {config.network} checkpoint, got "
+            f"--init-from {path}: needs a spatial {config.network} checkpoint, got "
             f"{src_cfg['mode']} {src_cfg['network']}"
         )
     native_from_spatial(model, source["model"])
