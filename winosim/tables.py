@@ -16,7 +16,7 @@ from synthetic traces say so in their title. Rendering reuses `winosim.report` (
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -174,6 +174,19 @@ def table_title(kind: str, reference: str = "dense_spatial", synthetic: bool = F
     return lines
 
 
+def _wide_columns(wide: pd.DataFrame, fmt: str, value: Callable[[Any], str]) -> list[Column]:
+    """The columns of a wide table in `fmt`: trace, method, variant, then one per design point shown by `value`."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    point_columns = [c for c in wide.columns if c not in ("trace", "method", "variant")]
+    return [
+        Column("trace", "trace", text=True),
+        Column("method", "method", fmt_method, text=True),
+        Column("variant", "variant", text=True, null=""),
+        *(Column(c, str(c), value) for c in point_columns),
+    ]
+
+
 def render_ratio_table(
     wide: pd.DataFrame,
     fmt: str,
@@ -184,15 +197,7 @@ def render_ratio_table(
     notes: Sequence[str] = (),
 ) -> str:
     """Render a `ratio_table` in `fmt` (one of winosim.report.FORMATS)."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    point_columns = [c for c in wide.columns if c not in ("trace", "method", "variant")]
-    columns = [
-        Column("trace", "trace", text=True),
-        Column("method", "method", fmt_method, text=True),
-        Column("variant", "variant", text=True, null=""),
-        *(Column(c, str(c), _fmt_ratio) for c in point_columns),
-    ]
+    columns = _wide_columns(wide, fmt, _fmt_ratio)
     meta = {"table": kind, "reference": reference, "synthetic": synthetic}
     return render(
         wide,
@@ -234,14 +239,6 @@ def render_value_table(
     notes: Sequence[str] = (),
 ) -> str:
     """Render a `per_image_table` (or any wide table with trace/method/variant columns) in `fmt`."""
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    point_columns = [c for c in wide.columns if c not in ("trace", "method", "variant")]
-    columns = [
-        Column("trace", "trace", text=True),
-        Column("method", "method", fmt_method, text=True),
-        Column("variant", "variant", text=True, null=""),
-        *(Column(c, str(c), lambda v: f"{float(v):,.{digits}f}") for c in point_columns),
-    ]
+    columns = _wide_columns(wide, fmt, lambda v: f"{float(v):,.{digits}f}")
     lines = [SYNTHETIC_BANNER, *title] if synthetic else list(title)
     return render(wide, fmt, columns=columns, meta={"synthetic": synthetic}, title=lines, notes=notes, group="trace")

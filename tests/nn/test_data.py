@@ -74,6 +74,31 @@ def test_image_folder(tmp_path: Path) -> None:
     assert xt.shape == (1, 3, 224, 224)
 
 
+def test_both_dataset_kinds_take_subsets_and_shuffle_alike(tmp_path: Path, random_data: Path) -> None:
+    """A subset keeps the first images and the normalisation, a limit below 1 is an error, and `epoch_images`
+    cuts an epoch short, in both kinds of dataset."""
+    from PIL import Image
+
+    for split in ("train", "val"):
+        for i in range(4):
+            folder = tmp_path / split / f"c{i % 2}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(_images(1, seed=i)[0]).save(folder / f"{i}.png")
+    folder_data = load_dataset(tmp_path, "train")
+    array_data = load_dataset(random_data, "train").subset(len(folder_data))
+    for data in (folder_data, array_data):
+        assert data.subset(None) is data and data.subset(len(data) + 5) is data
+        part = data.subset(2)
+        assert len(part) == 2 and (part.mean, part.std) == (data.mean, data.std)
+        assert torch.equal(part.labels, data.labels[:2])
+        with pytest.raises(ConfigError, match="image limit must be >= 1"):
+            data.subset(0)
+    for data in (folder_data, array_data):
+        assert data.batches_per_epoch(3) == 2 and data.batches_per_epoch(3, epoch_images=3) == 1
+        epoch = [y for _, y in data.train_batches(seed=3, epoch=1, batch_size=3, epoch_images=3)]
+        assert len(epoch) == 1 and len(epoch[0]) == 3
+
+
 def test_unknown_layout_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a known dataset layout"):
         load_dataset(tmp_path, "train")

@@ -46,6 +46,38 @@ def derive_seed(*parts: int) -> int:
     )
 
 
+def _normalise(images: Tensor, mean: tuple[float, float, float], std: tuple[float, float, float]) -> Tensor:
+    """uint8 (B, 3, H, W) -> float32 normalised per channel, on the images' device."""
+    mean_t = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
+    return (images.float().div_(255.0) - mean_t) / std_t
+
+
+def _subset_count(count: int | None, length: int) -> int | None:
+    """How many images a `subset(count)` keeps: None (all) when `count` is None or covers the set."""
+    if count is None or count >= length:
+        return None
+    if count < 1:
+        raise ConfigError(f"image limit must be >= 1, got {count}")
+    return count
+
+
+def _batch_count(length: int, batch_size: int, epoch_images: int | None) -> int:
+    count = length if epoch_images is None else min(epoch_images, length)
+    return -(-count // batch_size)
+
+
+def _epoch_order(length: int, seed: int, epoch: int, epoch_images: int | None) -> Tensor:
+    """The epoch's image order (the first `epoch_images` of a seeded permutation), on the CPU."""
+    order = torch.randperm(length, generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))
+    return order if epoch_images is None else order[:epoch_images]
+
+
+def _batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
+    """The CPU generator of one training batch's augmentation draws."""
+    return torch.Generator().manual_seed(derive_seed(seed, epoch, batch, 7))
+
+
 @dataclass(frozen=True)
 class ArrayDataset:
     """An in-memory labelled image set: `images` uint8 (N, 3, H, W), `labels` int64 (N,)."""
@@ -68,11 +100,10 @@ class ArrayDataset:
 
     def subset(self, count: int | None) -> ArrayDataset:
         """The first `count` images (all when None)."""
-        if count is None or count >= len(self):
+        keep = _subset_count(count, len(self))
+        if keep is None:
             return self
-        if count < 1:
-            raise ConfigError(f"image limit must be >= 1, got {count}")
-        return ArrayDataset(self.name, self.images[:count], self.labels[:count], self.num_classes, self.mean, self.std)
+        return ArrayDataset(self.name, self.images[:keep], self.labels[:keep], self.num_classes, self.mean, self.std)
 
     def to(self, device: torch.device | str) -> ArrayDataset:
         """The same images on `device` (a CUDA GPU: the whole set stays there, and shuffling, augmentation and
@@ -83,9 +114,7 @@ class ArrayDataset:
 
     def normalise(self, images: Tensor) -> Tensor:
         """uint8 (B, 3, H, W) -> float32 normalised, on the images' device."""
-        mean = torch.tensor(self.mean, device=images.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=images.device).view(1, 3, 1, 1)
-        return (images.float().div_(255.0) - mean) / std
+        return _normalise(images, self.mean, self.std)
 
     def take(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
         """Normalised, unaugmented images and labels at `indices`."""
@@ -93,21 +122,16 @@ class ArrayDataset:
         return self.normalise(self.images[index]), self.labels[index]
 
     def batches_per_epoch(self, batch_size: int, epoch_images: int | None = None) -> int:
-        count = len(self) if epoch_images is None else min(epoch_images, len(self))
-        return -(-count // batch_size)
+        return _batch_count(len(self), batch_size, epoch_images)
 
     def train_batches(
         self, *, seed: int, epoch: int, batch_size: int, start_batch: int = 0, epoch_images: int | None = None
     ) -> Iterator[tuple[Tensor, Tensor]]:
         """Augmented, shuffled training batches of one epoch, starting at batch `start_batch`."""
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))
-        if epoch_images is not None:
-            order = order[:epoch_images]
-        order = order.to(self.images.device)
+        order = _epoch_order(len(self), seed, epoch, epoch_images).to(self.images.device)
         for b in range(start_batch, self.batches_per_epoch(batch_size, epoch_images)):
             index = order[b * batch_size : (b + 1) * batch_size]
-            gen = torch.Generator().manual_seed(derive_seed(seed, epoch, b, 7))
-            yield self.normalise(augment(self.images[index], gen)), self.labels[index]
+            yield self.normalise(augment(self.images[index], _batch_generator(seed, epoch, b))), self.labels[index]
 
     def test_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         for start in range(0, len(self), batch_size):
@@ -193,10 +217,19 @@ class ImageFolderDataset:
         return len(self.files)
 
     def subset(self, count: int | None) -> ImageFolderDataset:
-        if count is None or count >= len(self):
+        """The first `count` images (all when None)."""
+        keep = _subset_count(count, len(self))
+        if keep is None:
             return self
         return ImageFolderDataset(
-            self.name, self.files[:count], self.labels[:count], self.num_classes, self.train, self.size
+            self.name,
+            self.files[:keep],
+            self.labels[:keep],
+            self.num_classes,
+            self.train,
+            self.size,
+            self.mean,
+            self.std,
         )
 
     def _load(self, index: int, gen: torch.Generator | None) -> Tensor:
@@ -222,27 +255,24 @@ class ImageFolderDataset:
         return array
 
     def normalise(self, images: Tensor) -> Tensor:
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
-        return (images.float().div_(255.0) - mean) / std
+        """uint8 (B, 3, H, W) -> float32 normalised."""
+        return _normalise(images, self.mean, self.std)
 
     def take(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Tensor]:
         index = [int(i) for i in torch.as_tensor(indices).tolist()]
         return self.normalise(torch.stack([self._load(i, None) for i in index])), self.labels[index]
 
     def batches_per_epoch(self, batch_size: int, epoch_images: int | None = None) -> int:
-        count = len(self) if epoch_images is None else min(epoch_images, len(self))
-        return -(-count // batch_size)
+        return _batch_count(len(self), batch_size, epoch_images)
 
     def train_batches(
         self, *, seed: int, epoch: int, batch_size: int, start_batch: int = 0, epoch_images: int | None = None
     ) -> Iterator[tuple[Tensor, Tensor]]:
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(derive_seed(seed, epoch)))
-        if epoch_images is not None:
-            order = order[:epoch_images]
+        """Augmented (random crop, flip), shuffled training batches of one epoch, from batch `start_batch`."""
+        order = _epoch_order(len(self), seed, epoch, epoch_images)
         for b in range(start_batch, self.batches_per_epoch(batch_size, epoch_images)):
             index = order[b * batch_size : (b + 1) * batch_size].tolist()
-            gen = torch.Generator().manual_seed(derive_seed(seed, epoch, b, 7))
+            gen = _batch_generator(seed, epoch, b)
             batch = torch.stack([self._load(i, gen) for i in index])
             yield self.normalise(batch), self.labels[index]
 
