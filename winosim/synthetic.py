@@ -215,12 +215,4 @@ def synthetic_trace(
             "not a trained model"
         ),
     )
-    return Trace(
-        network=geometry.name,
-        input_height=geometry.input_height,
-        input_width=geometry.input_width,
-        layers=geometry.layers,
-        variants=tuple(variants),
-        provenance=provenance,
-        winograd_m=winograd_m,
-    )
+    return Trace.of_network(geometry, variants, provenance, winograd_m)

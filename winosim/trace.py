@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 
 from winosim.errors import ConfigError, TraceError
 from winosim.files import atomic_write
-from winosim.geometry import LayerGeometry
+from winosim.geometry import LayerGeometry, NetworkGeometry
 from winosim.integers import ceil_div
 from winosim.methods import VARIANT_METHODS, Domain, VariantMethod, variant_domain
 
@@ -123,7 +123,8 @@ class Provenance:
 
 @dataclass(frozen=True)
 class Trace:
-    """A network's geometry plus its variants' masks. Construct with `make_trace` to validate shapes."""
+    """A network's geometry plus its variants' masks, validated on construction (`validate`: every mask's shape,
+    dtype and domain against its layer). `Trace.of_network` builds one from a `NetworkGeometry`."""
 
     network: str
     input_height: int
@@ -135,6 +136,21 @@ class Trace:
 
     def __post_init__(self) -> None:
         validate(self)
+
+    @classmethod
+    def of_network(
+        cls, geometry: NetworkGeometry, variants: Sequence[Variant], provenance: Provenance, winograd_m: int = 2
+    ) -> Trace:
+        """The trace of `geometry`'s network, input and layers with `variants`."""
+        return cls(
+            network=geometry.name,
+            input_height=geometry.input_height,
+            input_width=geometry.input_width,
+            layers=geometry.layers,
+            variants=tuple(variants),
+            provenance=provenance,
+            winograd_m=winograd_m,
+        )
 
     @property
     def images(self) -> int:

@@ -255,11 +255,4 @@ def extract_trace(
             f"test images ({precision}); masks computed in float32"
         ),
     )
-    return Trace(
-        network=geometry.name,
-        input_height=geometry.input_height,
-        input_width=geometry.input_width,
-        layers=geometry.layers,
-        variants=tuple(variants),
-        provenance=provenance,
-    )
+    return Trace.of_network(geometry, variants, provenance)
