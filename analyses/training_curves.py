@@ -3,11 +3,12 @@ epoch, from the run logs committed under `traces/recipes/logs/<run>/` (copies of
 `metrics.jsonl` and `config.json`; the checkpoints themselves stay in the git-ignored `runs/`).
 
 Writes `training-curves.md` (first the dense accuracy reached against the number of dense epochs, every run
-trained from scratch whose dense phase has finished, with a fit per network, method and peak rate; then one
-table per run: every epoch of every phase, with its density, learning rate, losses, accuracies, images/s and
-wall time), `training-curves.png` (test accuracy against training images seen, one line per run) and
-`training-curves-dense-epochs.png` (the dense accuracy against dense epochs). A run still in progress shows
-the epochs it has finished; the table says so, with the schedule it has left.
+trained from scratch whose dense phase has finished, with a fit per network, method and peak rate; then each
+change to the recipe against the recipe itself, run as long on the same machine (`traces/recipes/grid.sh`'s
+ablations); then one table per run: every epoch of every phase, with its density, learning rate, losses,
+accuracies, images/s and wall time), `training-curves.png` (test accuracy against training images seen, one
+line per run) and `training-curves-dense-epochs.png` (the dense accuracy against dense epochs). A run still in
+progress shows the epochs it has finished; the table says so, with the schedule it has left.
 
     python analyses/training_curves.py [--logs traces/recipes/logs] [--out analyses/out]
 """
@@ -225,6 +226,88 @@ def dense_epochs_table(points: list[DensePoint]) -> str:
     return "\n".join(lines) + "\n"
 
 
+RECIPE_PEAK_LR = 0.4
+"""The paper recipe's peak learning rate (batch 256): an ablation's reference runs at it."""
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One run that changes the recipe, against the recipe itself run the same length on the same machine."""
+
+    point: DensePoint
+    reference: DensePoint
+
+    @property
+    def change(self) -> str:
+        """What the run changes: its recipe changes and its peak rate where that differs."""
+        parts = [self.point.changes] if self.point.changes else []
+        if self.point.peak_lr != self.reference.peak_lr:
+            parts.append(f"peak lr {self.point.peak_lr:g}")
+        return ", ".join(parts) or "the recipe again"
+
+    @property
+    def difference_points(self) -> float:
+        return 100 * (self.point.test_accuracy - self.reference.test_accuracy)
+
+    @property
+    def difference_error_points(self) -> float:
+        """Standard error of the difference, treating the two accuracies as independent binomials: an upper
+        bound when both are measured on the same test images (their errors are positively correlated)."""
+        return math.hypot(
+            standard_error_points(self.point.test_accuracy, self.point.test_images),
+            standard_error_points(self.reference.test_accuracy, self.reference.test_images),
+        )
+
+
+def _group(point: DensePoint) -> tuple[str, str, int, str]:
+    """The runs an ablation compares: same network, method, dense epochs and machine."""
+    return point.network, point.mode, point.dense_epochs, point.machine
+
+
+def ablations(points: list[DensePoint]) -> list[Ablation]:
+    """Every dense point paired with the recipe's own run (no changes, peak `RECIPE_PEAK_LR`) of the same
+    network, method, dense epochs and machine, where one exists; sorted by that group, then run name. Where
+    several reference runs exist, the first by run name is the reference."""
+    references: dict[tuple[str, str, int, str], DensePoint] = {}
+    for p in sorted(points, key=lambda p: p.run):
+        if not p.changes and p.peak_lr == RECIPE_PEAK_LR:
+            references.setdefault(_group(p), p)
+    pairs = []
+    for p in points:
+        reference = references.get(_group(p))
+        if reference is not None and p is not reference:
+            pairs.append(Ablation(p, reference))
+    return sorted(pairs, key=lambda a: (_group(a.point), a.point.run))
+
+
+def ablation_table(points: list[DensePoint]) -> str:
+    """Markdown: what each change to the recipe's dense phase does to the test accuracy (docs/training.md's
+    recipe table), from the runs that `traces/recipes/grid.sh` makes."""
+    lines = [
+        "## Each change to the recipe against the recipe itself",
+        "",
+        f"Runs of the same network, method, dense epochs and machine as a run of the recipe itself (peak lr "
+        f"{RECIPE_PEAK_LR:g}, no other change): `traces/recipes/grid.sh` makes them. The difference's standard "
+        "error treats the two accuracies as independent, an upper bound on the same test images.",
+        "",
+    ]
+    pairs = ablations(points)
+    if not pairs:
+        return "\n".join([*lines, "No such runs among the logs yet.", ""])
+    lines += [
+        "| network | method | machine | dense epochs | change | test acc. | the recipe's | difference (± s.e.) | run |",
+        "|---|---|---|---:|---|---:|---:|---:|---|",
+    ]
+    for a in pairs:
+        p = a.point
+        lines.append(
+            f"| {p.network} | {p.mode} | {p.machine} | {p.dense_epochs} | {a.change} | {100 * p.test_accuracy:.2f}% "
+            f"| {100 * a.reference.test_accuracy:.2f}% | {a.difference_points:+.2f} ± {a.difference_error_points:.2f} "
+            f"| `{p.run}` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def run_table(run: RunLog) -> str:
     """Markdown: the run's recipe line and one row per finished epoch."""
     c = run.config
@@ -354,6 +437,8 @@ def main() -> None:
         "- test accuracy: on the run's test split (all 10,000 CIFAR-10 test images unless the recipe says "
         "otherwise), measured after each epoch; ± is the binomial standard error\n\n"
         + dense_epochs_table(points)
+        + "\n"
+        + ablation_table(points)
         + "\n"
         + "\n".join(run_table(run) for run in runs)
     )
