@@ -97,13 +97,24 @@ def test_parallel_all_starts_the_three_at_once_for_a_gpu(tmp_path: Path, wr_from
 
 
 def test_winograd_relu_is_trained_from_scratch_by_default_with_its_own_flags_last(tmp_path: Path) -> None:
-    """WR_FROM defaults to scratch (as the paper trains it); WR_FLAGS follow the recipe's flags, so they win."""
-    _run(tmp_path, False, WR_FLAGS="--lr 0.1 --weight-decay 1e-4")
+    """WR_FROM defaults to scratch (as the paper trains it); WR_FLAGS follow all the recipe's flags, the pruning
+    schedule's included, so they win (a later flag overrides an earlier one)."""
+    _run(tmp_path, False, WR_FLAGS="--lr 0.1 --retrain-lr 0.01")
     args = dict(line.split(" ", 1) for line in (tmp_path / "calls.args").read_text().splitlines())
     relu = args["paper_vgg_nagadomi_winograd_relu"]
-    assert "--init-from" not in relu
-    assert "--epochs 16 --lr 0.4 --lr 0.1 --weight-decay 1e-4 --densities" in relu
+    assert "--init-from" not in relu and "--branch-from" not in relu
+    assert "--epochs 16 --lr 0.4 --densities" in relu
+    assert relu.endswith("--retrain-epochs 2 --retrain-lr 0.04 --lr 0.1 --retrain-lr 0.01")
     assert "--lr 0.1" not in args["paper_vgg_nagadomi_spatial"]
+
+
+def test_winograd_relu_from_a_dense_checkpoint_is_a_branch(tmp_path: Path) -> None:
+    """WR_FROM=RUN/phase0_dense.pt prunes that run's dense model with the recipe's schedule and WR_FLAGS
+    (`--branch-from`, which checks the dense flags against the run's)."""
+    calls = _run(tmp_path, False, METHODS="winograd_relu", WR_FROM="runs/old/phase0_dense.pt", WR_FLAGS="--lr 0.1")
+    assert calls == ["start paper_vgg_nagadomi_winograd_relu", "end paper_vgg_nagadomi_winograd_relu"]
+    args = dict(line.split(" ", 1) for line in (tmp_path / "calls.args").read_text().splitlines())
+    assert args["paper_vgg_nagadomi_winograd_relu"].endswith("--lr 0.1 --branch-from runs/old/phase0_dense.pt")
 
 
 def test_methods_trains_only_the_runs_named(tmp_path: Path) -> None:
@@ -111,7 +122,7 @@ def test_methods_trains_only_the_runs_named(tmp_path: Path) -> None:
     calls = _run(tmp_path, False, METHODS="winograd_relu", WR_FLAGS="--lr 0.1 --epochs 80")
     assert calls == ["start paper_vgg_nagadomi_winograd_relu", "end paper_vgg_nagadomi_winograd_relu"]
     args = (tmp_path / "calls.args").read_text()
-    assert "--epochs 16 --lr 0.4 --lr 0.1 --epochs 80 --densities" in args
+    assert "--epochs 16 --lr 0.4 --densities" in args and args.rstrip().endswith("--lr 0.1 --epochs 80")
 
 
 def test_editing_the_recipe_while_it_runs_changes_nothing_it_does(tmp_path: Path) -> None:

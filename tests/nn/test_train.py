@@ -172,6 +172,43 @@ def test_winograd_relu_run_can_start_from_a_spatial_checkpoint(random_data: Path
         torch.testing.assert_close(layer.weight, spatial_to_winograd(g))
 
 
+def test_a_branch_is_the_run_that_schedule_would_have_been(random_data: Path, tmp_path: Path) -> None:
+    """`branch_from`: a run that takes another run's dense model and prunes it with its own schedule equals,
+    bit for bit, the run trained with that schedule from the start (its dense phase, epoch records and wall
+    time included); a schedule of its own differs only after the dense phase; a dense-phase option that differs,
+    or a checkpoint that is not a dense phase's, is one ConfigError naming it."""
+    a = _config(random_data, tmp_path / "a", densities=(0.6, 0.3), train_limit=16, retrain_lr=0.01)
+    train(a)
+    dense = str(tmp_path / "a" / "phase0_dense.pt")
+    b = train(replace(a, out=str(tmp_path / "b"), branch_from=dense))
+    assert b.finished
+    for name in ("phase0_dense.pt", "phase1_d0.60.pt", "phase2_d0.30.pt"):
+        ours, theirs = load_checkpoint(tmp_path / "b" / name), load_checkpoint(tmp_path / "a" / name)
+        assert ours.keys() == theirs.keys()
+        for key, value in theirs["model"].items():
+            assert torch.equal(ours["model"][key], value), (name, key)
+        assert ours["accuracy"] == theirs["accuracy"] and ours["dense_accuracy"] == theirs["dense_accuracy"]
+    records_a = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    records_b = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    drop_time = {"wall_s", "train_images_per_s"}
+    assert [{k: v for k, v in r.items() if k not in drop_time} for r in records_b] == [
+        {k: v for k, v in r.items() if k not in drop_time} for r in records_a
+    ]
+    assert records_b[0]["wall_s"] == records_a[0]["wall_s"]  # the dense phase's time is the other run's
+
+    c = train(replace(a, out=str(tmp_path / "c"), branch_from=dense, retrain_lr=0.04, densities=(0.5,)))
+    assert [r["density"] for r in c.state.history] == [1.0, 0.5]
+    assert c.state.dense_accuracy == b.state.dense_accuracy
+    assert load_checkpoint(tmp_path / "c" / "phase0_dense.pt")["config"]["retrain_lr"] == 0.04
+
+    with pytest.raises(ConfigError, match=r"its run trained with lr 0\.05, this one asks for 0\.1"):
+        train(replace(a, out=str(tmp_path / "d"), branch_from=dense, lr=0.1))
+    with pytest.raises(ConfigError, match="not the end of a dense phase"):
+        train(replace(a, out=str(tmp_path / "e"), branch_from=str(tmp_path / "a" / "phase1_d0.60.pt")))
+    with pytest.raises(ConfigError, match="exclude each other"):
+        replace(a, branch_from=dense, init_from=dense, mode="native")
+
+
 def test_onecycle_schedule_warms_up_then_decays_linearly(tmp_path: Path) -> None:
     """Dense phase: linear warm-up to lr over `warmup`, linear decay to lr * final_lr_fraction; retraining
     phases decay linearly from retrain_lr without warm-up."""

@@ -84,6 +84,7 @@ def test_every_field_the_command_line_sets_survives_the_round_trip() -> None:
         "retrain_epoch_images": 50,
         "test_limit": 200,
         "init_from": "x.pt",
+        "branch_from": "runs/a/phase0_dense.pt",
         "checkpoint_every_s": 60.0,
         "schedule": "onecycle",
         "warmup": 0.1,

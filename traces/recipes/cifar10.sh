@@ -17,7 +17,9 @@
 # for two cores; all: the three runs at once, for a GPU; default 0,
 # one run at a time), WR_FROM (paper recipe: scratch, the default, trains Winograd-ReLU from scratch as the
 # paper does; spatial starts it from the trained spatial model with a 4-epoch fine-tune, measured short of
-# it), WR_FLAGS (paper recipe: flags for the Winograd-ReLU run after the recipe's, e.g. "--lr 0.1"), DENSE_EPOCHS (paper recipe: dense epochs, default 16 for VGG-nagadomi and 18 for ResNet-18; the shipped
+# it; a path RUN/phase0_dense.pt prunes that Winograd-ReLU run's dense model with the recipe's schedule and
+# WR_FLAGS, `--branch-from`), WR_FLAGS (paper recipe: flags for the Winograd-ReLU run after the recipe's, e.g.
+# "--lr 0.1 --retrain-lr 0.01"), DENSE_EPOCHS (paper recipe: dense epochs, default 16 for VGG-nagadomi and 18 for ResNet-18; the shipped
 # VGG-nagadomi trace used 30), RECIPE (budget, the default: what made resnet18.npz; full: whole-dataset
 # step-decay epochs, superseded; paper: issue 10's one-cycle recipe aimed at dense >= 92%, see docs/training.md;
 # what made vgg_nagadomi.npz), METHODS (comma-separated: which runs `train` trains and `trace` extracts, default
@@ -135,8 +137,12 @@ train_winograd_relu() {
         # Winograd domain (measured short of training from scratch, the default, as the paper does)
         train ${prefix}_winograd_relu --method winograd_relu --init-from "$RUNS/${prefix}_spatial/phase0_dense.pt" \
             --epochs 4 --lr 0.1 --warmup 0.1 $search
+    elif [ "$RECIPE" = paper ] && [ "${WR_FROM:-scratch}" != scratch ]; then
+        # WR_FROM=RUN/phase0_dense.pt: that run's dense model, pruned with this recipe's schedule (`--branch-from`
+        # checks that the dense flags are the ones that run was trained with)
+        train ${prefix}_winograd_relu --method winograd_relu $dense $search ${WR_FLAGS:-} --branch-from "$WR_FROM"
     else
-        train ${prefix}_winograd_relu --method winograd_relu $dense ${WR_FLAGS:-} $search
+        train ${prefix}_winograd_relu --method winograd_relu $dense $search ${WR_FLAGS:-}
     fi
 }
 

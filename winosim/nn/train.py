@@ -90,6 +90,7 @@ class TrainConfig:
     retrain_epoch_images: int | None = None
     test_limit: int | None = None
     init_from: str | None = None
+    branch_from: str | None = None
     checkpoint_every_s: float = 240.0
     schedule: str = "step"
     warmup: float = 0.25
@@ -151,6 +152,8 @@ class TrainConfig:
             raise ConfigError(
                 "TrainConfig: init_from (a spatial checkpoint) needs mode 'native' or 'winograd_relu', got 'spatial'"
             )
+        if self.init_from is not None and self.branch_from is not None:
+            raise ConfigError("TrainConfig: init_from and branch_from exclude each other (a branch has a dense model)")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -540,9 +543,14 @@ class _Run:
         model = build_network(config, classes)
         phases = config.phases()
         state = TrainState()
+        branched = False
         if ckpt is not None:
             load_model_state(model, ckpt["model"], last)
             state = _state_from_dict(ckpt.get("state", {}))
+        elif config.branch_from:
+            dense_model, state = _branch_state(config, config.branch_from)
+            load_model_state(model, dense_model, Path(config.branch_from))
+            branched = True
         elif config.init_from:
             _start_from_spatial(model, config, config.init_from)
         model.to(dev)
@@ -568,6 +576,10 @@ class _Run:
         self.segment_start = self.last_save = time.monotonic()
         self.rate_start = (self.segment_start, state.step)  # images/s and ETA count from this invocation's start
         self.steps_here = 0
+        if branched:  # the dense phase is the other run's: record it here as this run would have, and go on
+            self._log(f"branched from {config.branch_from}: its dense phase, then this run's pruning schedule")
+            self.write_metrics()
+            self.end_phase()
 
     def save(self) -> None:
         """Write `last.pt` (atomically), adding the time since the last save to the run's wall time."""
@@ -708,8 +720,12 @@ class _Run:
         state.loss_sum, state.correct, state.seen = 0.0, 0, 0
         self.save()
         self.progress_line(density, epochs, per_epoch, f"test accuracy {test_accuracy:.4f}")
+        self.write_metrics()
+
+    def write_metrics(self) -> None:
+        """`metrics.jsonl`: every epoch record so far, one JSON line each (atomically)."""
         atomic_write_text(
-            self.out / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in state.history)
+            self.out / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.state.history)
         )
 
     def end_phase(self) -> None:
@@ -744,6 +760,33 @@ class _Run:
             prune_network(model, next_density)
             self.optimizer = _optimizer(model, config, next_lr)
         self.save()
+
+
+BRANCH_FREE_FIELDS = frozenset(
+    {"out", "checkpoint_every_s", "densities", "retrain_epochs", "retrain_lr", "retrain_epoch_images", "branch_from"}
+)
+"""The fields a branch may set differently from the run it branches from: the pruning schedule and run-time ones.
+Every other field shapes the dense phase (or the data and the measurement) and must match."""
+
+
+def _branch_state(config: TrainConfig, path: str) -> tuple[dict[str, torch.Tensor], TrainState]:
+    """`--branch-from RUN/phase0_dense.pt`: the dense model and state of another run whose dense phase this run's
+    configuration would have trained identically; this run then goes on from there with its own pruning
+    schedule. ConfigError naming the first field that differs, or a checkpoint that is not a dense phase's."""
+    source = load_checkpoint(path)
+    state = _state_from_dict(source.get("state", {}))
+    if source.get("density", "dense") is not None or state.phase != 0 or state.dense_accuracy is None:
+        raise ConfigError(f"--branch-from {path}: not the end of a dense phase (a run's phase0_dense.pt)")
+    theirs = TrainConfig.from_dict(source["config"]).to_dict()
+    ours = config.to_dict()
+    free = ", ".join(sorted(BRANCH_FREE_FIELDS - {"branch_from", "out", "checkpoint_every_s"}))
+    for name in sorted(set(ours) - BRANCH_FREE_FIELDS):
+        if ours[name] != theirs[name]:
+            raise ConfigError(
+                f"--branch-from {path}: its run trained with {name} {theirs[name]!r}, this one asks for "
+                f"{ours[name]!r} (a branch changes only the pruning schedule: {free})"
+            )
+    return source["model"], state
 
 
 def _start_from_spatial(model: WinoNet, config: TrainConfig, path: str) -> None:

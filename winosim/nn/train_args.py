@@ -96,6 +96,13 @@ def train_parser() -> argparse.ArgumentParser:
         help="native or winograd_relu: start from a spatial checkpoint (U = G g G^T; exact for native, a "
         "starting point for winograd_relu)",
     )
+    p.add_argument(
+        "--branch-from",
+        default=None,
+        help="start from another run's dense model (RUN/phase0_dense.pt) and prune it with this run's schedule: "
+        "every other option must be the ones that run was trained with (a branch changes only --densities, "
+        "--retrain-epochs, --retrain-lr, --retrain-epoch-images)",
+    )
     p.add_argument("--checkpoint-every-s", type=float, default=240.0, help="seconds between mid-epoch checkpoints")
     p.add_argument(
         "--schedule",
@@ -164,6 +171,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
         retrain_epoch_images=args.retrain_epoch_images,
         test_limit=args.test_limit,
         init_from=args.init_from,
+        branch_from=args.branch_from,
         checkpoint_every_s=args.checkpoint_every_s,
         schedule=args.schedule,
         warmup=args.warmup,
