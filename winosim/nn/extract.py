@@ -163,6 +163,7 @@ def _variant_recipe(
         "epoch_images": cfg.epoch_images,
         "retrain_epoch_images": cfg.retrain_epoch_images,
         "init_from": Path(cfg.init_from).name if cfg.init_from else None,
+        "branch_from": cfg.branch_from,
         "seed": cfg.seed,
         "steps": state.get("step"),
         "train_wall_s": round(float(state.get("wall_s", 0.0)), 1),
