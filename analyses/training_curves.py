@@ -102,11 +102,12 @@ class DensePoint:
 
 
 def dense_points(runs: list[RunLog]) -> list[DensePoint]:
-    """One point per run whose dense phase (phase 0, from scratch) has finished, in run-name order."""
+    """One point per run whose dense phase (phase 0, from scratch) has finished, in run-name order. A branch
+    (`--branch-from`) carries another run's dense phase and is not a point of its own."""
     points = []
     for run in runs:
         c = run.config
-        if c.get("init_from") or int(c["epochs"]) == 0:
+        if c.get("init_from") or c.get("branch_from") or int(c["epochs"]) == 0:
             continue
         last = [r for r in run.epochs if r["phase"] == 0 and r["epoch"] == int(c["epochs"])]
         if not last:
@@ -318,6 +319,8 @@ def run_table(run: RunLog) -> str:
         else f"in progress: {done} of {run.schedule_epochs} epochs of its schedule finished"
     )
     init = Path(c["init_from"]).parent.name if c.get("init_from") else "scratch"
+    if c.get("branch_from"):  # the dense phase (and its records below) are that run's
+        init = f"`{Path(c['branch_from']).parent.name}`'s dense phase (a branch: only its pruning schedule differs)"
     lines = [
         f"## `{run.name}`: {c['network']}, {c['mode']} ({status})",
         "",

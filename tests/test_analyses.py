@@ -120,6 +120,7 @@ def test_dense_points_are_finished_dense_phases_trained_from_scratch() -> None:
         _run_log("done", epochs=2, test=[0.5, 0.8]),
         _run_log("running", epochs=3, test=[0.5, 0.8]),  # 2 of 3 dense epochs: not a point yet
         _run_log("converted", epochs=2, test=[0.5, 0.9], init_from="runs/x/phase0_dense.pt"),
+        _run_log("branch", epochs=2, test=[0.5, 0.8], branch_from="runs/done/phase0_dense.pt"),  # done's dense
     ]
     points = tc.dense_points(runs)
     assert [(p.run, p.dense_epochs, p.test_accuracy) for p in points] == [("done", 2, 0.8)]
