@@ -52,7 +52,12 @@ def test_shipped_trace(path: Path) -> None:
     if trace.provenance.synthetic:
         return
     assert trace.images >= 8
-    assert trace.provenance.torch_version and trace.provenance.command.startswith("python -m winosim trace")
+    assert trace.provenance.torch_version
+    command = trace.provenance.command
+    assert command.startswith(("python -m winosim trace", "python -m winosim merge"))
+    if command.startswith("python -m winosim merge"):  # each variant names the extraction it came from
+        for variant in trace.variants:
+            assert variant.recipe["extraction"]["command"].startswith("python -m winosim trace"), variant.name
     assert {v.method for v in trace.variants} == {"spatial", "native", "winograd_relu"}
     for variant in trace.variants:
         assert variant.accuracy is not None and 0.0 <= variant.accuracy <= 1.0
@@ -74,7 +79,10 @@ SHORT_OF_THE_BAR = {
     ("resnet18.npz", "spatial"): "budget recipe: dense 58.20% on the first 2,000 test images",
     ("resnet18.npz", "native"): "budget recipe: dense 58.20% on the first 2,000 test images",
     ("resnet18.npz", "winograd_relu"): "budget recipe: dense 56.85% on the first 2,000 test images",
-    ("vgg_nagadomi.npz", "winograd_relu"): "paper recipe, 30 epochs from scratch (H200): dense 90.20%",
+    ("vgg_nagadomi.npz", "winograd_relu"): (
+        "80 epochs from scratch (CPU): dense 92.53% meets the bar; its selected 0.14 point is -0.50 on the "
+        "training-time (bf16) measurement the search used, -0.59 re-measured in fp32 at extraction"
+    ),
 }
 
 
