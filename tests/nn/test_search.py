@@ -82,7 +82,7 @@ def test_curve_dict_records_rule_and_selection(tmp_path: Path) -> None:
     assert [p["accuracy"] for p in data["points"]] == [0.8, 0.795]
     assert all(p["test_images"] == 1000 for p in data["points"])
     table = curve_table([curve], 1.0)
-    assert "| r | winograd_relu | 0.60 | 79.50% | -0.50 | 1000 | **yes** |" in table
+    assert "| r | winograd_relu | 0.60 | 79.50% | -0.50 | 1000 | - | **yes** |" in table  # not re-measured
     assert "schedule not finished: 1 of 2 steps" in table
 
 
@@ -142,6 +142,31 @@ def test_real_run_curve_and_trace_select_within(
     assert search["selected_checkpoint"] == "phase2_d0.30.pt" and search["within_points"] == 100.0
     assert [p["density"] for p in search["points"]] == [1.0, 0.6, 0.3]
     assert variant.recipe["checkpoint"] == "phase2_d0.30.pt"
+    # one measurement for the rule and the report: the search re-measured every point as extraction does
+    # (fp32, the first 8 test images), keeping the run's own figures (16 images) beside them
+    assert [p["test_images"] for p in search["points"]] == [8, 8, 8]
+    assert [p["accuracy_at_training"] for p in search["points"]] == [logged[0], logged[1], logged[2]]
+    assert search["points"][0]["accuracy"] == variant.dense_accuracy
+    assert search["points"][2]["accuracy"] == variant.accuracy
+
+
+def test_the_selection_follows_the_remeasured_accuracies(tmp_path: Path) -> None:
+    """A point that passes on the run's own figures but not re-measured is not selected (and the reverse)."""
+    curve = density_curve(_fake_run(tmp_path / "r", {1.0: 0.9250, 0.5: 0.9200, 0.3: 0.9200}))
+    assert curve.select(0.5).density == 0.3
+    points = curve.points
+    again = replace(
+        curve,
+        points=(
+            replace(points[0], accuracy=0.9260, accuracy_at_training=points[0].accuracy),
+            replace(points[1], accuracy=0.9215, accuracy_at_training=points[1].accuracy),
+            replace(points[2], accuracy=0.9205, accuracy_at_training=points[2].accuracy),
+        ),
+    )
+    assert again.select(0.5).density == 0.5
+    table = curve_table([again], 0.5)
+    assert "| 0.30 | 92.05% | -0.55 | 1000 | 92.00% |  |" in table
+    assert again.to_dict(0.5)["points"][1]["accuracy_at_training"] == 0.92
 
 
 def test_trace_refuses_a_run_folder_without_select_within(random_data: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import argparse
 import logging
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ import torch
 from winosim.commands import CommandParser, seed
 from winosim.errors import ConfigError, WinosimError
 from winosim.files import atomic_write_text
+from winosim.nn.data import Dataset, load_dataset
 from winosim.nn.memory import retain_freed_memory
-from winosim.nn.train import PRECISIONS, train
+from winosim.nn.search import DensityCurve, remeasured
+from winosim.nn.train import PRECISIONS, select_device, train
 from winosim.nn.train_args import train_config_from_args, train_parser
 
 
@@ -86,9 +89,10 @@ def _trace_parser() -> argparse.ArgumentParser:
 
 
 def _resolve_checkpoints(
-    arguments: list[str], within_points: float | None
+    arguments: list[str], within_points: float | None, measure: Callable[[DensityCurve], DensityCurve]
 ) -> tuple[list[str], list[dict[str, Any]] | None]:
-    """Checkpoint paths as given, or (with `within_points`) the density search's pick from each run folder."""
+    """Checkpoint paths as given, or (with `within_points`) the density search's pick from each run folder, on
+    the curve as `measure` measures it again (the trace's own measurement: `search.remeasured`)."""
     from winosim.nn.search import curve_table, density_curve
 
     if within_points is None:
@@ -99,7 +103,7 @@ def _resolve_checkpoints(
                 "search, or name a phase checkpoint"
             )
         return arguments, None
-    curves = [density_curve(a) for a in arguments]
+    curves = [measure(density_curve(a)) for a in arguments]
     print(curve_table(curves, within_points))
     for curve in curves:
         if not curve.complete:
@@ -145,7 +149,14 @@ def trace_main(argv: list[str]) -> int:
         raise ConfigError(f"--out must end in .npz, got {args.out!r}")
     names = [n.strip() for n in args.names.split(",")] if args.names else None
     command = "python -m winosim trace " + shlex.join(argv)
-    checkpoints, searches = _resolve_checkpoints(args.checkpoints, args.select_within)
+    test_sets: list[Dataset] = []
+
+    def measure(curve: DensityCurve) -> DensityCurve:  # as extraction measures: one rule, one measurement
+        if not test_sets:
+            test_sets.append(load_dataset(args.data, "test").subset(args.test_limit))
+        return remeasured(curve, test_sets[0], select_device(args.device), args.precision)
+
+    checkpoints, searches = _resolve_checkpoints(args.checkpoints, args.select_within, measure)
     trace = extract_trace(
         checkpoints,
         args.data,

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from winosim.errors import ConfigError
-from winosim.nn.train import TrainConfig, load_checkpoint
+from winosim.nn.data import Dataset
+from winosim.nn.train import TrainConfig, evaluate, load_checkpoint, model_from_checkpoint
 
 _PHASE_FILE = re.compile(r"^phase(\d+)_(dense|d\d+\.\d+)\.pt$")
 
@@ -35,6 +36,8 @@ class DensityPoint:
     accuracy: float
     test_images: int | None
     checkpoint: Path
+    accuracy_at_training: float | None = None
+    """Set by `remeasured`: the accuracy the training run recorded, `accuracy` then being the re-measurement."""
 
     def __post_init__(self) -> None:
         if self.phase < 0 or not 0.0 < self.density <= 1.0 or not 0.0 <= self.accuracy <= 1.0:
@@ -47,6 +50,7 @@ class DensityPoint:
             "accuracy": self.accuracy,
             "test_images": self.test_images,
             "checkpoint": self.checkpoint.name,
+            **({} if self.accuracy_at_training is None else {"accuracy_at_training": self.accuracy_at_training}),
         }
 
 
@@ -142,13 +146,27 @@ def density_curve(run: str | Path) -> DensityCurve:
     return DensityCurve(folder, config.network, config.mode, tuple(config.densities), tuple(points))
 
 
+def remeasured(curve: DensityCurve, test_set: Dataset, device: Any, precision: str) -> DensityCurve:
+    """The curve with every point's accuracy measured again on `test_set` in `precision`, the way extraction
+    measures the accuracies a trace reports (`winosim.nn.extract`), so that the selection and the report are
+    one measurement; each point keeps the run's own figure as `accuracy_at_training`. Training records its
+    accuracies in the run's precision (bf16 where native), which moves a point by a few hundredths of a point:
+    enough to carry it across the tolerance."""
+    points = []
+    for point in curve.points:
+        model = model_from_checkpoint(load_checkpoint(point.checkpoint)).to(device)
+        accuracy = evaluate(model, test_set, device, precision)
+        points.append(replace(point, accuracy=accuracy, test_images=len(test_set), accuracy_at_training=point.accuracy))
+    return replace(curve, points=tuple(points))
+
+
 def curve_table(curves: Sequence[DensityCurve], within_points: float) -> str:
     """A Markdown table of the curves: density, accuracy, change from dense, and the selected point."""
     lines = [
         f"Density search: lowest density within {within_points:g} point(s) of the run's own dense accuracy",
         "",
-        "| run | method | density | test accuracy | vs dense (points) | test images | selected |",
-        "|---|---|---|---|---|---|---|",
+        "| run | method | density | test accuracy | vs dense (points) | test images | at training | selected |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for curve in curves:
         chosen = curve.select(within_points)
@@ -157,11 +175,12 @@ def curve_table(curves: Sequence[DensityCurve], within_points: float) -> str:
             lines.append(
                 f"| {curve.run.name} | {curve.method} | {point.density:.2f} | {100 * point.accuracy:.2f}% | "
                 f"{delta:+.2f} | {point.test_images if point.test_images is not None else '?'} | "
+                f"{'-' if point.accuracy_at_training is None else f'{100 * point.accuracy_at_training:.2f}%'} | "
                 f"{'**yes**' if point is chosen else ''} |"
             )
         if not curve.complete:
             lines.append(
                 f"| {curve.run.name} | {curve.method} | (schedule not finished: {len(curve.points) - 1} of "
-                f"{len(curve.schedule)} steps) | | | | |"
+                f"{len(curve.schedule)} steps) | | | | | |"
             )
     return "\n".join(lines) + "\n"
