@@ -112,12 +112,29 @@ def test_retraining_epochs_can_be_shorter_than_dense_epochs(random_data: Path, t
 
 
 def test_real_run_curve_and_trace_select_within(
-    random_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    random_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A real (tiny) run: the curve equals the end-of-phase accuracies the run logged, and `trace
-    --select-within` traces the selected checkpoint and stores the curve in the variant's recipe."""
+    --select-within` traces the selected checkpoint and stores the curve in the variant's recipe, evaluating
+    each checkpoint once."""
+    import winosim.nn.extract
+    import winosim.nn.search
     from winosim.nn.commands import curve_main, trace_main
     from winosim.trace import load_trace
+
+    evaluations: list[str] = []
+
+    def counting(module: Any) -> Any:
+        real = module.evaluate
+
+        def evaluate(*args: Any, **kwargs: Any) -> float:
+            evaluations.append(module.__name__)
+            return float(real(*args, **kwargs))
+
+        return evaluate
+
+    for module in (winosim.nn.search, winosim.nn.extract):
+        monkeypatch.setattr(module, "evaluate", counting(module))
 
     out = tmp_path / "run"
     result = train(_tiny_run(random_data, out, mode="winograd_relu", batch_size=16, train_limit=16))
@@ -148,6 +165,8 @@ def test_real_run_curve_and_trace_select_within(
     assert [p["accuracy_at_training"] for p in search["points"]] == [logged[0], logged[1], logged[2]]
     assert search["points"][0]["accuracy"] == variant.dense_accuracy
     assert search["points"][2]["accuracy"] == variant.accuracy
+    # the three checkpoints measured once each, by the search; extraction reuses the selected and dense ones
+    assert evaluations == ["winosim.nn.search"] * 3
 
 
 def test_the_selection_follows_the_remeasured_accuracies(tmp_path: Path) -> None:

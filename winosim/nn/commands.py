@@ -90,9 +90,10 @@ def _trace_parser() -> argparse.ArgumentParser:
 
 def _resolve_checkpoints(
     arguments: list[str], within_points: float | None, measure: Callable[[DensityCurve], DensityCurve]
-) -> tuple[list[str], list[dict[str, Any]] | None]:
+) -> tuple[list[str], list[dict[str, Any]] | None, dict[Path, float]]:
     """Checkpoint paths as given, or (with `within_points`) the density search's pick from each run folder, on
-    the curve as `measure` measures it again (the trace's own measurement: `search.remeasured`)."""
+    the curve as `measure` measures it again (the trace's own measurement: `search.remeasured`); with the
+    searches and the accuracies `measure` found, by resolved checkpoint path, for extraction to reuse."""
     from winosim.nn.search import curve_table, density_curve
 
     if within_points is None:
@@ -102,13 +103,18 @@ def _resolve_checkpoints(
                 f"{folders[0]} is a run folder: pass --select-within POINTS to choose its checkpoint by the density "
                 "search, or name a phase checkpoint"
             )
-        return arguments, None
+        return arguments, None, {}
     curves = [measure(density_curve(a)) for a in arguments]
     print(curve_table(curves, within_points))
     for curve in curves:
         if not curve.complete:
             print(f"trace: note: {curve.run} has not finished its schedule; selecting from the phases it has")
-    return [str(c.select(within_points).checkpoint) for c in curves], [c.to_dict(within_points) for c in curves]
+    measured = {p.checkpoint.resolve(): p.accuracy for c in curves for p in c.points}
+    return (
+        [str(c.select(within_points).checkpoint) for c in curves],
+        [c.to_dict(within_points) for c in curves],
+        measured,
+    )
 
 
 def _curve_parser() -> argparse.ArgumentParser:
@@ -156,7 +162,7 @@ def trace_main(argv: list[str]) -> int:
             test_sets.append(load_dataset(args.data, "test").subset(args.test_limit))
         return remeasured(curve, test_sets[0], select_device(args.device), args.precision)
 
-    checkpoints, searches = _resolve_checkpoints(args.checkpoints, args.select_within, measure)
+    checkpoints, searches, measured = _resolve_checkpoints(args.checkpoints, args.select_within, measure)
     trace = extract_trace(
         checkpoints,
         args.data,
@@ -168,6 +174,7 @@ def trace_main(argv: list[str]) -> int:
         precision=args.precision,
         command=command,
         searches=searches,
+        measured=measured,  # the search's re-measurements, the same images and precision: not evaluated twice
     )
     path = write_trace(trace, args.out)
     size = Path(path).stat().st_size

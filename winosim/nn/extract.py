@@ -17,7 +17,7 @@ model's accuracy recorded at training time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -110,16 +110,16 @@ def _variant_names(modes: Sequence[str], tags: Sequence[str], names: Sequence[st
 
 
 def _dense_accuracy(
-    path: Path, ckpt: dict[str, Any], accuracy: float, test_set: Dataset, dev: torch.device, precision: str
+    path: Path, ckpt: dict[str, Any], accuracy: float, accuracy_of: Callable[[Path], float]
 ) -> tuple[float | None, str]:
-    """The dense model's accuracy on the same test images: re-measured from `phase0_dense.pt` beside the
-    checkpoint when it exists (the run's dense model), else the value recorded at training time."""
+    """The dense model's accuracy on the same test images: `accuracy` when the checkpoint is dense, else
+    `accuracy_of(phase0_dense.pt)` beside the checkpoint when it exists (the run's dense model), else the value
+    recorded at training time."""
     if ckpt.get("density") is None:
         return accuracy, "this checkpoint (dense), measured at extraction"
     sibling = path.parent / "phase0_dense.pt"
     if sibling.is_file() and sibling.resolve() != path.resolve():
-        dense = model_from_checkpoint(load_checkpoint(sibling)).to(dev)
-        return evaluate(dense, test_set, dev, precision), f"{sibling.name}, measured at extraction"
+        return accuracy_of(sibling), f"{sibling.name}, measured at extraction"
     recorded = ckpt.get("dense_accuracy")
     return recorded, "recorded at training time"
 
@@ -194,9 +194,13 @@ def extract_trace(
     precision: str = "fp32",
     command: str = "",
     searches: Sequence[Mapping[str, Any] | None] | None = None,
+    measured: Mapping[Path, float] | None = None,
 ) -> Trace:
     """Build a trace with one variant per checkpoint (all of the same network). `searches`, one per checkpoint,
-    is the density search that chose it (`DensityCurve.to_dict`), stored in the variant's recipe."""
+    is the density search that chose it (`DensityCurve.to_dict`), stored in the variant's recipe. `measured`
+    holds accuracies already measured exactly as this function measures them (the same `test_limit` images in
+    `precision`: `search.remeasured`), keyed by resolved checkpoint path; those checkpoints are not evaluated
+    again. Every other checkpoint is evaluated once, however many variants share it as their dense model."""
     if not checkpoints:
         raise ConfigError("trace: give at least one checkpoint")
     if searches is not None and len(searches) != len(checkpoints):
@@ -218,14 +222,23 @@ def extract_trace(
     tags = [("dense" if c.get("density") is None else f"d{c['density']:.2f}".replace(".", "p")) for c in loaded]
     variant_names = _variant_names([c.mode for c in configs], tags, names)
 
+    accuracies: dict[Path, float] = dict(measured or {})
+
+    def accuracy_of(path: Path, model: WinoNet | None = None) -> float:
+        key = path.resolve()
+        if key not in accuracies:
+            net = model if model is not None else model_from_checkpoint(load_checkpoint(path)).to(dev)
+            accuracies[key] = evaluate(net, test_set, dev, precision)
+        return accuracies[key]
+
     variants: list[Variant] = []
     geometry = None
     search_of = list(searches) if searches is not None else [None] * len(checkpoints)
     for path, ckpt, cfg, name, search in zip(checkpoints, loaded, configs, variant_names, search_of, strict=True):
         model = model_from_checkpoint(ckpt).to(dev)
         geometry = model.geometry
-        accuracy = evaluate(model, test_set, dev, precision)
-        dense_accuracy, dense_source = _dense_accuracy(Path(path), ckpt, accuracy, test_set, dev, precision)
+        accuracy = accuracy_of(Path(path), model)
+        dense_accuracy, dense_source = _dense_accuracy(Path(path), ckpt, accuracy, accuracy_of)
         inputs = layer_inputs(model.float(), x.to(dev))
         masks = tuple(layer_masks(geom, module, inputs[geom.name]) for geom, module in model.layer_modules())
         density = ckpt.get("density")
