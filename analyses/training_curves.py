@@ -99,6 +99,7 @@ class DensePoint:
     test_images: int
     changes: str = ""
     """Where the run departs from the paper recipe's dense phase (`recipe_changes`)."""
+    seed: int = 0
 
 
 def dense_points(runs: list[RunLog]) -> list[DensePoint]:
@@ -125,6 +126,7 @@ def dense_points(runs: list[RunLog]) -> list[DensePoint]:
                 float(record["test_accuracy"]),
                 int(record["test_images"]),
                 recipe_changes(c),
+                int(c.get("seed", 0)),
             )
         )
     return points
@@ -240,10 +242,13 @@ class Ablation:
 
     @property
     def change(self) -> str:
-        """What the run changes: its recipe changes and its peak rate where that differs."""
+        """What the run changes: its recipe changes, and its peak rate and seed where they differ (a run that
+        changes only the seed measures the noise the other differences stand against)."""
         parts = [self.point.changes] if self.point.changes else []
         if self.point.peak_lr != self.reference.peak_lr:
             parts.append(f"peak lr {self.point.peak_lr:g}")
+        if self.point.seed != self.reference.seed:
+            parts.append(f"seed {self.point.seed} (the recipe again)" if not parts else f"seed {self.point.seed}")
         return ", ".join(parts) or "the recipe again"
 
     @property
@@ -268,9 +273,10 @@ def _group(point: DensePoint) -> tuple[str, str, int, str]:
 def ablations(points: list[DensePoint]) -> list[Ablation]:
     """Every dense point paired with the recipe's own run (no changes, peak `RECIPE_PEAK_LR`) of the same
     network, method, dense epochs and machine, where one exists; sorted by that group, then run name. Where
-    several reference runs exist, the first by run name is the reference."""
+    several reference runs exist, the one with the lowest seed, then the first by run name, is the reference:
+    the others are the recipe again with another seed."""
     references: dict[tuple[str, str, int, str], DensePoint] = {}
-    for p in sorted(points, key=lambda p: p.run):
+    for p in sorted(points, key=lambda p: (p.seed, p.run)):
         if not p.changes and p.peak_lr == RECIPE_PEAK_LR:
             references.setdefault(_group(p), p)
     pairs = []

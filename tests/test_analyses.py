@@ -258,13 +258,15 @@ def test_an_ablation_is_a_change_against_the_recipe_run_as_long_on_the_same_mach
         _run_log("longer", epochs=4, test=[0.0] * 3 + [0.95], lr=0.4, mode="spatial", label_smoothing=0.0),
         _run_log("h200_ablate_dropout", epochs=2, test=[0.0, 0.90], lr=0.4, mode="spatial", dropout=True),
         _run_log("wr", epochs=2, test=[0.0, 0.88], lr=0.4, mode="winograd_relu", label_smoothing=0.0),
+        _run_log("ablate_again", epochs=2, test=[0.0, 0.918], lr=0.4, mode="spatial", seed=1),  # seed 0 refers
     ]
     pairs = tc.ablations(tc.dense_points(runs))
     assert [(a.point.run, a.reference.run, a.change) for a in pairs] == [
+        ("ablate_again", "ablate_base", "seed 1 (the recipe again)"),
         ("ablate_batch128", "ablate_base", "batch size 128, peak lr 0.2"),
         ("ablate_no_smoothing", "ablate_base", "label smoothing 0.0"),
     ]
-    no_smoothing = pairs[1]
+    no_smoothing = pairs[2]
     assert no_smoothing.difference_points == pytest.approx(-1.0)
     se = math.hypot(100 * math.sqrt(0.92 * 0.08 / 10000), 100 * math.sqrt(0.91 * 0.09 / 10000))
     assert no_smoothing.difference_error_points == pytest.approx(se)
