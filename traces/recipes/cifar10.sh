@@ -27,7 +27,7 @@
 # the shipped traces/<network>.npz, keeping its other variants bit for bit: `winosim merge`; native needs the
 # spatial run's dense model).
 #
-#   RECIPE=paper METHODS=winograd_relu WR_FLAGS="--lr 0.1 --epochs 80" bash traces/recipes/cifar10.sh vgg_nagadomi train
+#   RECIPE=paper METHODS=winograd_relu WR_FLAGS="--lr 0.1 --epochs 80 --retrain-lr 0.01" bash traces/recipes/cifar10.sh vgg_nagadomi train
 #   RECIPE=paper METHODS=winograd_relu bash traces/recipes/cifar10.sh vgg_nagadomi trace   # replaces that variant only
 set -euo pipefail
 { # one block, parsed whole before it runs: editing this file while it runs cannot change what it does
