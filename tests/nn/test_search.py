@@ -152,7 +152,16 @@ def test_real_run_curve_and_trace_select_within(
     trace_file = tmp_path / "t.npz"
     argv = [str(out), "--select-within", "100", "--data", str(random_data), "--out", str(trace_file), "--images", "2"]
     assert trace_main([*argv, "--test-limit", "8"]) == 0
-    assert "Density search" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "Density search" in printed.out
+    # one progress line per re-measured point on stderr (each takes minutes on a real network)
+    progress = [line for line in printed.err.splitlines() if ": re-measured " in line]
+    assert [line.split(": re-measured ")[1].split(":")[0] for line in progress] == [
+        "phase0_dense.pt (1/3)",
+        "phase1_d0.60.pt (2/3)",
+        "phase2_d0.30.pt (3/3)",
+    ]
+    assert all(line.startswith("trace: run: ") and "on 8 images" in line for line in progress)
     (variant,) = load_trace(trace_file).variants
     assert variant.target_density == 0.3
     search = variant.recipe["density_search"]

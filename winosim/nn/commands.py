@@ -13,6 +13,7 @@ import argparse
 import logging
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from winosim.errors import ConfigError, WinosimError
 from winosim.files import atomic_write_text
 from winosim.nn.data import Dataset, load_dataset
 from winosim.nn.memory import retain_freed_memory
-from winosim.nn.search import DensityCurve, remeasured
+from winosim.nn.search import DensityCurve, DensityPoint, remeasured
 from winosim.nn.train import PRECISIONS, select_device, train
 from winosim.nn.train_args import train_config_from_args, train_parser
 
@@ -160,7 +161,17 @@ def trace_main(argv: list[str]) -> int:
     def measure(curve: DensityCurve) -> DensityCurve:  # as extraction measures: one rule, one measurement
         if not test_sets:
             test_sets.append(load_dataset(args.data, "test").subset(args.test_limit))
-        return remeasured(curve, test_sets[0], select_device(args.device), args.precision)
+        started = time.monotonic()
+
+        def report(done: int, total: int, point: DensityPoint) -> None:  # one line per point: minutes each
+            print(
+                f"trace: {curve.run.name}: re-measured {point.checkpoint.name} ({done}/{total}): "
+                f"{100 * point.accuracy:.2f}% on {point.test_images} images, {time.monotonic() - started:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        return remeasured(curve, test_sets[0], select_device(args.device), args.precision, report)
 
     checkpoints, searches, measured = _resolve_checkpoints(args.checkpoints, args.select_within, measure)
     trace = extract_trace(
