@@ -92,3 +92,28 @@ def test_issue_10_accuracy_bars(name: str, method: str, request: pytest.FixtureR
     assert variant.recipe["test_images_for_accuracy"] == 10_000
     assert variant.dense_accuracy >= DENSE_BAR
     assert variant.accuracy >= variant.dense_accuracy - WITHIN
+
+
+PARTS_DIR = TRACES_DIR / "parts"
+PARTS = sorted(PARTS_DIR.glob("*.npz"))
+
+
+@pytest.mark.parametrize("path", PARTS, ids=[p.name for p in PARTS])
+def test_trace_part_meets_the_bars(path: Path) -> None:
+    """A part of a shipped trace still training (traces/parts/: its finished variants, to be merged with the
+    rest, `winosim merge`) is kept only when each of its variants already meets issue 10's bars."""
+    assert path.stat().st_size <= MAX_BYTES
+    trace = load_trace(path)
+    assert trace.network in TRAINED.values() and not trace.provenance.synthetic
+    assert trace.layers == network(trace.network).layers[: len(trace.layers)]
+    assert trace.provenance.command.startswith(("python -m winosim trace", "python -m winosim merge"))
+    methods = [v.method for v in trace.variants]
+    assert methods and len(set(methods)) == len(methods) and set(methods) < {"spatial", "native", "winograd_relu"}
+    for variant in trace.variants:
+        assert variant.accuracy is not None and variant.dense_accuracy is not None
+        assert variant.recipe["test_images_for_accuracy"] == 10_000
+        assert variant.dense_accuracy >= DENSE_BAR, variant.name
+        assert variant.accuracy >= variant.dense_accuracy - WITHIN, variant.name
+        assert variant.target_density is not None
+        assert trace.weight_density(variant) == pytest.approx(variant.target_density, abs=1e-3)
+        check_density_search(variant.recipe["density_search"], variant.target_density, variant.recipe["checkpoint"])
