@@ -2,13 +2,13 @@
 epoch, from the run logs committed under `traces/recipes/logs/<run>/` (copies of a run folder's
 `metrics.jsonl` and `config.json`; the checkpoints themselves stay in the git-ignored `runs/`).
 
-Writes `training-curves.md` (first the dense accuracy reached against the number of dense epochs, every run
-trained from scratch whose dense phase has finished, with a fit per network, method and peak rate; then each
-change to the recipe against the recipe itself, run as long on the same machine (`traces/recipes/grid.sh`'s
-ablations); then one table per run: every epoch of every phase, with its density, learning rate, losses,
-accuracies, images/s and wall time), `training-curves.png` (test accuracy against training images seen, one
-line per run) and `training-curves-dense-epochs.png` (the dense accuracy against dense epochs). A run still in
-progress shows the epochs it has finished; the table says so, with the schedule it has left.
+Writes `training-curves.md` (first the dense accuracy reached against the number of dense epochs, every run trained
+from scratch whose dense phase has finished, with a fit per network, method and peak rate and the slope between its
+two longest lengths; then each change to the recipe against the recipe itself, run as long on the same machine
+(`traces/recipes/grid.sh`'s ablations); then one table per run: every epoch of every phase, with its density,
+learning rate, losses, accuracies, images/s and wall time), `training-curves.png` (test accuracy against training
+images seen, one line per run) and `training-curves-dense-epochs.png` (the dense accuracy against dense epochs). A
+run still in progress shows the epochs it has finished; the table says so, with the schedule it has left.
 
     python analyses/training_curves.py [--logs traces/recipes/logs] [--out analyses/out]
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,12 @@ class EpochFit:
     epochs: tuple[int, ...]
     points_per_doubling: float
     intercept_points: float
+    last_doubling_points: float
+    """Points per doubling between the two longest epoch counts (each count's mean accuracy): the curve's
+    latest slope. Short schedules gain more per doubling than long ones, so where the group has three or more
+    lengths this is the less optimistic extrapolation; with two it is the line's slope."""
+    longest_points: float
+    """Mean test accuracy (points) at the longest epoch count, where `last_doubling_points` extends from."""
     changes: str = ""
 
     def accuracy_at(self, epochs: float) -> float:
@@ -154,6 +161,14 @@ class EpochFit:
         if self.points_per_doubling <= 0:
             return None
         return float(2 ** ((accuracy_points - self.intercept_points) / self.points_per_doubling))
+
+    def epochs_to_reach_on_last_slope(self, accuracy_points: float) -> float | None:
+        """Dense epochs at which the longest point, extended at `last_doubling_points`, reaches `accuracy_points`;
+        None if that slope does not rise."""
+        if self.last_doubling_points <= 0:
+            return None
+        doublings = (accuracy_points - self.longest_points) / self.last_doubling_points
+        return float(max(self.epochs) * 2**doublings)
 
 
 def fit_epochs(points: list[DensePoint]) -> list[EpochFit]:
@@ -175,7 +190,23 @@ def fit_epochs(points: list[DensePoint]) -> list[EpochFit]:
             (x - mean_x) ** 2 for x in xs
         )
         epochs = tuple(sorted({p.dense_epochs for p in group}))
-        fits.append(EpochFit(network, mode, peak_lr, len(group), epochs, slope, mean_y - slope * mean_x, changes))
+        mean_at = {e: statistics.fmean(100 * p.test_accuracy for p in group if p.dense_epochs == e) for e in epochs}
+        shorter, longest = epochs[-2:]
+        last_slope = (mean_at[longest] - mean_at[shorter]) / math.log2(longest / shorter)
+        fits.append(
+            EpochFit(
+                network,
+                mode,
+                peak_lr,
+                len(group),
+                epochs,
+                slope,
+                mean_y - slope * mean_x,
+                last_slope,
+                mean_at[longest],
+                changes,
+            )
+        )
     return fits
 
 
@@ -212,19 +243,24 @@ def dense_epochs_table(points: list[DensePoint]) -> str:
             "",
             "Least-squares line of test accuracy against log2(dense epochs) per network, method, peak rate and other "
             f"changes to the recipe, and "
-            f"where it would reach the goal ({GOAL_POINTS:g}%): an extrapolation, as good as the line it extends.",
+            f"where it would reach the goal ({GOAL_POINTS:g}%): an extrapolation, as good as the line it extends. "
+            "Short schedules gain more per doubling than long ones, so the last two columns also extend the longest "
+            "point at the slope between the two longest lengths (the same as the line's where there are two).",
             "",
-            "| network | method | peak lr | other changes | runs | dense epochs | points per doubling | epochs to "
-            f"reach {GOAL_POINTS:g}% |",
-            "|---|---|---:|---|---:|---|---:|---:|",
+            "| network | method | peak lr | other changes | runs | dense epochs | points per doubling (line) | "
+            f"epochs to reach {GOAL_POINTS:g}% (line) | points per doubling (two longest) | epochs to reach "
+            f"{GOAL_POINTS:g}% (from the longest) |",
+            "|---|---|---:|---|---:|---|---:|---:|---:|---:|",
         ]
+        never = "never (the slope does not rise)"
         for f in fits:
             reach = f.epochs_to_reach(GOAL_POINTS)
-            where = "never (the line does not rise)" if reach is None else f"{reach:.0f}"
+            reach_last = f.epochs_to_reach_on_last_slope(GOAL_POINTS)
             lines.append(
                 f"| {f.network} | {f.mode} | {f.peak_lr:g} | {f.changes or '-'} | {f.points} | "
                 f"{', '.join(map(str, f.epochs))} | "
-                f"{f.points_per_doubling:+.2f} | {where} |"
+                f"{f.points_per_doubling:+.2f} | {never if reach is None else f'{reach:.0f}'} | "
+                f"{f.last_doubling_points:+.2f} | {never if reach_last is None else f'{reach_last:.0f}'} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -393,7 +429,9 @@ def write_dense_epochs_figure(points: list[DensePoint], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6.5, 4.8))
     series = sorted({_series(p) for p in points})
     fits = {_series(f): f for f in fit_epochs(points)}
-    for key in series:
+    colours = [plt.get_cmap("tab20")(i) for i in range(20)]  # more series than tab10 has colours
+    markers = {network: "os^D"[i % 4] for i, network in enumerate(sorted({key[0] for key in series}))}
+    for index, key in enumerate(series):
         group = sorted((p for p in points if _series(p) == key), key=lambda p: p.dense_epochs)
         xs = [p.dense_epochs for p in group]
         errors = [standard_error_points(p.test_accuracy, p.test_images) for p in group]
@@ -401,7 +439,8 @@ def write_dense_epochs_figure(points: list[DensePoint], path: Path) -> None:
             xs,
             [100 * p.test_accuracy for p in group],
             yerr=errors,
-            marker="o",
+            marker=markers[key[0]],
+            color=colours[index % len(colours)],
             linestyle="none",
             capsize=3,
             label=f"{key[0]} {key[1]}, peak lr {key[2]:g}" + (f", {key[3]}" if key[3] else ""),
@@ -414,7 +453,11 @@ def write_dense_epochs_figure(points: list[DensePoint], path: Path) -> None:
             axis.plot(grid, [fit.accuracy_at(x) for x in grid], linestyle=":", color=line[0].get_color())
     axis.axhline(GOAL_POINTS, color="grey", linestyle="--", linewidth=1, label=f"issue 10 goal ({GOAL_POINTS:g}%)")
     axis.set_xscale("log", base=2)
-    ticks = sorted({p.dense_epochs for p in points})
+    ticks: list[int] = []
+    for epochs in sorted({p.dense_epochs for p in points}, reverse=True):
+        if not ticks or ticks[-1] / epochs >= 1.15:  # labels of nearby lengths (16, 18) would overlap
+            ticks.append(epochs)
+    ticks.reverse()
     axis.set_xticks(ticks, [str(t) for t in ticks])
     axis.minorticks_off()
     axis.set_xlabel("dense epochs (one-cycle schedule of that length)")

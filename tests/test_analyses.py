@@ -134,10 +134,34 @@ def test_epoch_fit_is_the_log_linear_line_and_its_crossing() -> None:
     assert fit.points_per_doubling == pytest.approx(1.0)
     assert fit.accuracy_at(64) == pytest.approx(91.0)
     assert fit.epochs_to_reach(92.0) == pytest.approx(128.0)
-    flat = tc.EpochFit("n", "m", 0.1, 2, (16, 32), 0.0, 90.0)
+    # with two lengths the last doubling is the line
+    assert fit.last_doubling_points == pytest.approx(1.0)
+    assert fit.epochs_to_reach_on_last_slope(92.0) == pytest.approx(128.0)
+    flat = tc.EpochFit("n", "m", 0.1, 2, (16, 32), 0.0, 90.0, 0.0, 90.0)
     assert flat.epochs_to_reach(92.0) is None
+    assert flat.epochs_to_reach_on_last_slope(92.0) is None
     # one epoch count alone is no line
     assert tc.fit_epochs(tc.dense_points(runs[:1])) == []
+
+
+def test_the_last_doubling_extends_the_longest_point_at_the_latest_slope() -> None:
+    """Closed form: 80% at 4 epochs, 86% at 8 and, two runs, 87% and 89% at 32: the line through all four
+    rises faster than the curve's latest slope, (88 - 86) / log2(32 / 8) = +1 point per doubling from 88% at 32,
+    which reaches 92% at 32 x 2^4 = 512 epochs."""
+    tc = _training_curves()
+    runs = [
+        _run_log("a", epochs=4, test=[0.0] * 3 + [0.80]),
+        _run_log("b", epochs=8, test=[0.0] * 7 + [0.86]),
+        _run_log("c", epochs=32, test=[0.0] * 31 + [0.87]),
+        _run_log("d", epochs=32, test=[0.0] * 31 + [0.89]),
+    ]
+    (fit,) = tc.fit_epochs(tc.dense_points(runs))
+    assert (fit.points, fit.epochs) == (4, (4, 8, 32))
+    assert fit.last_doubling_points == pytest.approx(1.0)
+    assert fit.longest_points == pytest.approx(88.0)
+    assert fit.epochs_to_reach_on_last_slope(92.0) == pytest.approx(512.0)
+    assert fit.points_per_doubling > fit.last_doubling_points
+    assert fit.epochs_to_reach(92.0) < 512.0
 
 
 def test_a_change_to_the_recipe_is_its_own_curve() -> None:
