@@ -205,3 +205,47 @@ def test_bad_methods_are_one_line_and_exit_2(tmp_path: Path, stage: str, extra: 
     assert done.returncode == 2
     assert message in done.stderr and done.stderr.count("\n") == 1
     assert not (tmp_path / "calls").exists()
+
+
+def test_logs_copies_each_runs_text_logs_into_the_checkout_and_no_checkpoint(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for method in ("spatial", "winograd_relu"):
+        run = runs / f"paper_vgg_nagadomi_{method}"
+        run.mkdir(parents=True)
+        (run / "config.json").write_text("{}\n")
+        (run / "progress.log").write_text(f"{method} epoch 1\n")
+        (run / "log.txt").write_text("")  # empty: not copied
+        (run / "last.pt").write_bytes(b"checkpoint")
+    (runs / "paper_vgg_nagadomi.driver.log").write_text("started\n")
+    logs = tmp_path / "logs"
+    stale = logs / "cpu_e9_paper_vgg_nagadomi_spatial" / "old.txt"  # an earlier copy is replaced whole
+    stale.parent.mkdir(parents=True)
+    stale.write_text("old\n")
+    done = _script(tmp_path, "logs", METHODS="spatial,winograd_relu", LABEL="cpu_e9", LOGS_DIR=str(logs))
+    assert done.returncode == 0, done.stderr
+    for method in ("spatial", "winograd_relu"):
+        copy = logs / f"cpu_e9_paper_vgg_nagadomi_{method}"
+        assert sorted(path.name for path in copy.iterdir()) == ["config.json", "driver.log", "progress.log"]
+        assert (copy / "progress.log").read_text() == f"{method} epoch 1\n"
+    assert sorted(path.name for path in logs.iterdir()) == [
+        "cpu_e9_paper_vgg_nagadomi_spatial",
+        "cpu_e9_paper_vgg_nagadomi_winograd_relu",
+    ]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"METHODS": "spatial,native"}, "no run folder"),
+        ({"METHODS": "spatial", "LABEL": "a/b"}, "LABEL=a/b: a folder-name prefix"),
+    ],
+)
+def test_logs_of_a_missing_run_or_a_bad_label_is_one_line_and_copies_nothing(
+    tmp_path: Path, extra: dict[str, str], message: str
+) -> None:
+    (tmp_path / "runs" / "paper_vgg_nagadomi_spatial").mkdir(parents=True)
+    logs = tmp_path / "logs"
+    done = _script(tmp_path, "logs", LOGS_DIR=str(logs), **extra)
+    assert done.returncode == 2
+    assert message in done.stderr and done.stderr.count("\n") == 1
+    assert not logs.exists() or not any(logs.iterdir())

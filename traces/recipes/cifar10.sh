@@ -8,6 +8,8 @@
 #   bash traces/recipes/cifar10.sh resnet18 train       # ~125 min of one core
 #   bash traces/recipes/cifar10.sh resnet18 trace
 #   RECIPE=paper bash traces/recipes/cifar10.sh vgg_nagadomi flags   # the dense phase's flags (for wr_grid.sh)
+#   RECIPE=paper LABEL=cpu_e28 bash traces/recipes/cifar10.sh resnet18 logs   # the runs' logs into the checkout:
+#       traces/recipes/logs/LABEL_<run folder> (LABEL default cpu, LOGS_DIR default traces/recipes/logs)
 #
 # Environment: DATA (CIFAR-10 folder, default ../shared/data/cifar10), RUNS (run folders, default runs/),
 # PYTHON (default python), THREADS (torch threads per process, default 1), PARALLEL (1: the native run starts
@@ -31,8 +33,8 @@
 #   RECIPE=paper METHODS=winograd_relu bash traces/recipes/cifar10.sh vgg_nagadomi trace   # replaces that variant only
 set -euo pipefail
 { # one block, parsed whole before it runs: editing this file while it runs cannot change what it does
-network=${1:?usage: $0 vgg_nagadomi|resnet18 train|trace|flags}
-stage=${2:?usage: $0 vgg_nagadomi|resnet18 train|trace|flags}
+network=${1:?usage: $0 vgg_nagadomi|resnet18 train|trace|logs|flags}
+stage=${2:?usage: $0 vgg_nagadomi|resnet18 train|trace|logs|flags}
 DATA=${DATA:-../shared/data/cifar10}
 RUNS=${RUNS:-runs}
 PYTHON=${PYTHON:-python}
@@ -214,10 +216,33 @@ trace)
         $PYTHON -m winosim merge "$keep" "$part" --output "traces/$network.npz"
     fi
     ;;
+logs)
+    # the runs' text logs, not their checkpoints, copied into the checkout: a run folder outside it goes with its
+    # machine, so run this before a session ends, not only when a run is done (an earlier copy is replaced whole)
+    logs_dir=${LOGS_DIR:-traces/recipes/logs}
+    mkdir -p "$logs_dir"
+    case ${LABEL:-cpu} in */* | .*) echo "LABEL=$LABEL: a folder-name prefix, without / or a leading dot" >&2; exit 2 ;; esac
+    for method in "${methods[@]}"; do
+        src=$RUNS/${prefix}_$method
+        [ -d "$src" ] || { echo "no run folder $src to copy the logs of (RUNS, RECIPE, METHODS)" >&2; exit 2; }
+    done
+    for method in "${methods[@]}"; do
+        src=$RUNS/${prefix}_$method
+        dest=$logs_dir/${LABEL:-cpu}_${prefix}_$method
+        tmp=$(mktemp -d "$logs_dir/.copy.XXXXXX")
+        for file in config.json metrics.jsonl progress.log log.txt notes.txt; do
+            if [ -s "$src/$file" ]; then cp "$src/$file" "$tmp/"; fi
+        done
+        if [ -s "$RUNS/$prefix.driver.log" ]; then cp "$RUNS/$prefix.driver.log" "$tmp/driver.log"; fi
+        rm -rf "$dest"
+        mv "$tmp" "$dest"
+        echo "$dest: $(cd "$dest" && ls | tr '\n' ' ')"
+    done
+    ;;
 flags)
     echo $common $dense
     ;;
-*) echo "unknown stage $stage (train, trace or flags)" >&2; exit 2 ;;
+*) echo "unknown stage $stage (train, trace, logs or flags)" >&2; exit 2 ;;
 esac
 exit
 }
