@@ -108,9 +108,32 @@ def _commands(trace: Trace) -> list[str]:
     ]
 
 
+def _trained_in(recipe: dict[str, object]) -> str | None:
+    """Where and in which precision a variant's training steps ran (`trained_in`, one entry per change of machine
+    or precision), or None where the trace does not record it."""
+    segments = recipe.get("trained_in")
+    keys = {"from_step", "machine", "precision"}
+    if not isinstance(segments, list) or not segments:
+        return None
+    if not all(isinstance(s, dict) and keys <= s.keys() and isinstance(s["from_step"], int) for s in segments):
+        return None  # not written by `winosim trace`: the card falls back to `trained_on`
+    parts = [
+        f"{segment['machine']} in {segment['precision']}"
+        + (f" from step {segment['from_step']:,}" if segment["from_step"] else "")
+        for segment in segments
+    ]
+    if segments[0]["from_step"]:
+        parts.insert(0, f"steps before {segments[0]['from_step']:,}: not recorded")
+    return ", then ".join(parts)
+
+
 def _machines(trace: Trace) -> str:
-    """Where each variant was trained and extracted, as the checkpoints and the extraction recorded it."""
-    recorded = [(v.name, dict(v.recipe).get("trained_on"), dict(v.recipe).get("extracted_on")) for v in trace.variants]
+    """Where each variant was trained (and in which precision, where recorded) and extracted, as the checkpoints
+    and the extraction recorded it."""
+    recorded = [
+        (v.name, _trained_in(dict(v.recipe)) or dict(v.recipe).get("trained_on"), dict(v.recipe).get("extracted_on"))
+        for v in trace.variants
+    ]
     if not any(trained or extracted for _, trained, extracted in recorded):
         return "Machines: not recorded in this trace (made before they were; traces/README.md says where it ran)."
     return (

@@ -225,6 +225,34 @@ def test_a_card_names_each_merged_variants_extraction_and_the_standard_errors() 
     assert shared.standard_error_points(0.5, 100) == pytest.approx(5.0)
 
 
+def test_a_card_says_where_and_in_which_precision_each_variant_trained() -> None:
+    """`trained_in` (a run's segments: machine and resolved precision, one per change) over `trained_on` (the
+    last checkpoint's machine), and `trained_on` alone where the segments are missing or not winosim's."""
+    from dataclasses import replace
+
+    from winosim.geometry import LayerGeometry, NetworkGeometry
+    from winosim.synthetic import synthetic_trace
+
+    layers = (LayerGeometry("fc", "spatial", "fc", 4, 10, 1, 1, kernel=1),)
+    trace = synthetic_trace(NetworkGeometry("tiny", 4, 1, 1, layers), images=1, seed=0, methods=("spatial", "native"))
+    two = [
+        {"from_step": 0, "machine": "CPU A", "precision": "bf16"},
+        {"from_step": 1234, "machine": "CPU B", "precision": "fp32"},
+    ]
+    recipes = [
+        {"trained_on": "CPU B", "trained_in": two, "extracted_on": "CPU C"},
+        {"trained_on": "CPU D", "trained_in": [{"machine": "CPU E"}], "extracted_on": "CPU C"},
+    ]
+    variants = tuple(replace(v, recipe=r) for v, r in zip(trace.variants, recipes, strict=True))
+    text = _module("trace_cards")._machines(replace(trace, variants=variants))
+    assert "`spatial` trained on CPU A in bf16, then CPU B in fp32 from step 1,234, extracted on CPU C" in text
+    assert "`native` trained on CPU D, extracted on CPU C" in text
+    resumed = [{"from_step": 50, "machine": "CPU A", "precision": "fp32"}]
+    assert _module("trace_cards")._trained_in({"trained_in": resumed}) == (
+        "steps before 50: not recorded, then CPU A in fp32 from step 50"
+    )
+
+
 def test_replace_table_puts_a_table_in_the_place_of_the_one_it_replaces() -> None:
     cards = _module("trace_cards")
     text = "# t\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n### `x.npz`: x\n\n| a | b |\n|---|---|\n| 3 | 4 |\nafter\n"

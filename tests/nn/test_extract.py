@@ -47,6 +47,11 @@ def _save(mode: str, data: Path, folder: Path, density: float) -> Path:
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.bias.uniform_(-0.5, 0.5)
     state = TrainState(phase=2, dense_accuracy=0.5)
+    if mode == "winograd_relu":  # a run that changed machine, and precision, part-way
+        state.segments = [
+            {"from_step": 0, "machine": "CPU A", "precision": "bf16"},
+            {"from_step": 7, "machine": "CPU B", "precision": "fp32"},
+        ]
     path = folder / f"{mode}.pt"
     atomic_save(_checkpoint(model, None, config, state, accuracy=0.25, density=density, dense_accuracy=0.5), path)
     return path
@@ -116,6 +121,15 @@ def test_trace_metadata_and_masks(trace_path: Path, checkpoints: list[Path]) -> 
         # where it ran: the checkpoint's machine (saved by `_checkpoint`) and the extraction's, here this CPU
         machine = f"{os.cpu_count()} cores (cpu, torch {torch.__version__})"
         assert variant.recipe["trained_on"].endswith(machine) and variant.recipe["extracted_on"].endswith(machine)
+        # where and in which precision its steps ran, as the run recorded it (None: not recorded)
+        assert variant.recipe["trained_in"] == (
+            [
+                {"from_step": 0, "machine": "CPU A", "precision": "bf16"},
+                {"from_step": 7, "machine": "CPU B", "precision": "fp32"},
+            ]
+            if variant.name == "winograd_relu"
+            else None
+        )
         # the exact command that trained it: re-parsed, it asks for the checkpoint's configuration
         command = shlex.split(variant.recipe["train_command"])
         assert command[:4] == ["python", "-m", "winosim", "train"]

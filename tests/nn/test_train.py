@@ -24,10 +24,13 @@ from winosim.nn.models import build_model
 from winosim.nn.train import (
     CheckpointError,
     TrainConfig,
+    TrainState,
     autocast,
+    describe_machine,
     load_checkpoint,
     model_from_checkpoint,
     native_from_spatial,
+    record_segment,
     requested_threads,
     train,
 )
@@ -99,6 +102,37 @@ def test_resume_after_a_stop_mid_epoch_equals_not_stopping(
     assert [{k: v for k, v in r.items() if k not in drop} for r in straight.state.history] == [
         {k: v for k, v in r.items() if k not in drop} for r in resumed.state.history
     ]
+
+    # where the steps ran: one segment, this machine in the precision asked for, however often the run resumed
+    here = describe_machine(torch.device("cpu"))
+    assert resumed.state.segments == straight.state.segments == [{"from_step": 0, "machine": here, "precision": "fp32"}]
+
+
+def test_a_change_of_machine_or_precision_starts_a_segment_and_auto_is_recorded_resolved(
+    random_data: Path, tmp_path: Path
+) -> None:
+    state = TrainState(step=0)
+    record_segment(state, "machine A", "bf16")
+    state.step = 120
+    record_segment(state, "machine A", "bf16")  # resumed where it stopped: nothing new
+    record_segment(state, "machine B", "fp32")  # resumed on another machine, `auto` resolving to fp32 there
+    state.step = 300
+    record_segment(state, "machine B", "bf16")
+    assert state.segments == [
+        {"from_step": 0, "machine": "machine A", "precision": "bf16"},
+        {"from_step": 120, "machine": "machine B", "precision": "fp32"},
+        {"from_step": 300, "machine": "machine B", "precision": "bf16"},
+    ]
+    # a real run with `auto` records what auto resolved to on this machine, never `auto`
+    first = train(_config(random_data, tmp_path / "run", precision="auto"), max_steps=1)
+    assert [segment["precision"] for segment in first.state.segments] in (["bf16"], ["fp32"])
+    # a checkpoint from before segments were recorded resumes and starts its record at the step it resumed from
+    last = tmp_path / "run" / "last.pt"
+    ckpt = torch.load(last, weights_only=True)
+    del ckpt["state"]["segments"]
+    torch.save(ckpt, last)
+    resumed = train(_config(random_data, tmp_path / "run"), resume=True)
+    assert resumed.finished and [segment["from_step"] for segment in resumed.state.segments] == [1]
 
 
 def test_existing_run_needs_resume_and_bad_checkpoints_fail_cleanly(random_data: Path, tmp_path: Path) -> None:

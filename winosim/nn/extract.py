@@ -172,6 +172,8 @@ def _variant_recipe(
         "measured_weight_density": ckpt.get("measured_density"),
         "dense_accuracy_source": dense_source,
         "trained_on": ckpt.get("machine"),  # None: a checkpoint from before machines were recorded
+        # where and in which precision its steps ran (`precision` above may say `auto`); None: not recorded
+        "trained_in": list(state.get("segments", [])) or None,
         "extracted_on": extracted_on,
         "train_command": train_command(cfg),  # the run's own command (native: its retraining from init_from)
     }

@@ -259,6 +259,18 @@ class TrainState:
     last_test_accuracy: float | None = None
     dense_accuracy: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    # where the steps ran: {"from_step", "machine", "precision"} (the precision `auto` resolved to there), one
+    # entry per change of machine or precision; empty in a checkpoint from before they were recorded
+    segments: list[dict[str, Any]] = field(default_factory=list)
+
+
+def record_segment(state: TrainState, machine: str, precision: str) -> None:
+    """Note in `state` that its steps from `state.step` on run on `machine` in `precision`, unless its last
+    segment already says so (a run resumed where it stopped adds nothing; one resumed on another machine, or in
+    another precision, starts a segment)."""
+    last = state.segments[-1] if state.segments else None
+    if last is None or (last.get("machine"), last.get("precision")) != (machine, precision):
+        state.segments.append({"from_step": state.step, "machine": machine, "precision": precision})
 
 
 def _state_from_dict(data: Any) -> TrainState:
@@ -553,6 +565,7 @@ class _Run:
             branched = True
         elif config.init_from:
             _start_from_spatial(model, config, config.init_from)
+        record_segment(state, describe_machine(dev), resolve_precision(config.precision, dev))
         model.to(dev)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
