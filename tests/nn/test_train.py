@@ -262,7 +262,12 @@ def test_onecycle_schedule_warms_up_then_decays_linearly(tmp_path: Path) -> None
 
 def test_progress_log_reports_rate_and_eta(random_data: Path, tmp_path: Path) -> None:
     train(_config(random_data, tmp_path / "r", densities=(), train_limit=16, checkpoint_every_s=1e-6))
-    lines = (tmp_path / "r" / "progress.log").read_text().splitlines()
+    start, *lines = (tmp_path / "r" / "progress.log").read_text().splitlines()
+    # the first line says where the steps run: the machine, the precision `auto` resolved to, the threads
+    assert (
+        start.split(" ", 1)[1]
+        == f"started at step 0: {describe_machine(torch.device('cpu'))}, fp32 (asked fp32), torch threads: 1"
+    )
     assert lines and all("images/s" in line and "run ETA" in line for line in lines)
     assert "test accuracy" in lines[-1]
 

@@ -565,7 +565,8 @@ class _Run:
             branched = True
         elif config.init_from:
             _start_from_spatial(model, config, config.init_from)
-        record_segment(state, describe_machine(dev), resolve_precision(config.precision, dev))
+        machine, precision = describe_machine(dev), resolve_precision(config.precision, dev)
+        record_segment(state, machine, precision)
         model.to(dev)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -589,6 +590,10 @@ class _Run:
         self.segment_start = self.last_save = time.monotonic()
         self.rate_start = (self.segment_start, state.step)  # images/s and ETA count from this invocation's start
         self.steps_here = 0
+        self._log(
+            f"{'resumed' if ckpt is not None else 'started'} at step {state.step}: {machine}, {precision}"
+            f" (asked {config.precision}), torch threads: {torch.get_num_threads()}"
+        )
         if branched:  # the dense phase is the other run's: record it here as this run would have, and go on
             self._log(f"branched from {config.branch_from}: its dense phase, then this run's pruning schedule")
             self.write_metrics()
