@@ -229,6 +229,28 @@ def test_bad_inputs_fail_before_any_output(tmp_path: Path, traces: tuple[Path, P
     assert not out.exists()
 
 
+def test_a_sweep_that_fails_before_its_first_point_leaves_no_folder_it_made(
+    tmp_path: Path, traces: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unreachable Dask scheduler (here the connection's failure without its 20 s wait) fails after the results
+    folder is made: a folder this call made and nothing filled is removed; one that was there stays."""
+    from winosim import sweep
+
+    def unreachable(*args: object) -> None:
+        raise sweep.SweepError("cannot connect to the Dask scheduler at tcp://127.0.0.1:1 (refused)")
+
+    monkeypatch.setattr(sweep, "_run_dask", unreachable)
+    out = tmp_path / "new" / "out"
+    with pytest.raises(sweep.SweepError, match="cannot connect"):
+        run_sweep([traces[0]], GRID, out, scheduler="tcp://127.0.0.1:1")
+    assert not out.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with pytest.raises(sweep.SweepError, match="cannot connect"):
+        run_sweep([traces[0]], GRID, kept, scheduler="tcp://127.0.0.1:1")
+    assert kept.is_dir() and not any(kept.iterdir())
+
+
 # --------------------------------------------------------------------------- executors, resume, failures
 
 

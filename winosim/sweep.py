@@ -1007,12 +1007,18 @@ def run_sweep(
     if processes > 1:
         start_server()
     inputs, points, tasks = plan(traces, grid, evaluator, progress=progress)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     frames, todo = _stored_and_todo(out, tasks)
     reused = sum(1 for t in tasks if t.key in frames)
     total = len(tasks)
     log.info("sweep: %d points, %d stored, %d to compute", total, reused, len(todo))
-    _compute(out, todo, total, frames, evaluator, jobs, scheduler, progress, on_point)
+    try:
+        _compute(out, todo, total, frames, evaluator, jobs, scheduler, progress, on_point)
+    except BaseException:
+        if created and not any(out.iterdir()):  # failed before its first point (no scheduler, say): leave nothing
+            out.rmdir()
+        raise
     infeasible = _infeasible(tasks, frames)
     table, param_columns = assemble(tasks, frames, grid)
     parquet_path = out / RESULTS_PARQUET
