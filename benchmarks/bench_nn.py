@@ -7,8 +7,8 @@ bf16 arithmetic, else fp32), channels-last. It prints images/s, the ratio to the
 network (the issue's target: native and Winograd-ReLU >= 1.0), and the achieved GFLOP/s of *spatial-
 equivalent* work (6 x the dense spatial multiply-accumulates per image: forward, and two GEMMs backward)
 against this machine's peak, measured in the same run as a large matrix product in fp32 and, where the CPU
-has native bf16 or `--precision bf16` is asked, in bf16 (emulated bf16 runs near 0.3 GFLOP/s on an AVX2-only
-CPU: its 2048^3 product would take minutes and a ratio to it means nothing, so it is not measured there).
+has native bf16 or `--precision bf16` is asked, in bf16 (emulated bf16 ran below 0.5 GFLOP/s on an AVX2-only
+CPU: its 2048^3 products took minutes and a ratio to it means nothing, so it is not measured there).
 
 Section 2 (`--layers`; `--only-layers` skips section 1): forward + backward of one
 `WinogradConv2d(winograd_relu)` against `conv2d(relu(x))` on every Winograd layer shape of each network, and

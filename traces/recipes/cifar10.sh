@@ -220,12 +220,14 @@ logs)
     # the runs' text logs, not their checkpoints, copied into the checkout: a run folder outside it goes with its
     # machine, so run this before a session ends, not only when a run is done (an earlier copy is replaced whole)
     logs_dir=${LOGS_DIR:-traces/recipes/logs}
-    mkdir -p "$logs_dir"
     case ${LABEL:-cpu} in */* | .*) echo "LABEL=$LABEL: a folder-name prefix, without / or a leading dot" >&2; exit 2 ;; esac
     for method in "${methods[@]}"; do
         src=$RUNS/${prefix}_$method
         [ -d "$src" ] || { echo "no run folder $src to copy the logs of (RUNS, RECIPE, METHODS)" >&2; exit 2; }
     done
+    mkdir -p "$logs_dir"
+    tmp=
+    trap 'rm -rf "$tmp"' EXIT # a copy that fails part-way leaves no temporary folder
     for method in "${methods[@]}"; do
         src=$RUNS/${prefix}_$method
         dest=$logs_dir/${LABEL:-cpu}_${prefix}_$method
@@ -236,6 +238,7 @@ logs)
         if [ -s "$RUNS/$prefix.driver.log" ]; then cp "$RUNS/$prefix.driver.log" "$tmp/driver.log"; fi
         rm -rf "$dest"
         mv "$tmp" "$dest"
+        tmp=
         echo "$dest: $(cd "$dest" && ls | tr '\n' ' ')"
     done
     ;;
