@@ -24,9 +24,17 @@ from winosim.commands import CommandParser, seed
 from winosim.errors import ConfigError, WinosimError
 from winosim.files import atomic_write_text
 from winosim.nn.data import Dataset, load_dataset
+from winosim.nn.distributed import Ranks, launch, ranks_from_environment
 from winosim.nn.memory import retain_freed_memory
 from winosim.nn.search import DensityCurve, DensityPoint, remeasured
-from winosim.nn.train import PRECISIONS, select_device, train
+from winosim.nn.train import (
+    PRECISIONS,
+    TrainConfig,
+    load_checkpoint,
+    refuse_existing_run,
+    select_device,
+    train,
+)
 from winosim.nn.train_args import train_config_from_args, train_parser
 
 
@@ -41,10 +49,21 @@ def train_main(argv: list[str]) -> int:
     if retain_freed_memory():  # every step reuses the last one's pages (winosim.nn.memory)
         logging.info("allocator: freed memory kept in the process (glibc: no mmap, no trim)")
     config = train_config_from_args(args)
+    ranks = ranks_from_environment()
+    if args.processes is not None:
+        if args.processes < 1:
+            raise ConfigError(f"--processes must be >= 1, got {args.processes}")
+        if ranks.distributed and args.processes != ranks.world:
+            raise ConfigError(f"--processes {args.processes} under a launcher that started {ranks.world} (WORLD_SIZE)")
+        if not ranks.distributed and args.processes > 1:
+            _check_launch(config, args.resume, args.processes)
+            return launch(["-m", "winosim", "train", *argv], args.processes)
     result = train(
         config, resume=args.resume, max_steps=args.max_steps, device=args.device, progress=not args.no_progress
     )
     state = result.state
+    if not ranks.main:  # one summary for a data-parallel run: rank 0's
+        return 0
     if result.finished:
         final = state.history[-1]["test_accuracy"] if state.history else None
         print(
@@ -57,6 +76,16 @@ def train_main(argv: list[str]) -> int:
             f"{state.batch}; continue with: winosim train --out {result.out} --resume"
         )
     return 0
+
+
+def _check_launch(config: TrainConfig, resume: bool, processes: int) -> None:
+    """What every process would refuse, refused once before any starts: a folder that holds a run (without
+    --resume) or none (with it), a global batch the processes cannot share evenly."""
+    if resume:
+        config = TrainConfig.from_dict(load_checkpoint(Path(config.out) / "last.pt")["config"])
+    else:
+        refuse_existing_run(config.out)
+    Ranks(world=processes, rank=0).check_batch(config.batch_size)
 
 
 def _trace_parser() -> argparse.ArgumentParser:

@@ -46,6 +46,15 @@ from winosim.errors import ConfigError, WinosimError
 from winosim.files import atomic_write, atomic_write_text
 from winosim.nn.custom import build_custom, parse_factory
 from winosim.nn.data import ArrayDataset, Dataset, derive_seed, load_dataset
+from winosim.nn.distributed import (
+    SINGLE,
+    Ranks,
+    all_sum,
+    barrier,
+    process_device,
+    process_group,
+    ranks_from_environment,
+)
 from winosim.nn.layers import MODES, spatial_to_winograd
 from winosim.nn.models import NETWORK_NAMES, WinoNet, build_model
 from winosim.nn.precondition import CALIBRATION_IMAGES, PRECONDITIONINGS, calibrate_position_scales
@@ -299,10 +308,8 @@ class TrainResult:
 
 
 def select_device(name: str | None = None) -> torch.device:
-    """`name` if given, else CUDA when present, else CPU."""
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`name` if given, else CUDA when present, else CPU (one process; `process_device` for a rank's)."""
+    return process_device(SINGLE, name)
 
 
 def describe_machine(device: torch.device) -> str:
@@ -458,17 +465,27 @@ def _optimizer(model: WinoNet, config: TrainConfig, lr: float) -> torch.optim.SG
 
 
 @torch.no_grad()
-def evaluate(model: WinoNet, data: Dataset, device: torch.device, precision: str, batch_size: int = 256) -> float:
-    """Top-1 accuracy (fraction) of `model` on every image of `data`."""
+def evaluate(
+    model: WinoNet,
+    data: Dataset,
+    device: torch.device,
+    precision: str,
+    batch_size: int = 256,
+    ranks: Ranks = SINGLE,
+) -> float:
+    """Top-1 accuracy (fraction) of `model` on every image of `data`; in a data-parallel run each process
+    takes every `world`-th batch and the hits are added (the same batches, so the same figure as one process)."""
     was_training = model.training
     model.eval()
     correct = 0
-    for x, y in data.test_batches(batch_size):
+    for index, (x, y) in enumerate(data.test_batches(batch_size)):
+        if index % ranks.world != ranks.rank:
+            continue
         with autocast(device, precision):
             logits = model(x.to(device))
         correct += int((logits.argmax(1) == y.to(logits.device)).sum())
     model.train(was_training)
-    return correct / len(data)
+    return round(all_sum([float(correct)], ranks, device)[0]) / len(data)
 
 
 def _checkpoint(
@@ -523,23 +540,27 @@ def _remaining_images(config: TrainConfig, state: TrainState, train_images: int)
     return remaining
 
 
+def refuse_existing_run(out: str | Path) -> None:
+    """ConfigError when the folder `out` already holds a run (a new run there would overwrite it)."""
+    if (Path(out) / "last.pt").exists():
+        raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
+
+
 class _Run:
     """One invocation of `train` on one run folder: the model, optimiser, data and position, and the steps that
     move them (an epoch, its record, a phase's end, a checkpoint). The order of everything random and of every
     checkpoint is the run's contract: a resumed run ends bit for bit where an uninterrupted one would."""
 
-    def __init__(self, config: TrainConfig, *, resume: bool, device: str | None) -> None:
+    def __init__(self, config: TrainConfig, *, resume: bool, device: torch.device, ranks: Ranks = SINGLE) -> None:
         out = Path(config.out)
         last = out / "last.pt"
         ckpt: dict[str, Any] | None = None
         if resume:
             ckpt = load_checkpoint(last)
             config = TrainConfig.from_dict({**ckpt["config"], "out": str(out)})
-        elif last.exists():
-            raise ConfigError(
-                f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out"
-            )
-        dev = select_device(device)
+        else:
+            refuse_existing_run(out)
+        dev = device
         train_set = load_dataset(config.data, "train").subset(config.train_limit)
         test_set = load_dataset(config.data, "test").subset(config.test_limit)
         if dev.type == "cuda" and isinstance(train_set, ArrayDataset) and isinstance(test_set, ArrayDataset):
@@ -550,6 +571,8 @@ class _Run:
         if config.model_factory is not None and config.input_shape is None:
             shape = tuple(int(d) for d in train_set.take([0])[0].shape[1:])
             config = TrainConfig.from_dict({**config.to_dict(), "input_shape": shape})
+        ranks.check_batch(config.batch_size)
+        barrier(ranks)  # every process has checked the folder before rank 0 writes into it
 
         torch.manual_seed(config.seed)
         model = build_network(config, classes)
@@ -566,21 +589,32 @@ class _Run:
         elif config.init_from:
             _start_from_spatial(model, config, config.init_from)
         machine, precision = describe_machine(dev), resolve_precision(config.precision, dev)
+        if ranks.distributed:
+            machine = f"{machine} x {ranks.world} processes (DDP)"
         record_segment(state, machine, precision)
         model.to(dev)
         if config.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        out.mkdir(parents=True, exist_ok=True)
+        if ranks.main:
+            out.mkdir(parents=True, exist_ok=True)
         optimizer = _optimizer(model, config, phases[min(state.phase, len(phases) - 1)][2])
         if ckpt is not None and ckpt.get("optimizer") is not None:
             try:
                 optimizer.load_state_dict(ckpt["optimizer"])
             except (ValueError, KeyError, TypeError, RuntimeError) as exc:
                 raise CheckpointError(f"{last}: optimiser state does not fit the model ({exc})") from None
-        atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
+        if ranks.main:
+            atomic_write_text(out / "config.json", json.dumps(config.to_dict(), indent=1, sort_keys=True) + "\n")
 
-        self.config, self.out, self.device, self.phases = config, out, dev, phases
+        self.config, self.out, self.device, self.phases, self.ranks = config, out, dev, phases, ranks
         self.model, self.optimizer, self.state = model, optimizer, state
+        # what the training step calls: the model itself, or DDP's wrapper of it (gradients averaged over the
+        # processes); everything else (evaluation, pruning, checkpoints) uses the model
+        self.forward: torch.nn.Module = (
+            torch.nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+            if ranks.distributed
+            else model
+        )
         self.train_set, self.test_set = train_set, test_set
         self.calibration_images = (
             train_set.take(range(min(CALIBRATION_IMAGES, len(train_set))))[0].to(dev)
@@ -604,9 +638,13 @@ class _Run:
         now = time.monotonic()
         self.state.wall_s += now - self.segment_start
         self.segment_start = self.last_save = now
+        if not self.ranks.main:
+            return
         atomic_save(_checkpoint(self.model, self.optimizer, self.config, self.state), self.out / "last.pt")
 
     def _log(self, line: str) -> None:
+        if not self.ranks.main:
+            return
         with (self.out / "progress.log").open("a") as handle:
             handle.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
 
@@ -641,11 +679,14 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(derive_seed(config.seed, state.phase, state.epoch, state.batch, 3))
+        if self.ranks.distributed:
+            share = self.ranks.share(len(y))
+            x, y = x[share], y[share]
         x, y = x.to(self.device), y.to(self.device)
         if config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, config.precision):
-            logits = self.model(x)
+            logits = self.forward(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -653,9 +694,14 @@ class _Run:
         state.batch += 1
         state.step += 1
         self.steps_here += 1
-        state.loss_sum += float(loss.detach()) * len(y)
-        state.correct += int((logits.detach().argmax(1) == y).sum())
-        state.seen += len(y)
+        loss_sum, correct, seen = all_sum(
+            [float(loss.detach()) * len(y), float((logits.detach().argmax(1) == y).sum()), float(len(y))],
+            self.ranks,
+            self.device,
+        )
+        state.loss_sum += loss_sum
+        state.correct += round(correct)
+        state.seen += round(seen)
 
     def train_epoch(self, max_steps: int | None, progress: bool) -> bool:
         """Train the rest of the current epoch and close it (test accuracy, metrics, checkpoint); False when
@@ -680,7 +726,7 @@ class _Run:
         bar = tqdm(
             total=per_epoch,
             initial=state.batch,
-            disable=not progress,
+            disable=not progress or not self.ranks.main,
             leave=False,
             dynamic_ncols=True,
             desc=f"phase {state.phase} ({phase_tag(density)}) epoch {state.epoch + 1}/{epochs}",
@@ -705,7 +751,7 @@ class _Run:
     def _end_epoch(self, density: float | None, epochs: int, per_epoch: int, total: int, images_per_s: float) -> None:
         """Test accuracy, the epoch's metrics line, a checkpoint at the next epoch's start."""
         state, config = self.state, self.config
-        test_accuracy = evaluate(self.model, self.test_set, self.device, config.precision)
+        test_accuracy = evaluate(self.model, self.test_set, self.device, config.precision, ranks=self.ranks)
         record = {
             "phase": state.phase,
             "density": 1.0 if density is None else density,
@@ -722,15 +768,16 @@ class _Run:
             "train_images_per_s": images_per_s,
             "wall_s": state.wall_s + time.monotonic() - self.segment_start,
         }
-        logger.info(
-            "phase %d epoch %d/%d: train loss %.4f acc %.4f, test acc %.4f",
-            state.phase,
-            state.epoch + 1,
-            epochs,
-            record["train_loss"],
-            record["train_accuracy"],
-            test_accuracy,
-        )
+        if self.ranks.main:
+            logger.info(
+                "phase %d epoch %d/%d: train loss %.4f acc %.4f, test acc %.4f",
+                state.phase,
+                state.epoch + 1,
+                epochs,
+                record["train_loss"],
+                record["train_accuracy"],
+                test_accuracy,
+            )
         state.history.append(record)
         state.last_test_accuracy = test_accuracy
         state.epoch += 1
@@ -741,7 +788,9 @@ class _Run:
         self.write_metrics()
 
     def write_metrics(self) -> None:
-        """`metrics.jsonl`: every epoch record so far, one JSON line each (atomically)."""
+        """`metrics.jsonl`: every epoch record so far, one JSON line each (atomically; rank 0)."""
+        if not self.ranks.main:
+            return
         atomic_write_text(
             self.out / "metrics.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in self.state.history)
         )
@@ -752,22 +801,23 @@ class _Run:
         state, config, model = self.state, self.config, self.model
         density, epochs, _ = self.phases[state.phase]
         if state.last_test_accuracy is None or epochs == 0:
-            state.last_test_accuracy = evaluate(model, self.test_set, self.device, config.precision)
+            state.last_test_accuracy = evaluate(model, self.test_set, self.device, config.precision, ranks=self.ranks)
         if state.phase == 0:
             state.dense_accuracy = state.last_test_accuracy
-        atomic_save(
-            _checkpoint(
-                model,
-                None,
-                config,
-                state,
-                accuracy=state.last_test_accuracy,
-                density=density,
-                dense_accuracy=state.dense_accuracy,
-                measured_density=network_density(model),
-            ),
-            self.out / f"phase{state.phase}_{phase_tag(density)}.pt",
-        )
+        if self.ranks.main:
+            atomic_save(
+                _checkpoint(
+                    model,
+                    None,
+                    config,
+                    state,
+                    accuracy=state.last_test_accuracy,
+                    density=density,
+                    dense_accuracy=state.dense_accuracy,
+                    measured_density=network_density(model),
+                ),
+                self.out / f"phase{state.phase}_{phase_tag(density)}.pt",
+            )
         state.phase += 1
         state.epoch = 0
         state.batch = 0
@@ -833,12 +883,17 @@ def train(
 
     With `resume`, the configuration stored in `out/last.pt` is used and `config` only names the folder.
     `max_steps` stops this invocation after that many optimiser steps (a checkpoint is written first).
+    Under torchrun (WORLD_SIZE etc. in the environment) this process is one of a data-parallel run
+    (`winosim.nn.distributed`): `device` then names the kind (`cpu`, `cuda`), the process takes its own GPU.
     """
-    run = _Run(config, resume=resume, device=device)
-    state = run.state
-    while state.phase < len(run.phases):
-        while state.epoch < run.phases[state.phase][1]:
-            if not run.train_epoch(max_steps, progress):
-                return TrainResult(False, run.steps_here, run.out, state)
-        run.end_phase()
-    return TrainResult(True, run.steps_here, run.out, state)
+    ranks = ranks_from_environment()
+    dev = process_device(ranks, device)
+    with process_group(ranks, dev):
+        run = _Run(config, resume=resume, device=dev, ranks=ranks)
+        state = run.state
+        while state.phase < len(run.phases):
+            while state.epoch < run.phases[state.phase][1]:
+                if not run.train_epoch(max_steps, progress):
+                    return TrainResult(False, run.steps_here, run.out, state)
+            run.end_phase()
+        return TrainResult(True, run.steps_here, run.out, state)

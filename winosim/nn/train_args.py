@@ -127,6 +127,13 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        help="data-parallel processes on this machine (DistributedDataParallel: one per GPU, or CPU processes "
+        "sharing the cores); --batch-size stays the global batch (winosim.nn.distributed)",
+    )
     return p
 
 
@@ -184,8 +191,9 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 _FIELD_OF_OPTION = {"method": "mode", "model": "model_factory"}
 """Option destinations whose TrainConfig field has another name."""
-_RUN_TIME_OPTIONS = frozenset({"help", "resume", "max_steps", "device", "threads", "no_progress"})
-"""Options that do not change a run's result (not in TrainConfig)."""
+_RUN_TIME_OPTIONS = frozenset({"help", "resume", "max_steps", "device", "threads", "no_progress", "processes"})
+"""Options not in TrainConfig: they do not change a run's result, or (`processes`) only through batch norm's
+per-process batch statistics, and the run's provenance (`segments`) records them."""
 _ALWAYS_WRITTEN = frozenset({"network", "model", "method", "data", "out"})
 """Options a run cannot do without: written even where they equal a default."""
 

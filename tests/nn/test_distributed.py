@@ -1,0 +1,191 @@
+"""Data-parallel training (`winosim train --processes N`, or under torchrun): the same run as one process.
+
+The oracle: DDP averages the gradients of the processes' shares of each global batch, so for a model without
+batch norm (whose batch statistics are the one thing a share changes) N processes train the weights one process
+trains, to float rounding, and measure the same accuracies. A DDP run stopped and resumed ends bit for bit where
+an uninterrupted one does. Only rank 0 writes the folder; what every process would refuse is refused once,
+before any starts; a process that fails stops the others with one error line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+import torch
+
+from winosim import cli
+from winosim.errors import ConfigError
+from winosim.nn.distributed import SINGLE, Ranks, launch, process_device, ranks_from_environment
+from winosim.nn.train import load_checkpoint
+
+NO_BATCH_NORM = """
+import torch.nn as nn
+
+
+def build(num_classes=10):
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, num_classes),
+    )
+"""
+
+
+# --- ranks from the environment --------------------------------------------------------------------------------
+
+
+def test_no_launcher_is_one_process() -> None:
+    assert ranks_from_environment({}) == SINGLE
+    assert not SINGLE.distributed and SINGLE.main
+
+
+def test_ranks_read_as_torchrun_sets_them() -> None:
+    ranks = ranks_from_environment({"WORLD_SIZE": "4", "RANK": "3", "LOCAL_RANK": "1"})
+    assert (ranks.world, ranks.rank, ranks.local_rank, ranks.distributed, ranks.main) == (4, 3, 1, True, False)
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"WORLD_SIZE": "two", "RANK": "0", "LOCAL_RANK": "0"}, "WORLD_SIZE"),
+        ({"WORLD_SIZE": "2", "RANK": "-1", "LOCAL_RANK": "0"}, "RANK"),
+        ({"WORLD_SIZE": "2", "RANK": "2", "LOCAL_RANK": "0"}, "RANK"),
+        ({"WORLD_SIZE": "0", "RANK": "0", "LOCAL_RANK": "0"}, "WORLD_SIZE"),
+        ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "1"}, "LOCAL_RANK"),
+    ],
+)
+def test_malformed_environment_is_one_error_naming_the_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        ranks_from_environment(env)
+
+
+def test_shares_tile_the_global_batch() -> None:
+    shares = [Ranks(world=4, rank=r).share(32) for r in range(4)]
+    assert [(s.start, s.stop) for s in shares] == [(0, 8), (8, 16), (16, 24), (24, 32)]
+    with pytest.raises(ConfigError, match="divide evenly"):
+        Ranks(world=3, rank=0).check_batch(32)
+
+
+def test_device_of_a_process() -> None:
+    assert process_device(SINGLE, "cpu") == torch.device("cpu")
+    assert process_device(Ranks(world=2, rank=1, local_rank=1), "cpu") == torch.device("cpu")
+    assert process_device(Ranks(world=2, rank=1, local_rank=1), "cuda") == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match="LOCAL_RANK"):
+        process_device(Ranks(world=2, rank=1, local_rank=1), "cuda:0")
+    with pytest.raises(ConfigError, match="not a torch device"):
+        process_device(SINGLE, "gpu0")
+
+
+# --- the launcher ----------------------------------------------------------------------------------------------
+
+
+def test_launch_gives_each_process_its_rank(capfd: pytest.CaptureFixture[str]) -> None:
+    code = "import os; print(os.environ['RANK'], os.environ['WORLD_SIZE'], os.environ['MASTER_PORT'].isdigit())"
+    assert launch(["-c", code], 3) == 0
+    assert capfd.readouterr().out == "0 3 True\n"  # rank 0's output only
+
+
+def test_a_failing_process_stops_the_others_with_its_one_line(capfd: pytest.CaptureFixture[str]) -> None:
+    code = (
+        "import os, sys, time\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    print('winosim: error: rank one refuses', file=sys.stderr); sys.exit(2)\n"
+        "time.sleep(60)\n"
+    )
+    assert launch(["-c", code], 2) == 2
+    assert capfd.readouterr().err.strip().splitlines() == ["winosim: error: rank one refuses"]
+
+
+def test_a_crashing_process_is_named_with_its_status(capfd: pytest.CaptureFixture[str]) -> None:
+    code = "import os, sys, time\nif os.environ['RANK'] == '1':\n    sys.exit(3)\ntime.sleep(60)\n"
+    assert launch(["-c", code], 2) == 3
+    assert capfd.readouterr().err.strip() == "winosim: error: training process 1 exited with status 3 and no message"
+
+
+# --- winosim train --processes ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "nobn.py").write_text(NO_BATCH_NORM)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def _train(data: Path, out: str, *extra: str) -> int:
+    return cli.main(
+        [
+            "train",
+            "--model",
+            "nobn:build",
+            "--method",
+            "winograd_relu",
+            "--data",
+            str(data),
+            "--epochs",
+            "2",
+            "--densities",
+            "0.5",
+            "--retrain-epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--precision",
+            "fp32",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--out",
+            out,
+            *extra,
+        ]
+    )
+
+
+def _metrics(run: Path) -> list[dict[str, float]]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Gloo process groups are exercised on Linux")
+def test_two_processes_train_what_one_trains(workdir: Path, random_data: Path) -> None:
+    assert _train(random_data, "one") == 0
+    assert _train(random_data, "two", "--processes", "2") == 0
+    one = load_checkpoint(workdir / "one" / "phase1_d0.50.pt")
+    two = load_checkpoint(workdir / "two" / "phase1_d0.50.pt")
+    for name, weight in one["model"].items():
+        if weight.is_floating_point():
+            torch.testing.assert_close(two["model"][name], weight, rtol=0, atol=1e-6)
+        else:
+            assert torch.equal(two["model"][name], weight)  # the masks
+    for a, b in zip(_metrics(workdir / "one"), _metrics(workdir / "two"), strict=True):
+        assert a["test_accuracy"] == b["test_accuracy"]  # every test image, measured once over the processes
+        assert a["train_accuracy"] == b["train_accuracy"]
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+    log = (workdir / "two" / "progress.log").read_text().splitlines()
+    assert sum("started at step 0" in line for line in log) == 1  # rank 0 alone writes
+    assert "x 2 processes (DDP)" in log[0]
+    assert two["state"]["segments"][0]["machine"].endswith("x 2 processes (DDP)")
+
+    # stopped after 5 steps and resumed: bit for bit the uninterrupted two-process run
+    assert _train(random_data, "stopped", "--processes", "2", "--max-steps", "5") == 0
+    assert cli.main(["train", "--out", "stopped", "--resume", "--processes", "2", "--no-progress"]) == 0
+    resumed = load_checkpoint(workdir / "stopped" / "phase1_d0.50.pt")
+    assert all(torch.equal(resumed["model"][k], v) for k, v in two["model"].items())
+
+
+def test_what_every_process_would_refuse_is_refused_before_any_starts(
+    workdir: Path, random_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _train(random_data, "odd", "--processes", "2", "--batch-size", "33") == 2
+    assert capsys.readouterr().err.strip() == (
+        "winosim: error: --batch-size 33 is the global batch and must divide evenly among the 2 processes (WORLD_SIZE)"
+    )
+    assert not (workdir / "odd").exists()
+    assert _train(random_data, "none", "--processes", "0") == 2
+    assert "--processes must be >= 1" in capsys.readouterr().err
+    assert cli.main(["train", "--out", "missing", "--resume", "--processes", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "winosim: error: checkpoint not found: missing/last.pt"
