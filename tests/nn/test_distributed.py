@@ -18,7 +18,7 @@ pytest.importorskip("torch")
 import torch
 
 from winosim import cli
-from winosim.errors import ConfigError
+from winosim.errors import ConfigError, WinosimError
 from winosim.nn.distributed import SINGLE, Ranks, launch, process_device, ranks_from_environment
 from winosim.nn.train import load_checkpoint
 
@@ -95,14 +95,33 @@ def test_a_failing_process_stops_the_others_with_its_one_line(capfd: pytest.Capt
         "    print('winosim: error: rank one refuses', file=sys.stderr); sys.exit(2)\n"
         "time.sleep(60)\n"
     )
-    assert launch(["-c", code], 2) == 2
-    assert capfd.readouterr().err.strip().splitlines() == ["winosim: error: rank one refuses"]
+    with pytest.raises(WinosimError) as refused:
+        launch(["-c", code], 2)
+    assert str(refused.value) == "rank one refuses"  # the CLI prints it as "winosim: error: rank one refuses"
+    assert capfd.readouterr().err == ""
 
 
 def test_a_crashing_process_is_named_with_its_status(capfd: pytest.CaptureFixture[str]) -> None:
     code = "import os, sys, time\nif os.environ['RANK'] == '1':\n    sys.exit(3)\ntime.sleep(60)\n"
-    assert launch(["-c", code], 2) == 3
-    assert capfd.readouterr().err.strip() == "winosim: error: training process 1 exited with status 3 and no message"
+    with pytest.raises(WinosimError, match=r"^training process 1 exited with status 3 and no message$"):
+        launch(["-c", code], 2)
+
+
+def test_a_killed_process_is_named_with_its_signal() -> None:
+    code = (
+        "import os, signal, time\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "time.sleep(60)\n"
+    )
+    with pytest.raises(WinosimError, match=r"^training process 1 was ended by signal SIGKILL$"):
+        launch(["-c", code], 2)
+
+
+def test_rank_zero_failing_speaks_for_itself(capfd: pytest.CaptureFixture[str]) -> None:
+    code = "import os, sys\nprint(f\"winosim: error: refused by {os.environ['RANK']}\", file=sys.stderr)\nsys.exit(2)\n"
+    assert launch(["-c", code], 2) == 2
+    assert capfd.readouterr().err.strip().splitlines() == ["winosim: error: refused by 0"]  # once
 
 
 # --- winosim train --processes ---------------------------------------------------------------------------------

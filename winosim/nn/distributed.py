@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -32,9 +33,10 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from winosim.errors import ConfigError
+from winosim.errors import ConfigError, WinosimError
 
 ENV_VARS: tuple[str, ...] = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
+ERROR_PREFIX = "winosim: error:"
 
 
 @dataclass(frozen=True)
@@ -160,9 +162,9 @@ def _last_line(path: str) -> str:
 def launch(command: list[str], processes: int, *, poll_s: float = 0.1) -> int:
     """Run `python COMMAND...` as `processes` processes of one data-parallel run on this machine (the
     environment torchrun would give them, a free local port). Rank 0's output is this process's; the others'
-    standard error goes to a temporary file whose last line is shown only when one of them fails while rank 0
-    does not. The first failure stops the rest. Returns 0, the first failure's exit status, or 130 when
-    interrupted (the processes get the interrupt too and say so themselves)."""
+    standard error goes to a temporary file. The first failure stops the rest. Returns 0, rank 0's exit
+    status when it failed (it has said why), or 130 when interrupted (the processes get the interrupt too and
+    say so themselves); raises WinosimError with the error line of another process that failed alone."""
     if processes < 2:
         raise ConfigError(f"--processes must be >= 2 to launch a data-parallel run, got {processes}")
     base = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(processes)}
@@ -188,14 +190,16 @@ def launch(command: list[str], processes: int, *, poll_s: float = 0.1) -> int:
             return 0
         rank, status = failed
         _stop(children, grace_s=2.0)
-        if rank != 0 and children[0].returncode in (0, None, -15):
-            line = _last_line(err_files[rank])
-            if line.startswith("winosim: error:"):
-                print(line, file=sys.stderr)
-            else:
-                detail = f": {line}" if line else " and no message"
-                print(f"winosim: error: training process {rank} exited with status {status}{detail}", file=sys.stderr)
-        return status if status > 0 else 1
+        if status < 0:
+            raise WinosimError(f"training process {rank} was ended by signal {signal.Signals(-status).name}")
+        if rank == 0 or children[0].returncode not in (0, None, -signal.SIGTERM):
+            return status  # rank 0 failed too, and said why on this process's stderr
+        line = _last_line(err_files[rank])
+        if line.startswith(ERROR_PREFIX):
+            raise WinosimError(line.removeprefix(ERROR_PREFIX).strip())
+        raise WinosimError(
+            f"training process {rank} exited with status {status}" + (f": {line}" if line else " and no message")
+        )
 
 
 def _wait_first_failure(children: list[subprocess.Popen[bytes]], poll_s: float) -> tuple[int, int] | None:
