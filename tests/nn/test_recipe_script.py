@@ -125,6 +125,20 @@ def test_methods_trains_only_the_runs_named(tmp_path: Path) -> None:
     assert "--epochs 16 --lr 0.4 --densities" in args and args.rstrip().endswith("--lr 0.1 --epochs 80")
 
 
+def test_processes_makes_every_run_data_parallel_resumed_ones_too(tmp_path: Path) -> None:
+    """PROCESSES=N passes `--processes N` to each run (multi-GPU machines); unset, no run gets it."""
+    resumed = tmp_path / "runs" / "paper_vgg_nagadomi_spatial" / "last.pt"
+    resumed.parent.mkdir(parents=True)
+    resumed.touch()
+    _run(tmp_path, False, PROCESSES="4")
+    args = dict(line.split(" ", 1) for line in (tmp_path / "calls.args").read_text().splitlines())
+    assert len(args) == 3 and all("--processes 4" in line for line in args.values())
+    assert "--resume" in args["paper_vgg_nagadomi_spatial"]
+    (tmp_path / "again").mkdir()
+    _run(tmp_path / "again", False)
+    assert "--processes" not in (tmp_path / "again" / "calls.args").read_text()
+
+
 def test_editing_the_recipe_while_it_runs_changes_nothing_it_does(tmp_path: Path) -> None:
     """bash reads a script longer than its buffer (8 KiB) as it goes: a driver running for hours would run
     whatever an edit (a `git pull`) put at its old reading position. The recipe is one block, parsed whole

@@ -12,7 +12,8 @@
 #       traces/recipes/logs/LABEL_<run folder> (LABEL default cpu, LOGS_DIR default traces/recipes/logs)
 #
 # Environment: DATA (CIFAR-10 folder, default ../shared/data/cifar10), RUNS (run folders, default runs/),
-# PYTHON (default python), THREADS (torch threads per process, default 1), PARALLEL (1: the native run starts
+# PYTHON (default python), THREADS (torch threads per process, default 1), PROCESSES (N: each run data-parallel
+# over N processes, `--processes N`, e.g. one per GPU of a multi-GPU machine; default one), PARALLEL (1: the native run starts
 # beside the spatial one once the dense model is saved, Winograd-ReLU beside the native one once the spatial run
 # ends, and whichever of those two is left alone gets both runs' threads from its next checkpoint on, via a
 # `threads` file in its folder (bash >= 5.1); the spatial run has both runs' threads until the native run starts;
@@ -110,10 +111,10 @@ train() { # run folder, method-specific arguments
     mkdir -p "$out"
     if [ -f "$out/last.pt" ]; then
         $PYTHON -m winosim train --out "$out" --resume --threads "${run_threads:-$THREADS}" --no-progress \
-            >>"$out/log.txt" 2>&1
+            ${PROCESSES:+--processes "$PROCESSES"} >>"$out/log.txt" 2>&1
     else
         $PYTHON -m winosim train $common --out "$out" --threads "${run_threads:-$THREADS}" --checkpoint-every-s 180 \
-            --no-progress "$@" >>"$out/log.txt" 2>&1
+            --no-progress ${PROCESSES:+--processes "$PROCESSES"} "$@" >>"$out/log.txt" 2>&1
     fi
     echo "$(date -u +%FT%TZ) $out done" >>"$RUNS/$prefix.driver.log"
 }
