@@ -154,6 +154,9 @@ YAML_CASES = {
     "deep_flow": ("pe_array: " + "[" * 100_000 + "]" * 100_000, "YAML nested deeper than 32 levels"),
     "deep_block": ("".join(f"{'  ' * i}k{i}:\n" for i in range(300)) + "  " * 300 + "v: 1\n", "nested deeper"),
     "huge": ("# " + "x" * (2 * 1024**2) + "\n", "larger than 1024 KiB"),
+    # PyYAML keeps the last of two equal keys silently: the first value (a grid axis's values) would vanish
+    "key_twice": ("pe_array:\n  pe_count: 16\n  pe_count: 64\n", "YAML key 'pe_count' given twice (line 2, column 3"),
+    "top_key_twice": ("pe_array: {}\npe_array: {}\n", "given twice (line 1, column 1 and line 2, column 1)"),
 }
 
 

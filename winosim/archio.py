@@ -61,7 +61,8 @@ def _where(mark: Any) -> str:
 
 class _BoundedSafeLoader(yaml.SafeLoader):
     """PyYAML's SafeLoader that refuses aliases and nesting deeper than MAX_YAML_DEPTH while composing, so
-    neither alias expansion nor recursion can run away."""
+    neither alias expansion nor recursion can run away, and a key given twice in one mapping (PyYAML keeps the
+    last silently: a grid axis or a parameter the user wrote would vanish)."""
 
     def __init__(self, stream: str) -> None:
         super().__init__(stream)
@@ -79,6 +80,23 @@ class _BoundedSafeLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:  # an unhashable key: the constructor below says so
+                continue
+            if first is not key_node:
+                raise ConfigError(
+                    f"YAML key {key!r} given twice ({_where(first.start_mark)} and {_where(key_node.start_mark)})"
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 def safe_yaml(text: str) -> Any:
