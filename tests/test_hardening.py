@@ -111,6 +111,9 @@ def assert_clean_refusal(
         (["--set", "clock_hz=1e999"], "clock_hz must be a finite number"),
         (["--pe", "99999999999999999999999"], "argument --pe: integer out of range"),
         (["--pe", "4294967296"], "pe_count must be an integer in [1, 1048576]"),
+        # one parameter set twice (which value was meant?), also under its alias
+        (["--set", "pe=16", "--set", "pe_array.pe_count=32"], "--set pe_array.pe_count given twice ('pe=16' and"),
+        (["--set", "clock_hz=1e9", "--set", "clock_hz=2e9"], "--set clock_hz given twice"),
     ],
 )
 def test_numbers_beyond_the_documented_bounds_are_refused(

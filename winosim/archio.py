@@ -307,12 +307,18 @@ def default_arch() -> Arch:
 
 
 def parse_set_options(items: Iterable[str]) -> dict[str, str]:
-    """Turn repeated `KEY=VALUE` strings into a dict; a malformed item raises ConfigError."""
+    """Turn repeated `KEY=VALUE` strings into a dict; a malformed item, or one parameter set twice (under
+    one name or under an alias and its full name: which value was meant?), raises ConfigError."""
     overrides: dict[str, str] = {}
+    given: dict[str, str] = {}  # canonical key -> the item that set it
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        canonical = ALIASES.get(key.strip(), key.strip())
+        if canonical in given:
+            raise ConfigError(f"--set {canonical} given twice ({given[canonical]!r} and {item!r})")
+        given[canonical] = item
         overrides[key.strip()] = value.strip()
     return overrides
 
