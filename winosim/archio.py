@@ -81,7 +81,6 @@ class _BoundedSafeLoader(yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-
     def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         seen: dict[Any, Any] = {}
         for key_node, _ in node.value:

@@ -77,6 +77,14 @@ def test_device_of_a_process() -> None:
         process_device(Ranks(world=2, rank=1, local_rank=1), "cuda:0")
     with pytest.raises(ConfigError, match="not a torch device"):
         process_device(SINGLE, "gpu0")
+    with pytest.raises(ConfigError, match="trains and measures on cpu or cuda"):
+        process_device(SINGLE, "meta")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without CUDA")
+def test_a_missing_gpu_is_one_error_before_anything_runs() -> None:
+    with pytest.raises(ConfigError, match=r"^--device cuda: not usable on this machine \("):
+        process_device(SINGLE, "cuda")
 
 
 # --- the launcher ----------------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ def _trace_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-limit", type=int, default=None, help="measure accuracy on the first N test images only")
     p.add_argument("--names", default=None, help="comma-separated variant names (default: the methods)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="precision of the accuracy pass")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=None)
     return p
 

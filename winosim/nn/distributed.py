@@ -37,6 +37,7 @@ from winosim.errors import ConfigError, WinosimError
 
 ENV_VARS: tuple[str, ...] = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
 ERROR_PREFIX = "winosim: error:"
+DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -104,10 +105,18 @@ def process_device(ranks: Ranks, requested: str | None) -> torch.device:
         device = torch.device(requested or ("cuda" if torch.cuda.is_available() else "cpu"))
     except RuntimeError:
         raise ConfigError(f"--device {requested!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    if device.type not in DEVICE_TYPES:
+        raise ConfigError(f"--device {requested}: winosim trains and measures on {' or '.join(DEVICE_TYPES)}")
     if ranks.distributed and device.type == "cuda":
         if device.index is not None:
             raise ConfigError(f"--device {requested}: under torchrun each process takes cuda:LOCAL_RANK; pass cuda")
-        return torch.device("cuda", ranks.local_rank)
+        return torch.device("cuda", ranks.local_rank)  # process_group checks that the GPU exists
+    if device.type == "cuda":
+        try:  # a device this torch build or machine lacks (no CUDA, cuda:3 of one GPU) fails here, not mid-run
+            torch.empty(1, device=device)
+        except (RuntimeError, AssertionError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"--device {requested}: not usable on this machine ({reason})") from None
     return device
 
 

@@ -124,7 +124,7 @@ def train_parser() -> argparse.ArgumentParser:
         "winosim.nn.precondition)",
     )
     p.add_argument("--max-steps", type=int, default=None, help="stop this invocation after N steps (resumable)")
-    p.add_argument("--device", default=None, help="torch device (default: cuda when present, else cpu)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
