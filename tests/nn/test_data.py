@@ -152,3 +152,81 @@ def test_a_dataset_moved_to_a_device_gives_the_same_batches(random_data: Path, d
         assert torch.equal(ym.cpu(), y)
     xt, _ = moved.take([0, 5])
     torch.testing.assert_close(xt.cpu(), data.take([0, 5])[0])
+
+
+# --- bad data: one ConfigError naming the file, before any training (never a failure mid-run) -------------------
+
+
+def _npz_folder(root: Path, **members: np.ndarray) -> Path:
+    root.mkdir()
+    np.savez(root / "train_0.npz", **members)
+    np.savez(root / "test.npz", images=_images(2), labels=np.array([0, 1]))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({"images": _images(4), "labels": np.array([0, 1, 12, 3])}, r"labels must be class indices in \[0, 10\)"),
+        ({"images": _images(4), "labels": np.array([0, -1, 2, 3])}, r"found -1\.\.3"),
+        ({"images": _images(4), "labels": np.array([0.0, 1.0, 2.0, 3.0])}, r"'labels' is float64"),
+        ({"images": _images(4), "labels": np.array([0, 1])}, r"'labels' is int64 \(2,\) for 4 images"),
+        ({"images": _images(4)[..., 0], "labels": np.arange(4)}, r"'images' is uint8 \(4, 32, 32\)"),
+        ({"images": _images(4).astype(np.float32), "labels": np.arange(4)}, r"'images' is float32"),
+        ({"x": _images(4), "y": np.arange(4)}, r"not a CIFAR \.npz part .*found x, y"),
+        ({"images": np.array([{"a": 1}] * 4, dtype=object), "labels": np.arange(4)}, r"not a readable CIFAR \.npz"),
+    ],
+    ids=["label_too_big", "negative_label", "float_labels", "label_count", "no_channels", "float_images",
+         "foreign_members", "pickled"],
+)  # fmt: skip
+def test_a_malformed_npz_part_is_one_error_naming_it(tmp_path: Path, members: dict, message: str) -> None:
+    root = _npz_folder(tmp_path / "data", **members)
+    with pytest.raises(ConfigError, match=message):
+        load_dataset(root, "train")
+
+
+def test_a_truncated_npz_part_is_one_error_naming_it(tmp_path: Path) -> None:
+    root = _npz_folder(tmp_path / "data", images=_images(4), labels=np.arange(4))
+    part = root / "train_0.npz"
+    part.write_bytes(part.read_bytes()[:100])
+    with pytest.raises(ConfigError, match=r"train_0\.npz: not a readable CIFAR \.npz part"):
+        load_dataset(root, "train")
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple:
+        return (print, ("code ran",))
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (pickle.dumps({b"data": _Exploit(), b"labels": [0]}), "refusing to load builtins.print"),
+        (b"not a pickle", "not a CIFAR python batch"),
+        (pickle.dumps([1, 2]), "not a CIFAR python batch"),
+        (pickle.dumps({b"labels": [0]}), r"needs b'data' and b'labels'"),
+        (pickle.dumps({b"data": np.zeros((2, 5), np.uint8), b"labels": [0, 1]}), r"not uint8 \(N, 3072\)"),
+    ],
+    ids=["code", "garbage", "a_list", "no_data", "wrong_shape"],
+)
+def test_a_malformed_python_batch_is_refused_and_runs_no_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, message: str
+) -> None:
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    flat = _images(2).transpose(0, 3, 1, 2).reshape(2, -1)
+    for name in [f"data_batch_{i}" for i in range(2, 6)] + ["test_batch"]:
+        (root / name).write_bytes(pickle.dumps({b"data": flat, b"labels": [0, 1]}))
+    (root / "data_batch_1").write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_dataset(root, "train")
+    assert "code ran" not in capsys.readouterr().out
+
+
+def test_an_unreadable_image_in_a_folder_names_the_file(tmp_path: Path) -> None:
+    for cls in ("cat", "dog"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        (tmp_path / "train" / cls / "a.png").write_bytes(b"not a png")
+    train = load_dataset(tmp_path, "train")
+    with pytest.raises(ConfigError, match=r"a\.png: not a readable image"):
+        train.take([0])

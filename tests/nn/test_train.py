@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -312,6 +313,37 @@ def test_config_validation_names_the_field(tmp_path: Path) -> None:
         _config(tmp_path, tmp_path, label_smoothing=1.0)
     with pytest.raises(ConfigError, match="network"):
         _config(tmp_path, tmp_path, network="lenet")
+
+
+@pytest.mark.parametrize(
+    ("size", "extra", "message"),
+    [
+        (8, [], "vgg_nagadomi: the data's (3, 8, 8) images do not fit the model ("),
+        (32, ["--num-classes", "5"], "--num-classes 5: the dataset 'cifar10-npz:train' has 10 classes"),
+        (32, ["--num-classes", "0"], "num_classes must be >= 1 or None, got 0"),
+        (32, ["--max-steps", "-1"], "--max-steps must be >= 0, got -1"),
+        (32, ["--device", "meta"], "--device meta: winosim trains and measures on cpu or cuda"),
+    ],
+    ids=["image_size", "too_few_classes", "zero_classes", "negative_steps", "meta_device"],
+)
+def test_what_cannot_train_is_one_line_before_a_run_folder_exists(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], size: int, extra: list[str], message: str
+) -> None:
+    """Data the model cannot take, or options that cannot run, fail before anything is written (not at the
+    first step, with a folder left behind)."""
+    from winosim import cli
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(8, size, size, 3), dtype=np.uint8)
+    data = tmp_path / "data"
+    data.mkdir()
+    np.savez(data / "train_0.npz", images=images[:6], labels=np.arange(6))
+    np.savez(data / "test.npz", images=images[6:], labels=np.arange(2))
+    argv = ["train", "--network", "vgg_nagadomi", "--method", "spatial", "--data", str(data), "--epochs", "1"]
+    assert cli.main([*argv, "--no-progress", "--out", str(tmp_path / "run"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("winosim: error: ") and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_commands_train_then_trace(random_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -48,6 +48,8 @@ def train_main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     if retain_freed_memory():  # every step reuses the last one's pages (winosim.nn.memory)
         logging.info("allocator: freed memory kept in the process (glibc: no mmap, no trim)")
+    if args.max_steps is not None and args.max_steps < 0:
+        raise ConfigError(f"--max-steps must be >= 0, got {args.max_steps}")
     config = train_config_from_args(args)
     ranks = ranks_from_environment()
     if args.processes is not None:

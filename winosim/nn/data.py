@@ -53,6 +53,17 @@ def _normalise(images: Tensor, mean: tuple[float, float, float], std: tuple[floa
     return (images.float().div_(255.0) - mean_t) / std_t
 
 
+def _check_labels(name: str, labels: Tensor, num_classes: int) -> None:
+    """ConfigError unless `labels` are integers in [0, num_classes) (a label outside would fail mid-run)."""
+    if labels.dtype.is_floating_point or labels.dtype == torch.bool or labels.is_complex():
+        raise ConfigError(f"dataset {name!r}: labels must be integers, got {labels.dtype}")
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise ConfigError(
+            f"dataset {name!r}: labels must be class indices in [0, {num_classes}), found "
+            f"{int(labels.min())}..{int(labels.max())}"
+        )
+
+
 def _subset_count(count: int | None, length: int) -> int | None:
     """How many images a `subset(count)` keeps: None (all) when `count` is None or covers the set."""
     if count is None or count >= length:
@@ -94,6 +105,7 @@ class ArrayDataset:
             raise ConfigError(f"ArrayDataset {self.name!r}: images must be uint8 (N, 3, H, W), got {self.images.shape}")
         if self.labels.shape != (self.images.shape[0],):
             raise ConfigError(f"ArrayDataset {self.name!r}: labels shape {self.labels.shape} != ({len(self)},)")
+        _check_labels(self.name, self.labels, self.num_classes)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -162,25 +174,89 @@ def _from_nhwc(name: str, images: np.ndarray, labels: np.ndarray, classes: int, 
     return ArrayDataset(name, tensor, torch.from_numpy(labels.astype(np.int64)), classes, stats[0], stats[1])
 
 
+def _npz_part(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """`images` (N, H, W, 3) uint8 and `labels` (N,) integers of one file of the CIFAR .npz layout; ConfigError
+    naming the file for anything else (a missing member, a pickled or corrupt file, another shape or type)."""
+    expected = "needs 'images' (N, H, W, 3) uint8 and 'labels' (N,) integers"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files") or not {"images", "labels"} <= set(z.files):
+                found = ", ".join(sorted(getattr(z, "files", []))) or "no named arrays"
+                raise ConfigError(f"{path}: not a CIFAR .npz part ({expected}; found {found})")
+            images, labels = z["images"], z["labels"]
+    except ConfigError:
+        raise
+    except Exception as exc:  # numpy raises many types for corrupt, truncated or pickled files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: not a readable CIFAR .npz part ({first})") from None
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ConfigError(f"{path}: {expected}; 'images' is {images.dtype} {images.shape}")
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(labels) != len(images):
+        raise ConfigError(f"{path}: {expected}; 'labels' is {labels.dtype} {labels.shape} for {len(images)} images")
+    return images, labels
+
+
 def _load_npz_layout(root: Path, split: Split) -> ArrayDataset:
     files = sorted(root.glob("train_*.npz")) if split == "train" else [root / "test.npz"]
-    images, labels = [], []
-    for path in files:
-        with np.load(path, allow_pickle=False) as z:
-            images.append(z["images"])
-            labels.append(z["labels"])
+    parts = [_npz_part(path) for path in files]
+    sizes = {images.shape[1:] for images, _ in parts}
+    if len(sizes) > 1:
+        raise ConfigError(f"{root}: its .npz parts hold images of different sizes {sorted(sizes)}")
     return _from_nhwc(
-        f"cifar10-npz:{split}", np.concatenate(images), np.concatenate(labels), 10, (CIFAR10_MEAN, CIFAR10_STD)
+        f"cifar10-npz:{split}",
+        np.concatenate([images for images, _ in parts]),
+        np.concatenate([labels for _, labels in parts]),
+        10,
+        (CIFAR10_MEAN, CIFAR10_STD),
     )
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """The official CIFAR python distribution is a pickle of plain dicts, lists, bytes and numpy arrays; this
+    unpickler builds those and nothing else, so a crafted file cannot run code."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy.core.multiarray", "_reconstruct"),
+            ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("_codecs", "encode"),  # how Python 3's protocol 2 stores an array's bytes
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} (a CIFAR batch holds plain data only)")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict[bytes, object]:
-    # The official CIFAR python distribution is a pickle of plain arrays and lists (trusted local files).
-    with path.open("rb") as handle:
-        data = pickle.load(handle, encoding="bytes")
+    try:
+        with path.open("rb") as handle:
+            data = _CifarUnpickler(handle, encoding="bytes").load()
+    except Exception as exc:  # corrupt, truncated, foreign or crafted: one line naming the file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{path}: not a CIFAR python batch ({first})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: not a CIFAR python batch")
     return data
+
+
+def _batch_arrays(path: Path, batch: dict[bytes, object], key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """A CIFAR python batch's images as uint8 (N, 3, 32, 32) and its labels; ConfigError naming the file."""
+    if b"data" not in batch or key not in batch:
+        raise ConfigError(f"{path}: not a CIFAR python batch (needs {b'data'!r} and {key!r})")
+    try:
+        images = np.asarray(batch[b"data"])
+        labels = np.asarray(batch[key])
+        if images.dtype != np.uint8 or images.ndim != 2 or images.shape[1] != 3 * 32 * 32:
+            raise ValueError(f"'data' is {images.dtype} {images.shape}, not uint8 (N, 3072)")
+        if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError(f"labels are {labels.dtype} {labels.shape} for {len(images)} images")
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path}: not a CIFAR python batch ({exc})") from None
+    return images.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
 def _cifar_python(root: Path, split: Split, hundred: bool) -> ArrayDataset:
@@ -192,9 +268,9 @@ def _cifar_python(root: Path, split: Split, hundred: bool) -> ArrayDataset:
         key, classes, stats = b"labels", 10, (CIFAR10_MEAN, CIFAR10_STD)
     images, labels = [], []
     for name in names:
-        batch = _unpickle(root / name)
-        images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[key], dtype=np.int64))
+        batch_images, batch_labels = _batch_arrays(root / name, _unpickle(root / name), key)
+        images.append(batch_images)
+        labels.append(batch_labels)
     tag = "cifar100" if hundred else "cifar10"
     data = torch.from_numpy(np.concatenate(images))
     return ArrayDataset(f"{tag}:{split}", data, torch.from_numpy(np.concatenate(labels)), classes, stats[0], stats[1])
@@ -233,6 +309,12 @@ class ImageFolderDataset:
         )
 
     def _load(self, index: int, gen: torch.Generator | None) -> Tensor:
+        try:
+            return self._decode(index, gen)
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL: unreadable, truncated or foreign image files
+            raise ConfigError(f"{self.files[index]}: not a readable image ({exc})") from None
+
+    def _decode(self, index: int, gen: torch.Generator | None) -> Tensor:
         from PIL import Image
 
         with Image.open(self.files[index]) as img:

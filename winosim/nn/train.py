@@ -153,7 +153,7 @@ class TrainConfig:
             )
         if any(not 0 < f < 1 for f in self.lr_drops):
             raise ConfigError(f"TrainConfig: lr_drops must be fractions in (0, 1), got {list(self.lr_drops)}")
-        for name in ("train_limit", "epoch_images", "retrain_epoch_images", "test_limit"):
+        for name in ("train_limit", "epoch_images", "retrain_epoch_images", "test_limit", "num_classes"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"TrainConfig: {name} must be >= 1 or None, got {value}")
@@ -540,6 +540,28 @@ def _remaining_images(config: TrainConfig, state: TrainState, train_images: int)
     return remaining
 
 
+@torch.no_grad()
+def check_model_fits_data(model: torch.nn.Module, data: Dataset, classes: int, name: str) -> None:
+    """One image of `data` through `model` (eval mode, no gradient: nothing in the model changes), so that an
+    image size the model cannot take, or fewer outputs than the data has classes, is one ConfigError before a
+    run folder exists rather than a failure at the first step."""
+    x = data.take([0])[0].cpu()
+    was_training = model.training
+    model.eval()
+    try:
+        logits = model(x)
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"{name}: the data's {tuple(x.shape[1:])} images do not fit the model ({first})") from None
+    finally:
+        model.train(was_training)
+    if logits.ndim != 2 or logits.shape[1] < classes:
+        raise ConfigError(
+            f"{name}: the model gives outputs of shape {tuple(logits.shape[1:])} per image, the data has "
+            f"{classes} classes"
+        )
+
+
 def refuse_existing_run(out: str | Path) -> None:
     """ConfigError when the folder `out` already holds a run (a new run there would overwrite it)."""
     if (Path(out) / "last.pt").exists():
@@ -566,6 +588,10 @@ class _Run:
         if dev.type == "cuda" and isinstance(train_set, ArrayDataset) and isinstance(test_set, ArrayDataset):
             train_set, test_set = train_set.to(dev), test_set.to(dev)  # data on the GPU: no host copies per batch
         classes = config.num_classes or train_set.num_classes
+        if classes < train_set.num_classes:
+            raise ConfigError(
+                f"--num-classes {classes}: the dataset {train_set.name!r} has {train_set.num_classes} classes"
+            )
         if config.num_classes is None:
             config = TrainConfig.from_dict({**config.to_dict(), "num_classes": classes})
         if config.model_factory is not None and config.input_shape is None:
@@ -576,6 +602,7 @@ class _Run:
 
         torch.manual_seed(config.seed)
         model = build_network(config, classes)
+        check_model_fits_data(model, test_set, classes, config.network)
         phases = config.phases()
         state = TrainState()
         branched = False
