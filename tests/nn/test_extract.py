@@ -167,3 +167,12 @@ def test_extraction_rejects_mixed_networks_and_bad_names(
         extract_trace(checkpoints, random_data, images=2, names=["a"], test_limit=4)
     with pytest.raises(ConfigError, match="--images"):
         extract_trace(checkpoints[:1], random_data, images=10_000, test_limit=4)
+
+
+def test_trace_of_a_folder_without_a_run_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A dataset folder passed where a run folder belongs is named as what it is, not as a run folder."""
+    from winosim import cli
+
+    assert cli.main(["trace", str(tmp_path), "--data", str(tmp_path), "--out", str(tmp_path / "t.npz")]) == 2
+    assert f"{tmp_path} is a folder without a training run (no last.pt or phase checkpoints)" in capsys.readouterr().err
+    assert not (tmp_path / "t.npz").exists()

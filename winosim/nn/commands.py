@@ -130,6 +130,8 @@ def _resolve_checkpoints(
 
     if within_points is None:
         folders = [a for a in arguments if Path(a).is_dir()]
+        if folders and not any((Path(folders[0]) / name).is_file() for name in ("last.pt", "phase0_dense.pt")):
+            raise ConfigError(f"{folders[0]} is a folder without a training run (no last.pt or phase checkpoints)")
         if folders:
             raise ConfigError(
                 f"{folders[0]} is a run folder: pass --select-within POINTS to choose its checkpoint by the density "
