@@ -25,6 +25,7 @@ from typing import Any
 
 from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry, NetworkGeometry
+from winosim.text import first_line
 
 NO_MULTIPLY_OPS: frozenset[str] = frozenset(
     {
@@ -92,8 +93,7 @@ def _load(onnx: Any, path: Path, input_shape: Sequence[int] | None) -> Any:
     try:
         return onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OnnxError(f"{path}: ONNX shape inference fails ({first})") from None
+        raise OnnxError(f"{path}: ONNX shape inference fails ({first_line(exc)})") from None
 
 
 def _graph_inputs(model: Any) -> list[Any]:

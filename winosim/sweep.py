@@ -53,6 +53,7 @@ from numpy.typing import NDArray
 from winosim.errors import ConfigError, TraceError, WinosimError
 from winosim.files import atomic_write, atomic_write_text
 from winosim.methods import sorted_methods
+from winosim.text import first_line
 from winosim.trace import Trace, load_trace
 from winosim.version import __version__
 from winosim.workers import MAX_SWEEP_POINTS, local_processes, start_server, worker_context
@@ -703,7 +704,7 @@ def _run_dask(tasks: Sequence[Task], evaluator: Evaluator, scheduler: str, on_re
                 except WinosimError:
                     raise
                 except Exception as exc:
-                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    first = first_line(exc)
                     hint = (
                         " (is winosim installed, same version, on the scheduler and every worker?)"
                         if "serializ" in str(exc) or isinstance(exc, ModuleNotFoundError)

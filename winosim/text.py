@@ -5,7 +5,8 @@ sequence in a name can recolour, move or clear the terminal, and a newline can f
 (or a second error line). `printable` is the one helper that every command applies to what it prints: each
 control, format or unassigned character (Unicode category C: ESC, BEL, carriage return, DEL, bidirectional
 overrides, ...) becomes a visible escape in the JSON spelling, `\\u001b`, so the same text stays valid inside
-a JSON string. Ordinary text, accents and CJK included, is unchanged.
+a JSON string. Ordinary text, accents and CJK included, is unchanged. `first_line` is what an error line quotes of an
+exception raised by a library (its message's first line, or its type's name when it has none).
 """
 
 from __future__ import annotations
@@ -29,3 +30,9 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
     return "".join(
         char if char in kept or not unicodedata.category(char).startswith("C") else _escape(char) for char in text
     )
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of `exc`'s message, or its type's name when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

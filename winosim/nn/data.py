@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from winosim.errors import ConfigError
+from winosim.text import first_line
 
 Split = Literal["train", "test"]
 
@@ -187,8 +188,7 @@ def _npz_part(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except ConfigError:
         raise
     except Exception as exc:  # numpy raises many types for corrupt, truncated or pickled files
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}: not a readable CIFAR .npz part ({first})") from None
+        raise ConfigError(f"{path}: not a readable CIFAR .npz part ({first_line(exc)})") from None
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ConfigError(f"{path}: {expected}; 'images' is {images.dtype} {images.shape}")
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer) or len(labels) != len(images):
@@ -236,8 +236,7 @@ def _unpickle(path: Path) -> dict[bytes, object]:
         with path.open("rb") as handle:
             data = _CifarUnpickler(handle, encoding="bytes").load()
     except Exception as exc:  # corrupt, truncated, foreign or crafted: one line naming the file
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{path}: not a CIFAR python batch ({first})") from None
+        raise ConfigError(f"{path}: not a CIFAR python batch ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: not a CIFAR python batch")
     return data

@@ -34,6 +34,7 @@ import torch
 import torch.distributed as dist
 
 from winosim.errors import ConfigError, WinosimError
+from winosim.text import first_line
 
 ENV_VARS: tuple[str, ...] = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
 ERROR_PREFIX = "winosim: error:"
@@ -115,8 +116,7 @@ def process_device(ranks: Ranks, requested: str | None) -> torch.device:
         try:  # a device this torch build or machine lacks (no CUDA, cuda:3 of one GPU) fails here, not mid-run
             torch.empty(1, device=device)
         except (RuntimeError, AssertionError) as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"--device {requested}: not usable on this machine ({reason})") from None
+            raise ConfigError(f"--device {requested}: not usable on this machine ({first_line(exc)})") from None
     return device
 
 

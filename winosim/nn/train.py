@@ -59,6 +59,7 @@ from winosim.nn.layers import MODES, spatial_to_winograd
 from winosim.nn.models import NETWORK_NAMES, WinoNet, build_model
 from winosim.nn.precondition import CALIBRATION_IMAGES, PRECONDITIONINGS, calibrate_position_scales
 from winosim.nn.prune import layer_densities, network_density, prune_network
+from winosim.text import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -551,8 +552,9 @@ def check_model_fits_data(model: torch.nn.Module, data: Dataset, classes: int, n
     try:
         logits = model(x)
     except (RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"{name}: the data's {tuple(x.shape[1:])} images do not fit the model ({first})") from None
+        raise ConfigError(
+            f"{name}: the data's {tuple(x.shape[1:])} images do not fit the model ({first_line(exc)})"
+        ) from None
     finally:
         model.train(was_training)
     if logits.ndim != 2 or logits.shape[1] < classes:
