@@ -1,6 +1,7 @@
 """Data-parallel training (`winosim train --processes N`, or under torchrun): the same run as one process.
 
-The oracle: DDP averages the gradients of the processes' shares of each global batch, so for a model without
+The oracle: DDP averages the gradients of the processes' shares of each global batch (weighted by their
+sizes), so for a model without
 batch norm (whose batch statistics are the one thing a share changes) N processes train the weights one process
 trains, to float rounding, and measure the same accuracies. A DDP run stopped and resumed ends bit for bit where
 an uninterrupted one does. Only rank 0 writes the folder; what every process would refuse is refused once,
@@ -62,11 +63,25 @@ def test_malformed_environment_is_one_error_naming_the_variable(env: dict[str, s
         ranks_from_environment(env)
 
 
-def test_shares_tile_the_global_batch() -> None:
+def test_shares_tile_the_global_batch_and_their_losses_weigh_by_size() -> None:
     shares = [Ranks(world=4, rank=r).share(32) for r in range(4)]
     assert [(s.start, s.stop) for s in shares] == [(0, 8), (8, 16), (16, 24), (24, 32)]
-    with pytest.raises(ConfigError, match="divide evenly"):
-        Ranks(world=3, rank=0).check_batch(32)
+    shares = [Ranks(world=3, rank=r).share(32) for r in range(3)]
+    assert [(s.start, s.stop) for s in shares] == [(0, 10), (10, 21), (21, 32)]
+    # DDP's average over processes of (a share's mean loss x its scale) is the batch's mean loss: with a loss
+    # of 1 per image every share's mean is 1, and the scaled shares average to 1
+    scales = [Ranks(world=3, rank=r).loss_scale(s.stop - s.start, 32) for r, s in enumerate(shares)]
+    assert scales == [30 / 32, 33 / 32, 33 / 32] and sum(scales) / 3 == pytest.approx(1.0)
+    assert Ranks(world=4, rank=1).loss_scale(8, 32) == 1.0
+
+
+def test_every_batch_gives_every_process_an_image() -> None:
+    Ranks(world=4).check_batches(4, [128, 132])
+    Ranks(world=4).check_batches(30, [128, 130])  # last batches of 8 and 10 images
+    with pytest.raises(ConfigError, match="at least one image for each of the 4 processes"):
+        Ranks(world=4).check_batches(3)
+    with pytest.raises(ConfigError, match="an epoch of 130 images ends with a batch of 2, fewer than the 4"):
+        Ranks(world=4).check_batches(32, [128, 130])
 
 
 def test_device_of_a_process() -> None:
@@ -160,7 +175,7 @@ def _train(data: Path, out: str, *extra: str) -> int:
             "--retrain-epochs",
             "1",
             "--batch-size",
-            "32",
+            "33",  # shares of 16 and 17 images, then of 14 and 15 in each epoch's last batch (128 images)
             "--precision",
             "fp32",
             "--threads",
@@ -207,11 +222,11 @@ def test_two_processes_train_what_one_trains(workdir: Path, random_data: Path) -
 def test_what_every_process_would_refuse_is_refused_before_any_starts(
     workdir: Path, random_data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _train(random_data, "odd", "--processes", "2", "--batch-size", "33") == 2
+    assert _train(random_data, "small", "--processes", "2", "--batch-size", "1") == 2
     assert capsys.readouterr().err.strip() == (
-        "winosim: error: --batch-size 33 is the global batch and must divide evenly among the 2 processes (WORLD_SIZE)"
+        "winosim: error: --batch-size 1 is the global batch: at least one image for each of the 2 processes"
     )
-    assert not (workdir / "odd").exists()
+    assert not (workdir / "small").exists()
     assert _train(random_data, "none", "--processes", "0") == 2
     assert "--processes must be >= 1" in capsys.readouterr().err
     assert cli.main(["train", "--out", "missing", "--resume", "--processes", "2"]) == 2

@@ -82,12 +82,12 @@ def train_main(argv: list[str]) -> int:
 
 def _check_launch(config: TrainConfig, resume: bool, processes: int) -> None:
     """What every process would refuse, refused once before any starts: a folder that holds a run (without
-    --resume) or none (with it), a global batch the processes cannot share evenly."""
+    --resume) or none (with it), a global batch smaller than the number of processes."""
     if resume:
         config = TrainConfig.from_dict(load_checkpoint(Path(config.out) / "last.pt")["config"])
     else:
         refuse_existing_run(config.out)
-    Ranks(world=processes, rank=0).check_batch(config.batch_size)
+    Ranks(world=processes, rank=0).check_batches(config.batch_size)
 
 
 def _trace_parser() -> argparse.ArgumentParser:

@@ -8,8 +8,9 @@
     torchrun --nnodes 2 --nproc-per-node 8 ... -m winosim train --network resnet18 ...  # several machines
 
 The run is the same run as in one process: `--batch-size` is the *global* batch; every process draws the
-same seeded global batch and trains on its contiguous share (batch / processes images), DDP averages the
-gradients, so the optimiser sees the gradient of the whole batch. The one difference is batch norm, whose
+same seeded global batch and trains on its contiguous share (batch / processes images, rounded down or up),
+its mean loss scaled by share x processes / batch so that DDP's average of the gradients is the gradient of
+the whole batch. The one difference is batch norm, whose
 batch statistics are those of each process's share (DDP's usual behaviour); the running statistics are rank
 0's, broadcast to the others before each forward pass. Loss, hit and test-accuracy sums are added over the
 processes. Only rank 0 writes the run folder (checkpoints, `progress.log`, `metrics.jsonl`) and prints; every
@@ -67,18 +68,32 @@ class Ranks:
         """Whether this process writes the run folder and prints (rank 0)."""
         return self.rank == 0
 
-    def share(self, batch_size: int) -> slice:
-        """This process's contiguous share of a global batch of `batch_size` images (which the processes
-        divide evenly: `check_batch` said so)."""
-        per = batch_size // self.world
-        return slice(self.rank * per, (self.rank + 1) * per)
+    def share(self, count: int) -> slice:
+        """This process's contiguous share of a batch of `count` images: floor(count / world) or one more
+        (`loss_scale` makes the averaged gradient the whole batch's however the shares fall)."""
+        return slice(self.rank * count // self.world, (self.rank + 1) * count // self.world)
 
-    def check_batch(self, batch_size: int) -> None:
-        if batch_size % self.world:
+    def loss_scale(self, share: int, count: int) -> float:
+        """What this process's mean loss over its `share` of a `count`-image batch is multiplied by before the
+        backward pass, so that DDP's average of the processes' gradients is the gradient of the whole batch's
+        mean loss: share * world / count (1 for equal shares)."""
+        return share * self.world / count
+
+    def check_batches(self, batch_size: int, epoch_images: list[int] | None = None) -> None:
+        """ConfigError unless every batch gives each process at least one image: the global batch, and the
+        last batch of each epoch of `epoch_images` images."""
+        if batch_size < self.world:
             raise ConfigError(
-                f"--batch-size {batch_size} is the global batch and must divide evenly among the "
-                f"{self.world} processes (WORLD_SIZE)"
+                f"--batch-size {batch_size} is the global batch: at least one image for each of the {self.world} "
+                "processes"
             )
+        for images in epoch_images or []:
+            last = images % batch_size
+            if 0 < last < self.world:
+                raise ConfigError(
+                    f"an epoch of {images} images ends with a batch of {last}, fewer than the {self.world} "
+                    "processes: choose another --batch-size (or --epoch-images)"
+                )
 
 
 SINGLE = Ranks()

@@ -599,7 +599,10 @@ class _Run:
         if config.model_factory is not None and config.input_shape is None:
             shape = tuple(int(d) for d in train_set.take([0])[0].shape[1:])
             config = TrainConfig.from_dict({**config.to_dict(), "input_shape": shape})
-        ranks.check_batch(config.batch_size)
+        ranks.check_batches(
+            config.batch_size,
+            [min(config.images_per_epoch(phase) or len(train_set), len(train_set)) for phase in range(2)],
+        )
         barrier(ranks)  # every process has checked the folder before rank 0 writes into it
 
         torch.manual_seed(config.seed)
@@ -708,8 +711,9 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         torch.manual_seed(derive_seed(config.seed, state.phase, state.epoch, state.batch, 3))
+        count = len(y)
         if self.ranks.distributed:
-            share = self.ranks.share(len(y))
+            share = self.ranks.share(count)
             x, y = x[share], y[share]
         x, y = x.to(self.device), y.to(self.device)
         if config.channels_last:
@@ -718,7 +722,10 @@ class _Run:
             logits = self.forward(x)
         loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.ranks.distributed:  # DDP averages the processes' gradients: weight each by its share
+            (loss * self.ranks.loss_scale(len(y), count)).backward()
+        else:
+            loss.backward()
         self.optimizer.step()
         state.batch += 1
         state.step += 1
