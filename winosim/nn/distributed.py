@@ -10,10 +10,9 @@
 The run is the same run as in one process: `--batch-size` is the *global* batch; every process draws the
 same seeded global batch and trains on its contiguous share (batch / processes images, rounded down or up),
 its mean loss scaled by share x processes / batch so that DDP's average of the gradients is the gradient of
-the whole batch. The one difference is batch norm, whose
-batch statistics are those of each process's share (DDP's usual behaviour); the running statistics are rank
-0's, broadcast to the others before each forward pass. Loss, hit and test-accuracy sums are added over the
-processes. Only rank 0 writes the run folder (checkpoints, `progress.log`, `metrics.jsonl`) and prints; every
+the whole batch. The one difference is batch norm, whose batch statistics are those of each process's share
+(DDP's usual behaviour); the running statistics are rank 0's, broadcast to the others before each forward
+pass. Loss, hit and test-accuracy sums are added over the processes. Only rank 0 writes the run folder (checkpoints, `progress.log`, `metrics.jsonl`) and prints; every
 process reads the same checkpoint on `--resume`, and a run may resume with another number of processes (its
 provenance records each change as a new segment).
 """
