@@ -104,6 +104,9 @@ def test_unknown_layout_is_a_config_error(tmp_path: Path) -> None:
         load_dataset(tmp_path, "train")
     with pytest.raises(ConfigError, match="not found"):
         load_dataset(tmp_path / "nope", "train")
+    (tmp_path / "train_0.npz").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"train_0\.npz is a file: --data takes the dataset's folder"):
+        load_dataset(tmp_path / "train_0.npz", "train")
 
 
 def test_augment_is_a_crop_of_the_padded_image_or_its_mirror() -> None:

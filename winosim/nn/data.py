@@ -392,6 +392,10 @@ Dataset = ArrayDataset | ImageFolderDataset
 def load_dataset(path: str | Path, split: Split) -> Dataset:
     """Load the `split` of the dataset at `path`, detecting its format (module docstring)."""
     root = Path(path)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(
+            f"{root} is a file: --data takes the dataset's folder (module winosim.nn.data lists the layouts)"
+        )
     if not root.is_dir():
         raise ConfigError(f"dataset folder not found: {root}")
     if (root / "test.npz").is_file() and any(root.glob("train_*.npz")):

@@ -12,9 +12,10 @@ same seeded global batch and trains on its contiguous share (batch / processes i
 its mean loss scaled by share x processes / batch so that DDP's average of the gradients is the gradient of
 the whole batch. The one difference is batch norm, whose batch statistics are those of each process's share
 (DDP's usual behaviour); the running statistics are rank 0's, broadcast to the others before each forward
-pass. Loss, hit and test-accuracy sums are added over the processes. Only rank 0 writes the run folder (checkpoints, `progress.log`, `metrics.jsonl`) and prints; every
-process reads the same checkpoint on `--resume`, and a run may resume with another number of processes (its
-provenance records each change as a new segment).
+pass. Loss, hit and test-accuracy sums are added over the processes. Only rank 0 writes the run folder
+(checkpoints, `progress.log`, `metrics.jsonl`) and prints; every process reads the same checkpoint on
+`--resume`, and a run may resume with another number of processes (its provenance records each change as a
+new segment).
 """
 
 from __future__ import annotations
