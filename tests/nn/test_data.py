@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -160,7 +161,7 @@ def test_a_dataset_moved_to_a_device_gives_the_same_batches(random_data: Path, d
 # --- bad data: one ConfigError naming the file, before any training (never a failure mid-run) -------------------
 
 
-def _npz_folder(root: Path, **members: np.ndarray) -> Path:
+def _npz_folder(root: Path, **members: Any) -> Path:  # Any: numpy types savez's own keywords
     root.mkdir()
     np.savez(root / "train_0.npz", **members)
     np.savez(root / "test.npz", images=_images(2), labels=np.array([0, 1]))
