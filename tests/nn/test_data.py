@@ -172,6 +172,7 @@ def _npz_folder(root: Path, **members: Any) -> Path:  # Any: numpy types savez's
     ("members", "message"),
     [
         ({"images": _images(4), "labels": np.array([0, 1, 12, 3])}, r"labels must be class indices in \[0, 10\)"),
+        ({"images": _images(0), "labels": np.zeros(0, np.int64)}, r"its train split holds no images"),
         ({"images": _images(4), "labels": np.array([0, -1, 2, 3])}, r"found -1\.\.3"),
         ({"images": _images(4), "labels": np.array([0.0, 1.0, 2.0, 3.0])}, r"'labels' is float64"),
         ({"images": _images(4), "labels": np.array([0, 1])}, r"'labels' is int64 \(2,\) for 4 images"),
@@ -180,7 +181,7 @@ def _npz_folder(root: Path, **members: Any) -> Path:  # Any: numpy types savez's
         ({"x": _images(4), "y": np.arange(4)}, r"not a CIFAR \.npz part .*found x, y"),
         ({"images": np.array([{"a": 1}] * 4, dtype=object), "labels": np.arange(4)}, r"not a readable CIFAR \.npz"),
     ],
-    ids=["label_too_big", "negative_label", "float_labels", "label_count", "no_channels", "float_images",
+    ids=["label_too_big", "no_images", "negative_label", "float_labels", "label_count", "no_channels", "float_images",
          "foreign_members", "pickled"],
 )  # fmt: skip
 def test_a_malformed_npz_part_is_one_error_naming_it(tmp_path: Path, members: dict, message: str) -> None:

@@ -202,6 +202,8 @@ def _load_npz_layout(root: Path, split: Split) -> ArrayDataset:
     sizes = {images.shape[1:] for images, _ in parts}
     if len(sizes) > 1:
         raise ConfigError(f"{root}: its .npz parts hold images of different sizes {sorted(sizes)}")
+    if not any(len(images) for images, _ in parts):
+        raise ConfigError(f"{root}: its {split} split holds no images")
     return _from_nhwc(
         f"cifar10-npz:{split}",
         np.concatenate([images for images, _ in parts]),
