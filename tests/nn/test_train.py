@@ -346,6 +346,31 @@ def test_what_cannot_train_is_one_line_before_a_run_folder_exists(
     assert not (tmp_path / "run").exists()
 
 
+def test_resume_refuses_options_that_would_change_the_run_and_takes_the_data_s_new_place(
+    random_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The checkpoint's configuration is the run's: `--resume --epochs 40` was silently the old run; now one
+    line says which options would change it. `--data` on resume says where the same data now lives."""
+    import shutil
+
+    from winosim import cli
+
+    out = str(tmp_path / "run")
+    first = ["train", "--network", "vgg_nagadomi", "--method", "spatial", "--data", str(random_data), "--epochs", "1"]
+    assert cli.main([*first, "--batch-size", "32", "--max-steps", "1", "--no-progress", "--out", out]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "--out", out, "--resume", "--epochs", "40", "--lr", "0.5"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"winosim: error: --resume continues {out} as it was configured; --epochs, --lr would change it (drop "
+        "them; a new --out starts another run, --branch-from re-prunes a dense model)"
+    )
+    moved = tmp_path / "moved"
+    shutil.copytree(random_data, moved)
+    assert cli.main(["train", "--out", out, "--resume", "--data", str(moved), "--threads", "1", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == str(moved)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["epochs"] == 1
+
+
 def test_commands_train_then_trace(random_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The CLI front ends: train (stopped and resumed), then trace from the phase checkpoints."""
     from winosim.nn.commands import trace_main, train_main

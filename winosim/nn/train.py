@@ -581,7 +581,8 @@ class _Run:
         ckpt: dict[str, Any] | None = None
         if resume:
             ckpt = load_checkpoint(last)
-            config = TrainConfig.from_dict({**ckpt["config"], "out": str(out)})
+            moved = {"data": config.data} if config.data else {}  # `--data` on resume: where the data now lives
+            config = TrainConfig.from_dict({**ckpt["config"], "out": str(out), **moved})
         else:
             refuse_existing_run(out)
         dev = device

@@ -138,8 +138,22 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The TrainConfig that `winosim train`'s parsed arguments ask for (a placeholder under --resume)."""
+    """The TrainConfig that `winosim train`'s parsed arguments ask for (a placeholder under --resume, whose
+    `data`, when given, is where the run's data now lives). Under --resume an option that would change the
+    run is a ConfigError: the checkpoint's configuration is the run's, and silently ignoring, say, `--epochs 40`
+    would leave the user believing the run had changed."""
     if args.resume:  # the real configuration comes from the run folder
+        changed = [
+            action.option_strings[0]
+            for action in train_parser()._actions
+            if action.dest not in _RUN_TIME_OPTIONS | {"out", "data"}
+            and getattr(args, action.dest, action.default) != action.default
+        ]
+        if changed:
+            raise ConfigError(
+                f"--resume continues {args.out} as it was configured; {', '.join(changed)} would change it "
+                "(drop them; a new --out starts another run, --branch-from re-prunes a dense model)"
+            )
         return TrainConfig(
             network=args.network or "vgg_nagadomi", mode=args.method or "spatial", data=args.data or "", out=args.out
         )
