@@ -427,7 +427,7 @@ def test_bad_synth_options_fail_with_one_line(capsys: pytest.CaptureFixture[str]
     for args, message in (
         (["--network", "alexnet"], "argument --network: invalid choice: 'alexnet'"),
         (["--network", "vgg_nagadomi", "--weight-density", "1.5"], "--weight-density: must be in [0, 1], got 1.5"),
-        (["--network", "vgg_nagadomi", "--methods", "spatial,dense"], "--methods must be a comma-separated subset"),
+        (["--network", "vgg_nagadomi", "--methods", "spatial,dense"], "argument --methods: unknown 'dense'"),
     ):
         code, _, err = run_main(capsys, "synth", *args, "--output", tmp_path / "t.npz")
         assert code == 2 and message in err and err.count("\n") == 1

@@ -494,3 +494,63 @@ def test_training_options_follow_the_same_number_rules(
     err = capsys.readouterr().err
     assert err.startswith("winosim: error: ") and err.count("\n") == 1 and message in err
     assert list(tmp_path.iterdir()) == []
+
+
+# Every comma-separated option reads by one rule (`winosim.commands.comma_list`): spaces around an item are
+# ignored; an empty item, an item given twice and an empty list are refused in one line naming the option.
+COMMA_OPTIONS = [
+    (["sweep", "--trace", "t.npz", "--grid", "pe=16", "--out", "o"], "--methods", "winograd_relu"),
+    (["synth", "--network", "vgg_nagadomi", "--output", "o.npz"], "--methods", "winograd_relu"),
+    (["report", "results"], "--table", "speedup"),
+    (["trace", "x.pt", "--data", "d", "--out", "o.npz"], "--names", "mine"),
+    (["train", "--network", "vgg_nagadomi", "--out", "o"], "--densities", "0.3"),
+    (["train", "--network", "vgg_nagadomi", "--out", "o"], "--lr-drops", "0.5"),
+]
+
+
+BAD_LISTS = [
+    (",", "empty item in the comma-separated list ','"),
+    ("{item},", "empty item in the comma-separated list"),
+    ("{item},,x", "empty item in the comma-separated list"),
+    (" {item} , {item}", "given more than once"),
+    ("", "expected a comma-separated list, got ''"),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "option", "item", "value", "message"),
+    [
+        pytest.param(*case, *bad, id=f"{case[0][0]} {case[1]} {bad[0]!r}")
+        for case in COMMA_OPTIONS
+        for bad in BAD_LISTS
+        # a number list may be empty: `--lr-drops ''` is how a recorded command says "none"
+        if not (bad[0] == "" and case[1] in ("--densities", "--lr-drops"))
+    ],
+)
+def test_comma_separated_options_follow_one_rule(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    argv: list[str],
+    option: str,
+    item: str,
+    value: str,
+    message: str,
+) -> None:
+    if argv[0] in ("trace", "train"):
+        pytest.importorskip("torch")
+    from winosim import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([*argv, option, value.format(item=item)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"winosim: error: argument {option}: ") and err.count("\n") == 1 and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_rule_keeps_order_and_strips_spaces() -> None:
+    from winosim.commands import choice_list, comma_list
+
+    assert comma_list(" b , a ") == ("b", "a")
+    assert comma_list("  ", allow_empty=True) == ()
+    assert choice_list(("a", "b", "c"))("c,a") == ("c", "a")

@@ -616,7 +616,14 @@ def test_the_sweep_and_report_commands(
         ),
         (["sweep", "--trace", "{a}", "--grid", "memory.global_buffer_bytes=1e30", "--out", "o"], "integer in [1, 10"),
         (["report", "nowhere"], "results directory not found"),
-        (["report", "{ref}", "--table", "area"], "unknown table kind"),
+        (["report", "{ref}", "--table", "area"], "argument --table: unknown 'area'; choose from speedup"),
+        (["sweep", "--trace", "{a}", "--grid", "pe=16", "--out", "o", "--methods", "spatial"], "unknown 'spatial'"),
+        (["sweep", "--trace", "{a}", "--grid", "nosuch=1", "--out", "o", "--evaluator", "counts"], "key 'nosuch'"),
+        (["sweep", "--trace", "{a}", "--grid", "pe=0", "--out", "o", "--evaluator", "counts"], "design point pe=0"),
+        (
+            ["sweep", "--trace", "{a}", "--grid", "pe=16", "--out", "o", "--scheduler", "http://x:1"],
+            "--scheduler 'http://x:1': unknown address scheme 'http'",
+        ),
     ],
 )
 def test_bad_command_lines_are_one_line_errors(

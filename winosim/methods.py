@@ -81,11 +81,17 @@ def method(name: str) -> Method:
 
 
 def check_methods(names: Iterable[str]) -> tuple[str, ...]:
-    """`names` as a tuple, after checking that each is a known method (ConfigError naming the unknown ones)."""
+    """`names` as a tuple, after checking that it selects at least one method, each known and named once
+    (ConfigError naming the unknown or repeated ones)."""
     selected = tuple(names)
+    if not selected:
+        raise ConfigError(f"no method selected; known: {', '.join(METHODS)}")
     unknown = [name for name in selected if name not in _BY_NAME]
     if unknown:
         raise ConfigError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    repeated = sorted({name for name in selected if selected.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"method(s) {', '.join(repeated)} selected more than once")
     return selected
 
 

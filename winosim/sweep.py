@@ -52,7 +52,7 @@ from numpy.typing import NDArray
 
 from winosim.errors import ConfigError, TraceError, WinosimError
 from winosim.files import atomic_write, atomic_write_text
-from winosim.methods import sorted_methods
+from winosim.methods import check_methods, sorted_methods
 from winosim.text import first_line
 from winosim.trace import Trace, load_trace
 from winosim.version import __version__
@@ -249,13 +249,17 @@ class SimulateEvaluator:
     base_arch: str | None = None
     methods: tuple[str, ...] | None = None
 
+    def __post_init__(self) -> None:
+        if self.methods is not None:
+            object.__setattr__(self, "methods", check_methods(self.methods))
+
     @property
     def name(self) -> str:
         return "simulate"
 
     @property
     def identity(self) -> Mapping[str, Any]:
-        return {"name": self.name, "methods": list(self.methods) if self.methods else None}
+        return {"name": self.name, "methods": list(self.methods) if self.methods is not None else None}
 
     def resolve(self, overrides: Mapping[str, str]) -> tuple[Any, dict[str, Scalar]]:
         from winosim.archio import arch_to_flat_dict, resolve_arch
@@ -278,7 +282,11 @@ class SimulateEvaluator:
         from winosim.simulate import simulate
 
         result = simulate(
-            trace, resolved, list(self.methods) if self.methods else None, workload=prepared, engine="recurrence"
+            trace,
+            resolved,
+            list(self.methods) if self.methods is not None else None,
+            workload=prepared,
+            engine="recurrence",
         )
         return result.to_frame()
 
@@ -288,7 +296,8 @@ class CountsEvaluator:
     """Exact multiply and transform-add counts (`winosim.counts.count_trace`); ignores the architecture.
 
     Useful as a fast, simulator-free evaluator: the multiply counts of a trace do not depend on the
-    design point, so every point gives the same rows. Grid keys are recorded as parameters verbatim.
+    design point, so every point gives the same rows. A point is checked as the simulator checks it (an
+    unknown key or an impossible architecture is refused), and its grid keys are recorded verbatim.
     """
 
     @property
@@ -300,6 +309,9 @@ class CountsEvaluator:
         return {"name": self.name}
 
     def resolve(self, overrides: Mapping[str, str]) -> tuple[Any, dict[str, Scalar]]:
+        from winosim.archio import resolve_arch
+
+        resolve_arch(None, overrides)  # the same keys and values as a simulated point, or ConfigError
         return None, {key: typed_value(value) for key, value in overrides.items()}
 
     def prepare(self, trace: Trace) -> Any:
@@ -901,6 +913,16 @@ def _check_run_options(jobs: int | None, scheduler: str | None) -> None:
         raise ConfigError(f"sweep: jobs must be an integer >= 1, got {jobs!r}")
     if scheduler is not None and not scheduler.strip():
         raise ConfigError("sweep: scheduler address is empty")
+    if scheduler is not None:
+        try:
+            from distributed.comm.addressing import parse_address
+            from distributed.comm.registry import get_backend
+        except ImportError:
+            raise ConfigError("--scheduler needs dask.distributed: pip install 'winosim[sweep]'") from None
+        try:  # a foreign scheme (http://...) is refused before any work, not in the client's 40 s clean-up
+            get_backend(parse_address(scheduler)[0])
+        except ValueError as exc:
+            raise ConfigError(f"--scheduler {scheduler!r}: {exc}") from None
 
 
 def _stored_and_todo(out: Path, tasks: Sequence[Task]) -> tuple[dict[str, pd.DataFrame | Infeasible], list[Task]]:

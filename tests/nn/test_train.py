@@ -305,6 +305,10 @@ def test_a_malformed_threads_file_is_ignored(tmp_path: Path, text: str) -> None:
 def test_config_validation_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="densities"):
         _config(tmp_path, tmp_path, densities=(0.5, 0.7))
+    for densities in ((0.5, 0.5), (1.5,), (0.0,), (0.4, -0.1)):  # strictly decreasing within (0, 1]
+        with pytest.raises(ConfigError, match="densities must strictly decrease"):
+            _config(tmp_path, tmp_path, densities=densities)
+    assert _config(tmp_path, tmp_path, densities=(1.0, 0.5)).densities == (1.0, 0.5)
     with pytest.raises(ConfigError, match="init_from"):
         _config(tmp_path, tmp_path, mode="spatial", init_from="x.pt")
     with pytest.raises(ConfigError, match="schedule"):

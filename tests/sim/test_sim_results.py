@@ -80,6 +80,10 @@ def test_method_selection_and_progress(tiny_trace: Trace) -> None:
     assert calls == [(i, 2 * len(tiny_trace.layers)) for i in range(1, 2 * len(tiny_trace.layers) + 1)]
     with pytest.raises(ConfigError, match="unknown method"):
         simulate(tiny_trace, small_arch(), ["fast_fourier"])
+    with pytest.raises(ConfigError, match="no method selected"):
+        simulate(tiny_trace, small_arch(), [])
+    with pytest.raises(ConfigError, match="winograd_relu selected more than once"):
+        simulate(tiny_trace, small_arch(), ["winograd_relu", "dense_spatial", "winograd_relu"])
     single = dataclasses.replace(tiny_trace, variants=tiny_trace.variants[:1])
     with pytest.raises(ConfigError, match="no variant for method"):
         simulate(single, small_arch(), ["winograd_relu"])

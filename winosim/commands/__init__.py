@@ -4,7 +4,8 @@ Every command module exposes `main(argv: list[str]) -> int` and raises `WinosimE
 input; `winosim.cli` turns those into one line and exit 2. The helpers here are the command-line edge:
 an argument parser whose usage errors are one-line `ConfigError`s and whose numbers are always finite and
 within int64 (every `type=float` option refuses NaN and infinity, every `type=int` option a value beyond
-int64: the rule lives in the parser, not in each option), and atomic output files (a temp file in
+int64: the rule lives in the parser, not in each option), comma-separated lists read by one rule
+(`comma_list`, `choice_list`), and atomic output files (a temp file in
 the target folder, then `os.replace`, `winosim.files`), so a failed command never leaves a partial output behind.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from winosim.errors import ConfigError
@@ -79,3 +81,38 @@ def seed(text: str) -> int:
     if not 0 <= value <= INT64_MAX:
         raise argparse.ArgumentTypeError(f"a seed must be an integer in [0, {INT64_MAX}], got {text!r}")
     return value
+
+
+def comma_list(text: str, *, allow_empty: bool = False) -> tuple[str, ...]:
+    """argparse type: the items of a comma-separated list, spaces around each ignored.
+
+    Refused (one line): an empty item (`a,,b`, a trailing comma), an item given twice, and an empty list
+    unless `allow_empty` (then blank text is the empty tuple, as a recorded command writes `--lr-drops ''`).
+    """
+    if not text.strip():
+        if allow_empty:
+            return ()
+        raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}")
+    items = tuple(part.strip() for part in text.split(","))
+    if "" in items:
+        raise argparse.ArgumentTypeError(f"empty item in the comma-separated list {text!r}")
+    repeated = sorted({item for item in items if items.count(item) > 1})
+    if repeated:
+        raise argparse.ArgumentTypeError(f"{', '.join(repeated)} given more than once in {text!r}")
+    return items
+
+
+def choice_list(known: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
+    """argparse type: a `comma_list` whose every item is one of `known` (the error lists them)."""
+    choices = tuple(known)
+
+    def parse(text: str) -> tuple[str, ...]:
+        items = comma_list(text)
+        unknown = [item for item in items if item not in choices]
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(map(repr, unknown))}; choose from {', '.join(choices)}"
+            )
+        return items
+
+    return parse

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from winosim.commands import CommandParser, command_parser
+from winosim.commands import CommandParser, choice_list, command_parser
 from winosim.errors import ConfigError
 from winosim.files import atomic_write_text
 from winosim.report import FORMATS, render_csv, render_json
@@ -34,6 +34,7 @@ def build_parser() -> CommandParser:
     parser.add_argument("--format", choices=FORMATS, default="table", help="table format (default: table)")
     parser.add_argument(
         "--table",
+        type=choice_list(tuple(RATIOS)),
         metavar="KIND[,KIND]",
         help=f"which tables, comma-separated, of {', '.join(RATIOS)} (default: every one the results support)",
     )
@@ -49,10 +50,7 @@ def main(argv: list[str]) -> int:
     results = load_results(args.results)
     table = results.table
     if args.table:
-        kinds = [k.strip() for k in args.table.split(",") if k.strip()]
-        unknown = [k for k in kinds if k not in RATIOS]
-        if unknown or not kinds:
-            raise ConfigError(f"--table: unknown table kind(s) {unknown}; expected {', '.join(RATIOS)}")
+        kinds = list(args.table)
         for kind in kinds:
             if _NEEDS[kind] not in table.columns:
                 raise ConfigError(f"--table {kind}: the results have no {_NEEDS[kind]!r} column")

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from winosim.commands import CommandParser, command_parser, positive_int
+from winosim.commands import CommandParser, choice_list, command_parser, positive_int
+from winosim.methods import METHODS
 from winosim.workers import MAX_SWEEP_POINTS, local_processes, start_server
 
 if TYPE_CHECKING:
@@ -33,7 +34,12 @@ def build_parser() -> CommandParser:
     )
     parser.add_argument("--grid-file", metavar="FILE", help="YAML mapping of parameter -> list of values")
     parser.add_argument("--arch", metavar="FILE", help="base architecture file (default: the built-in preset)")
-    parser.add_argument("--methods", metavar="M1,M2", help="comma-separated methods to simulate (default: all)")
+    parser.add_argument(
+        "--methods",
+        type=choice_list(METHODS),
+        metavar="M1,M2",
+        help=f"comma-separated methods to simulate, of {', '.join(METHODS)} (default: all)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="results directory (reused points live here)")
     parser.add_argument(
         "--jobs", type=positive_int, metavar="N", help="local worker processes (default: number of cores)"
@@ -68,9 +74,10 @@ def main(argv: list[str]) -> int:
     grid = grid_from_options(args.grid)
     if args.grid_file:
         grid = grid + grid_from_yaml(args.grid_file)
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip()) if args.methods else None
     evaluator: Evaluator = (
-        CountsEvaluator() if args.evaluator == "counts" else SimulateEvaluator(base_arch=args.arch, methods=methods)
+        CountsEvaluator()
+        if args.evaluator == "counts"
+        else SimulateEvaluator(base_arch=args.arch, methods=args.methods)
     )
     summary = run_sweep(
         args.trace,

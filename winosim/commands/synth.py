@@ -12,7 +12,7 @@ import argparse
 import logging
 from dataclasses import replace
 
-from winosim.commands import command_parser, finite_float, positive_int, seed
+from winosim.commands import choice_list, command_parser, finite_float, positive_int, seed
 from winosim.errors import ConfigError
 from winosim.geometry import NETWORKS, NetworkGeometry, network
 from winosim.synthetic import DEFAULT_MAX_MASK_BYTES, synthetic_trace
@@ -85,6 +85,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument(
         "--methods",
+        type=choice_list(VARIANT_METHODS),
         default=",".join(VARIANT_METHODS),
         help=f"comma-separated variant methods (default {','.join(VARIANT_METHODS)})",
     )
@@ -105,12 +106,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--output", required=True, metavar="FILE", help="trace file to write (.npz)")
     args = parser.parse_args(argv)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(VARIANT_METHODS))
-    if unknown or not methods:
-        raise ConfigError(
-            f"--methods must be a comma-separated subset of {','.join(VARIANT_METHODS)}, got {args.methods!r}"
-        )
+    methods = list(args.methods)
     if args.variation < 0:
         raise ConfigError(f"--variation must be >= 0, got {args.variation}")
     if args.max_mask_gib <= 0:

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from winosim.commands import CommandParser, seed
+from winosim.commands import CommandParser, comma_list, seed
 from winosim.errors import ConfigError, WinosimError
 from winosim.files import atomic_write_text
 from winosim.nn.data import Dataset, load_dataset
@@ -113,7 +113,9 @@ def _trace_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=8, help="test images behind the activation masks (default 8)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the image sample (an integer >= 0)")
     p.add_argument("--test-limit", type=int, default=None, help="measure accuracy on the first N test images only")
-    p.add_argument("--names", default=None, help="comma-separated variant names (default: the methods)")
+    p.add_argument(
+        "--names", type=comma_list, default=None, help="comma-separated variant names (default: the methods)"
+    )
     p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="precision of the accuracy pass")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--threads", type=int, default=None)
@@ -187,7 +189,7 @@ def trace_main(argv: list[str]) -> int:
         torch.set_num_threads(max(1, args.threads))
     if not str(args.out).endswith(".npz"):
         raise ConfigError(f"--out must end in .npz, got {args.out!r}")
-    names = [n.strip() for n in args.names.split(",")] if args.names else None
+    names = list(args.names) if args.names is not None else None
     command = "python -m winosim trace " + shlex.join(argv)
     test_sets: list[Dataset] = []
 

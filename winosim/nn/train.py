@@ -140,10 +140,12 @@ class TrainConfig:
                 raise ConfigError(f"TrainConfig: {name} must be >= 0, got {getattr(self, name)}")
         if self.batch_size < 1:
             raise ConfigError(f"TrainConfig: batch_size must be >= 1, got {self.batch_size}")
-        previous = 1.0
+        previous = math.inf  # the first step may keep every weight (1.0); each later one keeps strictly fewer
         for d in self.densities:
-            if not 0.0 < d <= previous:
-                raise ConfigError(f"TrainConfig: densities must decrease within (0, 1], got {list(self.densities)}")
+            if not 0.0 < d <= 1.0 or not d < previous:
+                raise ConfigError(
+                    f"TrainConfig: densities must strictly decrease within (0, 1], got {list(self.densities)}"
+                )
             previous = d
         for name in ("lr", "retrain_lr", "checkpoint_every_s"):
             if not getattr(self, name) > 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from winosim.commands import CommandParser, seed
+from winosim.commands import CommandParser, comma_list, finite_float, seed
 from winosim.errors import ConfigError
 from winosim.nn.custom import factory_name
 from winosim.nn.layers import MODES
@@ -22,8 +22,9 @@ from winosim.nn.train import PRECISIONS, SCHEDULES, TrainConfig
 
 
 def _floats(text: str) -> tuple[float, ...]:
+    """argparse type: comma-separated finite numbers (`comma_list`'s rule; blank text is the empty list)."""
     try:
-        return tuple(float(part) for part in text.split(",") if part.strip())
+        return tuple(finite_float(part) for part in comma_list(text, allow_empty=True))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
