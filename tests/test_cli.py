@@ -410,6 +410,10 @@ def test_zero_pes_fail_with_one_line(trace_path: Path, tmp_path: Path) -> None:
         (["--pe", "4", "--multipliers-per-pe", "0"], "argument --multipliers-per-pe: must be >= 1, got 0"),
         (["--pe", "4", "--format", "xml"], "argument --format: invalid choice: 'xml'"),
         (["--pe", "4", "--bogus"], "unrecognized arguments: --bogus"),
+        (
+            ["--counts-only", "--engine", "events"],
+            "--engine chooses the simulation's timing model, which --counts-only",
+        ),
     ],
 )
 def test_bad_options_fail_with_one_line(

@@ -25,6 +25,7 @@ from winosim.arch import Arch
 from winosim.archio import add_arch_arguments, arch_from_args, arch_to_flat_dict
 from winosim.commands import CommandParser, command_parser, positive_int
 from winosim.counts import count_trace
+from winosim.errors import ConfigError
 from winosim.files import atomic_directory, atomic_write_text
 from winosim.methods import METHOD_LABELS, METHODS, available
 from winosim.report import (
@@ -81,7 +82,7 @@ def _parser() -> CommandParser:
     parser.add_argument(
         "--engine",
         choices=list(ENGINES),
-        default="recurrence",
+        default=None,
         help="pipeline timing: recurrence (default: the event model's exact recurrences, the same cycles in a "
         "fraction of the time) or events (the simpy event model itself; docs/simulator.md)",
     )
@@ -220,6 +221,8 @@ def _write_outputs(
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    if args.counts_only and args.engine is not None:
+        raise ConfigError("--engine chooses the simulation's timing model, which --counts-only skips")
     arch = arch_from_args(args)
     trace = load_trace(args.trace)
     pe_count, multipliers_per_pe = arch.pe_array.pe_count, arch.pe_array.multipliers_per_pe
@@ -231,7 +234,7 @@ def main(argv: list[str]) -> int:
     else:
         update, close = _progress_bar(args.no_progress)
         try:
-            result = simulate(trace, arch, progress=update, engine=args.engine)
+            result = simulate(trace, arch, progress=update, engine=args.engine or "recurrence")
         finally:
             close()
         sim = result.to_frame()
