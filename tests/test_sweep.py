@@ -599,6 +599,17 @@ def test_the_sweep_and_report_commands(
     assert {"speedup-vs-pe.png", "energy-breakdown.png", "tiny-a-layer-density.png"} <= {
         p.name for p in figures.iterdir()
     }
+    # tables and figures together or not at all: a figure folder that cannot be written leaves no tables
+    # on stdout and no --output file
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file, not a folder")
+    tables = tmp_path / "tables.md"
+    for output in ([], ["--output", str(tables)]):
+        argv = ["report", str(reference), "--figures", "--figures-dir", str(blocked), *output]
+        assert cli.main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err == f"winosim: error: cannot write {blocked}: it exists and is not a directory\n"
+        assert not tables.exists()
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import pandas as pd
 
 from winosim.commands import CommandParser, choice_list, command_parser
 from winosim.errors import ConfigError
-from winosim.files import atomic_write_text
+from winosim.files import atomic_directory, atomic_write_text
 from winosim.report import FORMATS, render_csv, render_json
 from winosim.sweep import load_results, trace_for_figures
 from winosim.tables import RATIOS, ratio_table, render_ratio_table
@@ -77,20 +77,33 @@ def main(argv: list[str]) -> int:
             for k, w in wides.items()
         )
     text = printable(text, keep_newlines=True)
-    if args.output:
-        atomic_write_text(args.output, text, create_folder=False)
-    else:
-        sys.stdout.write(text)
+    if not args.figures:
+        _write_text(text, args.output)
+        return 0
+    from winosim.figures import sweep_figures, trace_figures
 
-    if args.figures:
-        from winosim.figures import sweep_figures, trace_figures
-
-        folder = Path(args.figures_dir) if args.figures_dir else Path(args.results) / "figures"
-        written = sweep_figures(table, results.grid_columns, folder)
+    # the figures and the tables together or not at all: the figures are drawn aside (atomic_directory) and
+    # the tables written before they move into place, so a failing figure leaves no tables behind, and
+    # stdout gets the tables only once every figure is in place
+    folder = Path(args.figures_dir) if args.figures_dir else Path(args.results) / "figures"
+    with atomic_directory(folder) as staging:
+        written = sweep_figures(table, results.grid_columns, staging)
         for name, path, sha256 in results.trace_paths():
             trace = trace_for_figures(path, sha256)
             if trace is not None:
-                written += trace_figures(trace, folder, Path(name).stem)
-        stream = sys.stderr if not args.output else sys.stdout
-        print(f"wrote {len(written)} figures to {folder}", file=stream)
+                written += trace_figures(trace, staging, Path(name).stem)
+        if args.output:
+            _write_text(text, args.output)
+    if not args.output:
+        _write_text(text, None)
+    stream = sys.stderr if not args.output else sys.stdout
+    print(f"wrote {len(written)} figures to {folder}", file=stream)
     return 0
+
+
+def _write_text(text: str, output: str | None) -> None:
+    """The tables to `output` (atomically) or, without one, to stdout."""
+    if output:
+        atomic_write_text(output, text, create_folder=False)
+    else:
+        sys.stdout.write(text)
