@@ -142,6 +142,9 @@ def test_existing_run_needs_resume_and_bad_checkpoints_fail_cleanly(random_data:
     with pytest.raises(ConfigError, match="--resume"):
         train(_config(random_data, out))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    for blocked in (tmp_path / "junk.pt", tmp_path / "junk.pt" / "run"):  # a file where the folder would go
+        with pytest.raises(ConfigError, match=f"--out {blocked}: {tmp_path / 'junk.pt'} is a file, not a folder"):
+            train(_config(random_data, blocked))
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(CheckpointError, match="not found"):

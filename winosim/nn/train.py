@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import winosim
-from winosim.errors import ConfigError, WinosimError
+from winosim.errors import ConfigError, OutputError, WinosimError
 from winosim.files import atomic_write, atomic_write_text
 from winosim.nn.custom import build_custom, parse_factory
 from winosim.nn.data import ArrayDataset, Dataset, derive_seed, load_dataset
@@ -567,7 +567,12 @@ def check_model_fits_data(model: torch.nn.Module, data: Dataset, classes: int, n
 
 
 def refuse_existing_run(out: str | Path) -> None:
-    """ConfigError when the folder `out` already holds a run (a new run there would overwrite it)."""
+    """ConfigError when the folder `out` cannot take a new run: it already holds one (a new run there would
+    overwrite it), or it, or the nearest folder above it that exists, is a file."""
+    path = Path(out).absolute()
+    nearest = next(p for p in (path, *path.parents) if p.exists())  # the root always exists
+    if not nearest.is_dir():
+        raise ConfigError(f"--out {out}: {nearest} is a file, not a folder")
     if (Path(out) / "last.pt").exists():
         raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
 
@@ -631,7 +636,10 @@ class _Run:
         if config.channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if ranks.main:
-            out.mkdir(parents=True, exist_ok=True)
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # no permission, a full disk: the folder was checked, not reserved
+                raise OutputError(f"cannot create the run folder {out}: {exc.strerror or exc}") from None
         optimizer = _optimizer(model, config, phases[min(state.phase, len(phases) - 1)][2])
         if ckpt is not None and ckpt.get("optimizer") is not None:
             try:
