@@ -388,7 +388,7 @@ def test_run_out_appears_whole_or_not_at_all(
         ["run", "--trace", str(trace_path), "--pe", "4", "--out", str(out), "--output", str(tmp_path / "no" / "x")]
     )
     assert code == 2 and "folder" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []  # --output failed last: the folder's files did not appear either
+    assert list(tmp_path.iterdir()) == []  # --output's missing folder: refused before anything was written
 
     out.mkdir(parents=True)
     (out / "mine.txt").write_text("kept\n")
@@ -404,6 +404,83 @@ def test_run_out_appears_whole_or_not_at_all(
     ]
     assert output.read_text() and (out / "mine.txt").read_text() == "kept\n"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+# Every command that writes checks its output paths before its work (`winosim.files.check_output_file`,
+# `check_output_folder`): a file where a folder must be costs a second and one line, not the work first.
+# Each case names the function that does the command's work; it must not be reached.
+OUTPUT_UNDER_A_FILE = [
+    (["run", "--trace", "{trace}", "--output", "{blocked}/x.md"], "winosim.commands.run.simulate"),
+    (["run", "--trace", "{trace}", "--out", "{blocked}/run"], "winosim.commands.run.simulate"),
+    (["inspect", "{trace}", "--output", "{blocked}/x.txt"], "winosim.commands.inspect.load_trace"),
+    (["merge", "{trace}", "{trace}", "--output", "{blocked}/m.npz"], "winosim.commands.merge.load_trace"),
+    (["synth", "--network", "vgg_nagadomi", "--output", "{blocked}/s.npz"], "winosim.commands.synth.synthetic_trace"),
+    (["report", "results", "--output", "{blocked}/r.md"], "winosim.commands.report.load_results"),
+    (["report", "results", "--figures", "--figures-dir", "{blocked}/f"], "winosim.commands.report.load_results"),
+    (["sweep", "--trace", "{trace}", "--grid", "pe=4", "--out", "{blocked}/sw"], "winosim.sweep.plan"),
+    (["trace", "run/last.pt", "--data", "d", "--out", "{blocked}/t.npz"], "winosim.nn.extract.extract_trace"),
+    (["curve", "run", "--output", "{blocked}/c.md"], "winosim.nn.search.density_curve"),
+    (
+        ["train", "--network", "vgg_nagadomi", "--method", "spatial", "--data", "d", "--out", "{blocked}/run"],
+        "winosim.nn.train.load_dataset",
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "work"), OUTPUT_UNDER_A_FILE, ids=[f"{a[0]} {a[-2]}" for a, _ in OUTPUT_UNDER_A_FILE])
+def test_an_output_path_under_a_file_is_refused_before_the_work(
+    trace_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    work: str,
+) -> None:
+    if argv[0] in ("trace", "curve", "train"):
+        pytest.importorskip("torch")
+    import importlib
+
+    from winosim import cli
+
+    module, name = work.rsplit(".", 1)
+
+    def reached(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"{work} ran before the output path was checked")
+
+    monkeypatch.setattr(importlib.import_module(module), name, reached)
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([a.format(trace=trace_path, blocked=blocked) for a in argv]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == (
+        "",
+        f"winosim: error: cannot write {blocked}/{argv[-1].split('/')[-1]}: {blocked} is a file, not a folder\n",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+def test_output_checks_name_what_is_in_the_way(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from winosim.errors import OutputError
+    from winosim.files import check_output_file, check_output_folder
+
+    check_output_file(tmp_path / "new" / "deeper" / "x.csv")  # missing folders are made later: fine
+    check_output_folder(tmp_path / "new" / "folder")
+    with pytest.raises(OutputError, match=r"x\.csv: folder .*new does not exist"):
+        check_output_file(tmp_path / "new" / "x.csv", create_folder=False)
+    with pytest.raises(OutputError, match=f"cannot write {tmp_path}: it is a directory"):
+        check_output_file(tmp_path)
+    (tmp_path / "f").write_text("")
+    with pytest.raises(OutputError, match="it exists and is not a directory"):
+        check_output_folder(tmp_path / "f")
+    import os
+
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path)  # as if tmp_path were read-only
+    for check in (check_output_file, check_output_folder):
+        with pytest.raises(
+            OutputError, match=f"cannot write {tmp_path / 'a' / 'b'}: no permission to write in {tmp_path}$"
+        ):
+            check(tmp_path / "a" / "b")
 
 
 def test_atomic_writes_fsync_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -40,11 +40,8 @@ def atomic_write(
     sweep's point files carry a checksum and are recomputed when they do not match).
     """
     target = Path(path)
-    if target.is_dir():
-        raise OutputError(f"cannot write {target}: it is a directory")
+    check_output_file(target, create_folder=create_folder)
     folder = target.parent
-    if not create_folder and not folder.is_dir():
-        raise OutputError(f"cannot write {target}: folder {folder} does not exist")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
@@ -68,6 +65,38 @@ def atomic_write(
     return target
 
 
+def check_output_file(path: str | os.PathLike[str], *, create_folder: bool = True) -> None:
+    """OutputError now for a file `atomic_write` could not write later: a directory in its place, a file
+    where a folder above it must be, a folder without write permission, or (without `create_folder`) a
+    missing folder. Commands call it before their work, so a bad output path costs a second, not the work."""
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"cannot write {target}: it is a directory")
+    _check_folders(target, target.parent)
+    if not create_folder and not target.parent.is_dir():
+        raise OutputError(f"cannot write {target}: folder {target.parent} does not exist")
+
+
+def check_output_folder(path: str | os.PathLike[str]) -> None:
+    """OutputError now for a folder `atomic_directory` could not fill later (a file in its place or above
+    it, no write permission); a missing folder is fine, it is created."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"cannot write {target}: it exists and is not a directory")
+    _check_folders(target, target)
+
+
+def _check_folders(target: Path, folder: Path) -> None:
+    """`folder` exists or can be made: the nearest of it and the folders above it that exists is a folder
+    this process may create entries in."""
+    absolute = folder.absolute()
+    nearest = next(p for p in (absolute, *absolute.parents) if p.exists())  # the root always exists
+    if not nearest.is_dir():
+        raise OutputError(f"cannot write {target}: {nearest} is a file, not a folder")
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {target}: no permission to write in {nearest}")
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, create_folder: bool = True) -> Path:
     """Write `text` (UTF-8, '\\n' line ends) to `path` atomically."""
     return atomic_write(path, lambda tmp: _write_text(tmp, text), create_folder=create_folder)
@@ -82,8 +111,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     A missing `path` is created by renaming the temporary folder, so the whole set appears at once.
     """
     target = Path(path)
-    if target.exists() and not target.is_dir():
-        raise OutputError(f"cannot write {target}: it exists and is not a directory")
+    check_output_folder(target)
     anchor = target.absolute().parent
     while not anchor.exists():  # build next to the nearest folder that exists; create the rest at the end
         anchor = anchor.parent

@@ -51,7 +51,7 @@ import yaml
 from numpy.typing import NDArray
 
 from winosim.errors import ConfigError, TraceError, WinosimError
-from winosim.files import atomic_write, atomic_write_text
+from winosim.files import atomic_write, atomic_write_text, check_output_folder
 from winosim.methods import check_methods, sorted_methods
 from winosim.text import first_line
 from winosim.trace import Trace, load_trace
@@ -1026,6 +1026,7 @@ def run_sweep(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"sweep: --out {out} exists and is not a directory")
+    check_output_folder(out)  # a file above it, no permission: refused before any point is computed
     processes = local_processes(jobs)  # local workers, and the CSV's parts
     if processes > 1:
         start_server()

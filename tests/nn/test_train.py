@@ -19,7 +19,7 @@ import pytest
 pytest.importorskip("torch")
 import torch
 
-from winosim.errors import ConfigError
+from winosim.errors import ConfigError, OutputError
 from winosim.nn.layers import spatial_to_winograd
 from winosim.nn.models import build_model
 from winosim.nn.train import (
@@ -143,7 +143,9 @@ def test_existing_run_needs_resume_and_bad_checkpoints_fail_cleanly(random_data:
         train(_config(random_data, out))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     for blocked in (tmp_path / "junk.pt", tmp_path / "junk.pt" / "run"):  # a file where the folder would go
-        with pytest.raises(ConfigError, match=f"--out {blocked}: {tmp_path / 'junk.pt'} is a file, not a folder"):
+        with pytest.raises(
+            OutputError, match=f"cannot write {blocked}: {tmp_path / 'junk.pt'} is a file, not a folder"
+        ):
             train(_config(random_data, blocked))
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")

@@ -18,7 +18,7 @@ import pandas as pd
 
 from winosim.commands import command_parser
 from winosim.errors import ConfigError
-from winosim.files import atomic_write_text
+from winosim.files import atomic_write_text, check_output_file
 from winosim.report import Column, fmt_millions, frame_records, render_text_table
 from winosim.text import printable
 from winosim.trace import Trace, Variant, load_trace, trace_metadata
@@ -283,6 +283,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     parser.add_argument("--output", metavar="FILE", help="write to FILE (atomically) instead of stdout")
     args = parser.parse_args(argv)
+    if args.output:
+        check_output_file(args.output, create_folder=False)
     trace = load_trace(args.trace)
     if args.format == "json":
         text = render_inspect_json(trace, args.trace, args.layer)

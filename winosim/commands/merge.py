@@ -26,6 +26,7 @@ from typing import Any
 
 from winosim.commands import command_parser
 from winosim.errors import ConfigError, TraceError
+from winosim.files import check_output_file
 from winosim.trace import Provenance, Trace, Variant, load_trace, write_trace
 from winosim.version import __version__
 
@@ -123,6 +124,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if len(args.traces) < 2:
         raise ConfigError("merge needs at least two traces (see 'winosim merge --help')")
+    check_output_file(args.output)
     inputs = [(Path(path).name, load_trace(path)) for path in args.traces]
     labels = [label for label, _ in inputs]
     if len(set(labels)) != len(labels):  # the notes name each input by its file name

@@ -19,7 +19,7 @@ import pandas as pd
 
 from winosim.commands import CommandParser, choice_list, command_parser
 from winosim.errors import ConfigError
-from winosim.files import atomic_directory, atomic_write_text
+from winosim.files import atomic_directory, atomic_write_text, check_output_file, check_output_folder
 from winosim.report import FORMATS, render_csv, render_json
 from winosim.sweep import load_results, trace_for_figures
 from winosim.tables import RATIOS, ratio_table, render_ratio_table
@@ -47,6 +47,10 @@ def build_parser() -> CommandParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    if args.output:
+        check_output_file(args.output, create_folder=False)
+    if args.figures:
+        check_output_folder(args.figures_dir or Path(args.results) / "figures")
     results = load_results(args.results)
     table = results.table
     if args.table:

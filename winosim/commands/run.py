@@ -26,7 +26,7 @@ from winosim.archio import add_arch_arguments, arch_from_args, arch_to_flat_dict
 from winosim.commands import CommandParser, command_parser, positive_int
 from winosim.counts import count_trace
 from winosim.errors import ConfigError
-from winosim.files import atomic_directory, atomic_write_text
+from winosim.files import atomic_directory, atomic_write_text, check_output_file, check_output_folder
 from winosim.methods import METHOD_LABELS, METHODS, available
 from winosim.report import (
     COLUMN_DOCS,
@@ -223,6 +223,10 @@ def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     if args.counts_only and args.engine is not None:
         raise ConfigError("--engine chooses the simulation's timing model, which --counts-only skips")
+    if args.output:
+        check_output_file(args.output, create_folder=False)
+    if args.out:
+        check_output_folder(args.out)
     arch = arch_from_args(args)
     trace = load_trace(args.trace)
     pe_count, multipliers_per_pe = arch.pe_array.pe_count, arch.pe_array.multipliers_per_pe

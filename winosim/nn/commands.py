@@ -22,7 +22,7 @@ import torch
 
 from winosim.commands import CommandParser, comma_list, seed
 from winosim.errors import ConfigError, WinosimError
-from winosim.files import atomic_write_text
+from winosim.files import atomic_write_text, check_output_file
 from winosim.nn.data import Dataset, load_dataset
 from winosim.nn.distributed import Ranks, launch, ranks_from_environment
 from winosim.nn.memory import retain_freed_memory
@@ -170,6 +170,8 @@ def curve_main(argv: list[str]) -> int:
     from winosim.nn.search import curve_table, density_curve
 
     args = _curve_parser().parse_args(argv)
+    if args.output:
+        check_output_file(args.output)
     table = curve_table([density_curve(r) for r in args.runs], args.within)
     if args.output:
         atomic_write_text(Path(args.output), table)
@@ -189,6 +191,7 @@ def trace_main(argv: list[str]) -> int:
         torch.set_num_threads(max(1, args.threads))
     if not str(args.out).endswith(".npz"):
         raise ConfigError(f"--out must end in .npz, got {args.out!r}")
+    check_output_file(args.out)
     names = list(args.names) if args.names is not None else None
     command = "python -m winosim trace " + shlex.join(argv)
     test_sets: list[Dataset] = []

@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 import winosim
 from winosim.errors import ConfigError, OutputError, WinosimError
-from winosim.files import atomic_write, atomic_write_text
+from winosim.files import atomic_write, atomic_write_text, check_output_folder
 from winosim.nn.custom import build_custom, parse_factory
 from winosim.nn.data import ArrayDataset, Dataset, derive_seed, load_dataset
 from winosim.nn.distributed import (
@@ -567,12 +567,9 @@ def check_model_fits_data(model: torch.nn.Module, data: Dataset, classes: int, n
 
 
 def refuse_existing_run(out: str | Path) -> None:
-    """ConfigError when the folder `out` cannot take a new run: it already holds one (a new run there would
-    overwrite it), or it, or the nearest folder above it that exists, is a file."""
-    path = Path(out).absolute()
-    nearest = next(p for p in (path, *path.parents) if p.exists())  # the root always exists
-    if not nearest.is_dir():
-        raise ConfigError(f"--out {out}: {nearest} is a file, not a folder")
+    """Refuse a folder `out` that cannot take a new run: ConfigError when it already holds one (a new run
+    there would overwrite it), OutputError when it cannot be made or written (`check_output_folder`)."""
+    check_output_folder(out)  # OutputError: a file in the way, no permission
     if (Path(out) / "last.pt").exists():
         raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
 
