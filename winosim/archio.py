@@ -30,6 +30,7 @@ import yaml
 
 from winosim.arch import Arch, Memory, PEArray, TransformUnit
 from winosim.errors import ConfigError
+from winosim.text import first_line
 
 ALIASES: dict[str, str] = {"pe": "pe_array.pe_count"}
 _RECORDS: dict[str, type] = {
@@ -273,7 +274,7 @@ def read_yaml_file(path: str | os.PathLike[str], what: str) -> Any:
     try:
         data = safe_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{source}: not valid YAML ({first_line(exc)})") from None
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     return data if data is not None else {}

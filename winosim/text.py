@@ -36,3 +36,10 @@ def first_line(exc: BaseException) -> str:
     """The first line of `exc`'s message, or its type's name when the message is empty."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def described(exc: BaseException) -> str:
+    """`Type: first line of the message` (the type alone when the message is empty): for errors of other
+    libraries, whose type says as much as their message."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__

@@ -142,13 +142,17 @@ def test_existing_run_needs_resume_and_bad_checkpoints_fail_cleanly(random_data:
     with pytest.raises(ConfigError, match="--resume"):
         train(_config(random_data, out))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    for blocked in (tmp_path / "junk.pt", tmp_path / "junk.pt" / "run"):  # a file where the folder would go
-        with pytest.raises(
-            OutputError, match=f"cannot write {blocked}: {tmp_path / 'junk.pt'} is a file, not a folder"
-        ):
-            train(_config(random_data, blocked))
+    junk = tmp_path / "junk.pt"  # a file where the run folder, or a folder above it, would go
+    with pytest.raises(OutputError, match=f"cannot write {junk}: it exists and is not a directory"):
+        train(_config(random_data, junk))
+    with pytest.raises(OutputError, match=f"cannot write {junk / 'run'}: {junk} is a file, not a folder"):
+        train(_config(random_data, junk / "run"))
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
+    whole = (out / "last.pt").read_bytes()  # a copy cut short: one line, not torch's paragraph
+    (tmp_path / "cut.pt").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(CheckpointError, match=r"cut\.pt: not a readable checkpoint \(not the zip archive torch\.save"):
+        load_checkpoint(tmp_path / "cut.pt")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "missing.pt")
 

@@ -46,6 +46,7 @@ from winosim.errors import ConfigError
 from winosim.geometry import LayerGeometry, NetworkGeometry
 from winosim.nn.layers import MODES, Mode, WinogradConv2d, input_transform, spatial_to_winograd
 from winosim.nn.models import WinoNet
+from winosim.text import described
 
 Init = Literal["spatial", "fresh"]
 INITS: tuple[str, ...] = ("spatial", "fresh")
@@ -274,11 +275,6 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, leaf, module)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
-
-
 def convert(
     model: nn.Module,
     method: str,
@@ -303,7 +299,7 @@ def convert(
         gm = fx.symbolic_trace(copy.deepcopy(model))
     except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError, ...)
         raise ConversionError(
-            f"{label}: torch.fx cannot trace the model ({_first_line(exc)}); its forward must not branch on "
+            f"{label}: torch.fx cannot trace the model ({described(exc)}); its forward must not branch on "
             "tensor values (move such code into a submodule that holds no eligible convolution)"
         ) from None
     graph = gm.graph
@@ -436,7 +432,7 @@ def model_geometry(
         output = model(torch.zeros((1, *input_shape), dtype=dtype, device=device))
     except Exception as exc:
         raise ConversionError(
-            f"{name}: a forward pass on a {tuple(input_shape)} input fails ({_first_line(exc)})"
+            f"{name}: a forward pass on a {tuple(input_shape)} input fails ({described(exc)})"
         ) from None
     finally:
         for handle in handles:

@@ -32,6 +32,7 @@ import time
 import types
 import typing
 import warnings
+import zipfile
 from collections.abc import Iterator
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -59,7 +60,7 @@ from winosim.nn.layers import MODES, spatial_to_winograd
 from winosim.nn.models import NETWORK_NAMES, WinoNet, build_model
 from winosim.nn.precondition import CALIBRATION_IMAGES, PRECONDITIONINGS, calibrate_position_scales
 from winosim.nn.prune import layer_densities, network_density, prune_network
-from winosim.text import first_line
+from winosim.text import described, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -384,13 +385,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     source = Path(path)
     if not source.is_file():
         raise CheckpointError(f"checkpoint not found: {source}")
+    if not zipfile.is_zipfile(source):  # torch.save writes a zip archive; torch's own refusal is a paragraph
+        raise CheckpointError(
+            f"{source}: not a readable checkpoint (not the zip archive torch.save writes: truncated, or another file)"
+        )
     try:
         with warnings.catch_warnings():  # torch warns before refusing; the error line below says it all
             warnings.simplefilter("ignore")
             ckpt = torch.load(source, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt / foreign / unsafe files
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise CheckpointError(f"{source}: not a readable checkpoint ({type(exc).__name__}: {first_line})") from None
+        raise CheckpointError(f"{source}: not a readable checkpoint ({described(exc)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{source}: not a winosim checkpoint")
     if ckpt.get("version") != CHECKPOINT_VERSION:
