@@ -114,7 +114,11 @@ def test_synth_onnx_writes_a_synthetic_trace_and_lists_unsupported_operators(
         (["--onnx", "{garbage}"], "not a readable ONNX model"),
         (["--onnx", "{model}", "--network", "vgg_nagadomi"], "not allowed with argument"),
         (["--network", "vgg_nagadomi", "--input-shape", "3,32,32"], "--input-shape applies to --onnx"),
-        (["--onnx", "{model}", "--input-shape", "3,x,32"], "--input-shape must be C,H,W"),
+        (["--onnx", "{model}", "--input-shape", "3,x,32"], "argument --input-shape: expected C,H,W, three integers"),
+        (["--onnx", "{model}", "--input-shape", "3,32"], "argument --input-shape: expected C,H,W, three integers"),
+        (["--onnx", "{model}", "--input-shape", "3,0,32"], "argument --input-shape: expected C,H,W, three integers"),
+        (["--onnx", "{folder}"], "is a directory, not an ONNX file"),
+        (["--onnx", "{empty}"], "not an ONNX model (its graph has no nodes)"),
     ],
 )
 def test_bad_onnx_input_is_one_line(
@@ -123,7 +127,15 @@ def test_bad_onnx_input_is_one_line(
     garbage = tmp_path / "garbage.onnx"
     garbage.write_bytes(b"\x00not a protobuf\xff" * 3)
     model = _small_cnn(tmp_path / "m.onnx")
-    names = {"missing": tmp_path / "missing.onnx", "garbage": garbage, "model": model}
+    (tmp_path / "empty.onnx").write_bytes(b"")  # protobuf reads it as an empty model
+    (tmp_path / "folder.onnx").mkdir()
+    names = {
+        "missing": tmp_path / "missing.onnx",
+        "garbage": garbage,
+        "model": model,
+        "empty": tmp_path / "empty.onnx",
+        "folder": tmp_path / "folder.onnx",
+    }
     filled = [a.format(**names) for a in argv]
     assert cli.main(["synth", *filled, "--output", str(tmp_path / "t.npz")]) == 2
     err = capsys.readouterr().err.strip()

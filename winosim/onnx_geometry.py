@@ -74,12 +74,16 @@ def _attributes(onnx: Any, node: Any) -> dict[str, Any]:
 
 
 def _load(onnx: Any, path: Path, input_shape: Sequence[int] | None) -> Any:
+    if path.is_dir():
+        raise OnnxError(f"{path}: is a directory, not an ONNX file")
     if not path.is_file():
         raise OnnxError(f"ONNX file not found: {path}")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf DecodeError and friends
         raise OnnxError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    if not model.graph.node:  # protobuf reads an empty file, and some others, as an empty model
+        raise OnnxError(f"{path}: not an ONNX model (its graph has no nodes)")
     if input_shape is not None:
         inputs = _graph_inputs(model)
         if len(inputs) != 1:

@@ -51,21 +51,27 @@ def canonical_command(
     )
 
 
-def _onnx_source(path: str, input_shape: str | None) -> tuple[NetworkGeometry, str, tuple[str, ...]]:
+def _image_shape(text: str) -> tuple[int, int, int]:
+    """argparse type: C,H,W, three integers >= 1 (a shape, so a size may repeat: 3,32,32)."""
+    try:
+        parts = text.split(",")
+        shape = tuple(positive_int(part.strip()) for part in parts) if len(parts) == 3 else ()
+    except (argparse.ArgumentTypeError, ValueError):
+        shape = ()
+    if len(shape) != 3:
+        raise argparse.ArgumentTypeError(f"expected C,H,W, three integers >= 1, got {text!r}")
+    return shape[0], shape[1], shape[2]
+
+
+def _onnx_source(path: str, input_shape: tuple[int, int, int] | None) -> tuple[NetworkGeometry, str, tuple[str, ...]]:
     """The geometry of an ONNX model, its `source` for the canonical command and its unsupported operators,
     each logged as one warning line."""
     from winosim.onnx_geometry import onnx_geometry
 
-    shape = None
-    if input_shape is not None:
-        try:
-            shape = tuple(int(d) for d in input_shape.split(","))
-        except ValueError:
-            raise ConfigError(f"--input-shape must be C,H,W integers, got {input_shape!r}") from None
-    read = onnx_geometry(path, input_shape=shape)
+    read = onnx_geometry(path, input_shape=input_shape)
     for line in read.unsupported:
         logger.warning("unsupported ONNX operator %s", line)
-    shape_option = f" --input-shape {input_shape}" if input_shape is not None else ""
+    shape_option = f" --input-shape {','.join(map(str, input_shape))}" if input_shape is not None else ""
     return read.geometry, f"--onnx {path}{shape_option}", read.unsupported
 
 
@@ -77,7 +83,10 @@ def main(argv: list[str]) -> int:
         "--onnx", metavar="MODEL.onnx", help="geometry of an ONNX CNN's conv and FC layers (needs the onnx extra)"
     )
     parser.add_argument(
-        "--input-shape", metavar="C,H,W", help="with --onnx: input size for a model whose input size is dynamic"
+        "--input-shape",
+        type=_image_shape,
+        metavar="C,H,W",
+        help="with --onnx: input size for a model whose input size is dynamic",
     )
     parser.add_argument("--images", type=positive_int, default=8, help="sample images N (default 8)")
     parser.add_argument("--weight-density", type=_fraction, default=0.3, help="target weight density (default 0.3)")
