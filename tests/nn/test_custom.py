@@ -37,6 +37,14 @@ def build(num_classes=10):
 def no_eligible_layer():
     import torch.nn as nn
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+
+
+def not_a_module():
+    return 42
+
+
+def fails():
+    raise RuntimeError("out of weights\\nand a second line nobody needs")
 '''
 
 IMAGES = 2
@@ -214,6 +222,8 @@ def test_trace_runs_through_run_inspect_and_sweep(
         ("not_a_module_here:build", "no module 'not_a_module_here' in the working directory"),
         ("byo_net:missing", "byo_net has no function 'missing'"),
         ("byo_net:no_eligible_layer", "no Winograd-eligible nn.Conv2d"),
+        ("byo_net:not_a_module", "--model byo_net:not_a_module: returned 'int', not a torch.nn.Module"),
+        ("byo_net:fails", "--model byo_net:fails: calling it fails (RuntimeError: out of weights)"),
     ],
 )
 def test_bad_factories_are_one_line_errors(

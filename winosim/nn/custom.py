@@ -25,6 +25,7 @@ from torch import nn
 
 from winosim.errors import ConfigError
 from winosim.nn.conversion import ConvertedModel, convert
+from winosim.text import described
 
 
 def parse_factory(factory: str) -> tuple[str, str]:
@@ -54,9 +55,9 @@ def load_factory(factory: str) -> Callable[..., object]:
             raise ConfigError(
                 f"--model {factory}: no module {module_name!r} in the working directory ({cwd}) or on PYTHONPATH"
             ) from None
-        raise ConfigError(f"--model {factory}: importing {module_name} fails ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"--model {factory}: importing {module_name} fails ({described(exc)})") from None
     except Exception as exc:  # the user's module: report its failure in one line
-        raise ConfigError(f"--model {factory}: importing {module_name} fails ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"--model {factory}: importing {module_name} fails ({described(exc)})") from None
     finally:
         if added:
             sys.path.remove(cwd)
@@ -76,9 +77,9 @@ def call_factory(factory: str, num_classes: int | None) -> nn.Module:
     try:
         model = function(num_classes=num_classes) if takes_classes and num_classes is not None else function()
     except Exception as exc:
-        raise ConfigError(f"--model {factory}: calling it fails ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"--model {factory}: calling it fails ({described(exc)})") from None
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"--model {factory}: returned a {type(model).__name__}, not a torch.nn.Module")
+        raise ConfigError(f"--model {factory}: returned {type(model).__name__!r}, not a torch.nn.Module")
     return model
 
 
