@@ -46,6 +46,66 @@ def test_cifar10_python_distribution(tmp_path: Path) -> None:
     assert load_dataset(root, "test").labels.tolist() == [1, 2]
 
 
+@pytest.mark.parametrize("hundred", [False, True], ids=["cifar-10", "cifar-100"])
+def test_a_python_distribution_reads_from_its_archive_as_downloaded(tmp_path: Path, hundred: bool) -> None:
+    """`--data cifar-10-python.tar.gz` (or cifar-100's) reads the archive in place: the same arrays as the
+    unpacked folder, nothing written next to it."""
+    import tarfile
+
+    folder = tmp_path / ("cifar-100-python" if hundred else "cifar-10-batches-py")
+    folder.mkdir()
+    flat = _images(12).transpose(0, 3, 1, 2).reshape(12, -1)
+    key = b"fine_labels" if hundred else b"labels"
+    names = (
+        [("train", slice(0, 10)), ("test", slice(10, 12)), ("meta", slice(0, 0))]
+        if hundred
+        else [
+            *((f"data_batch_{i}", slice(2 * i - 2, 2 * i)) for i in range(1, 6)),
+            ("test_batch", slice(10, 12)),
+        ]
+    )
+    for name, rows in names:
+        labels = [i % 10 for i in range(rows.start, rows.stop)]
+        (folder / name).write_bytes(pickle.dumps({b"data": flat[rows], key: labels}))
+    archive = tmp_path / "downloaded" / f"{folder.name}.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    for split in ("train", "test"):
+        packed, unpacked = load_dataset(archive, split), load_dataset(folder, split)
+        assert isinstance(packed, ArrayDataset) and isinstance(unpacked, ArrayDataset)
+        assert packed.num_classes == unpacked.num_classes == (100 if hundred else 10)
+        np.testing.assert_array_equal(packed.images.numpy(), unpacked.images.numpy())
+        assert packed.labels.tolist() == unpacked.labels.tolist() and packed.name == unpacked.name
+    assert sorted(p.name for p in archive.parent.iterdir()) == [archive.name]
+
+
+def test_a_foreign_or_broken_archive_is_one_line(tmp_path: Path) -> None:
+    import tarfile
+
+    other = tmp_path / "other.tar"
+    (tmp_path / "notes.txt").write_text("not CIFAR\n")
+    with tarfile.open(other, "w") as tar:
+        tar.add(tmp_path / "notes.txt", arcname="notes.txt")
+    with pytest.raises(ConfigError, match=r"other\.tar: not a CIFAR python archive \(no cifar-10-batches-py/data_"):
+        load_dataset(other, "train")
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(pickle.dumps({b"data": _images(2).reshape(2, -1), b"labels": [0, 1]}))
+    (folder / "data_batch_3").write_bytes(b"crafted, or cut short")
+    broken = tmp_path / "broken.tar.gz"
+    with tarfile.open(broken, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    with pytest.raises(
+        ConfigError, match=r"broken\.tar\.gz/cifar-10-batches-py/data_batch_3: not a CIFAR python batch"
+    ):
+        load_dataset(broken, "train")
+    (tmp_path / "plain.bin").write_bytes(b"\x00" * 10)
+    with pytest.raises(ConfigError, match=r"plain\.bin is a file but not a CIFAR archive"):
+        load_dataset(tmp_path / "plain.bin", "train")
+
+
 def test_cifar100_python_distribution(tmp_path: Path) -> None:
     root = tmp_path / "cifar-100-python"
     root.mkdir()
@@ -106,7 +166,9 @@ def test_unknown_layout_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_dataset(tmp_path / "nope", "train")
     (tmp_path / "train_0.npz").write_bytes(b"")
-    with pytest.raises(ConfigError, match=r"train_0\.npz is a file: --data takes the dataset's folder"):
+    with pytest.raises(
+        ConfigError, match=r"train_0\.npz is a file but not a CIFAR archive: --data takes the dataset's folder"
+    ):
         load_dataset(tmp_path / "train_0.npz", "train")
 
 

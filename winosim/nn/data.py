@@ -4,7 +4,8 @@ Formats read (detected from the folder's contents by `load_dataset`):
 - the `.npz` layout of the project's CIFAR-10 copy: `train_0.npz` .. `train_4.npz`, `test.npz`, each with
   `images` (N, 32, 32, 3) uint8 and `labels` (N,) int64;
 - the standard python distributions `cifar-10-batches-py` (`data_batch_1..5`, `test_batch`) and
-  `cifar-100-python` (`train`, `test`, fine labels), either the folder itself or its parent;
+  `cifar-100-python` (`train`, `test`, fine labels), either the folder itself or its parent, or the archive as
+  downloaded (`cifar-10-python.tar.gz`, `cifar-100-python.tar.gz`), read in place without extracting;
 - an image folder `<root>/{train,val}/<class>/<image>` (ImageNet-style; classes sorted by name), decoded with
   PIL on demand, resized (shorter side 256) and cropped to 224.
 
@@ -17,10 +18,11 @@ batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import pickle
+import tarfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import numpy as np
 import torch
@@ -233,9 +235,13 @@ class _CifarUnpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _unpickle(path: Path) -> dict[bytes, object]:
+def _unpickle(path: Path, handle: IO[bytes] | None = None) -> dict[bytes, object]:
+    """The batch in the file `path`, or read from `handle` (a member of an archive, `path` naming it)."""
     try:
-        with path.open("rb") as handle:
+        if handle is None:
+            with path.open("rb") as opened:
+                data = _CifarUnpickler(opened, encoding="bytes").load()
+        else:
             data = _CifarUnpickler(handle, encoding="bytes").load()
     except Exception as exc:  # corrupt, truncated, foreign or crafted: one line naming the file
         raise ConfigError(f"{path}: not a CIFAR python batch ({first_line(exc)})") from None
@@ -260,21 +266,56 @@ def _batch_arrays(path: Path, batch: dict[bytes, object], key: bytes) -> tuple[n
     return images.reshape(-1, 3, 32, 32), labels.astype(np.int64)
 
 
-def _cifar_python(root: Path, split: Split, hundred: bool) -> ArrayDataset:
+_CIFAR_FOLDERS = {False: "cifar-10-batches-py", True: "cifar-100-python"}
+"""The folder each python distribution unpacks to (`hundred` -> name): its archive holds the same path."""
+
+
+def _cifar_batch_names(split: Split, hundred: bool) -> list[str]:
     if hundred:
-        names = ["train"] if split == "train" else ["test"]
-        key, classes, stats = b"fine_labels", 100, (CIFAR100_MEAN, CIFAR100_STD)
-    else:
-        names = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
-        key, classes, stats = b"labels", 10, (CIFAR10_MEAN, CIFAR10_STD)
-    images, labels = [], []
-    for name in names:
-        batch_images, batch_labels = _batch_arrays(root / name, _unpickle(root / name), key)
-        images.append(batch_images)
-        labels.append(batch_labels)
+        return ["train"] if split == "train" else ["test"]
+    return [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+
+
+def _cifar_dataset(split: Split, hundred: bool, batches: Sequence[tuple[Path, dict[bytes, object]]]) -> ArrayDataset:
+    """The `split` from its python batches (each with the path that names it in errors)."""
+    key, classes, stats = (
+        (b"fine_labels", 100, (CIFAR100_MEAN, CIFAR100_STD))
+        if hundred
+        else (b"labels", 10, (CIFAR10_MEAN, CIFAR10_STD))
+    )
+    arrays = [_batch_arrays(path, batch, key) for path, batch in batches]
     tag = "cifar100" if hundred else "cifar10"
-    data = torch.from_numpy(np.concatenate(images))
-    return ArrayDataset(f"{tag}:{split}", data, torch.from_numpy(np.concatenate(labels)), classes, stats[0], stats[1])
+    data = torch.from_numpy(np.concatenate([images for images, _ in arrays]))
+    labels = torch.from_numpy(np.concatenate([labels for _, labels in arrays]))
+    return ArrayDataset(f"{tag}:{split}", data, labels, classes, stats[0], stats[1])
+
+
+def _cifar_python(root: Path, split: Split, hundred: bool) -> ArrayDataset:
+    names = _cifar_batch_names(split, hundred)
+    return _cifar_dataset(split, hundred, [(root / name, _unpickle(root / name)) for name in names])
+
+
+def _cifar_archive(archive: Path, split: Split) -> ArrayDataset:
+    """The `split` of a CIFAR python distribution as downloaded (.tar.gz), read in place: its members are
+    unpickled (by `_CifarUnpickler`) from the archive, never written to disk."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = {member.name: member for member in tar.getmembers() if member.isfile()}
+            for hundred, folder in _CIFAR_FOLDERS.items():
+                names = [f"{folder}/{name}" for name in _cifar_batch_names(split, hundred)]
+                if all(name in members for name in names):
+                    batches = []
+                    for name in names:
+                        handle = tar.extractfile(members[name])
+                        assert handle is not None  # a regular file member
+                        batches.append((archive / name, _unpickle(archive / name, handle)))
+                    return _cifar_dataset(split, hundred, batches)
+    except (tarfile.TarError, OSError, EOFError) as exc:  # truncated, corrupt or not a tar archive
+        raise ConfigError(f"{archive}: not a readable CIFAR archive ({first_line(exc)})") from None
+    wanted = " or ".join(
+        f"{folder}/{_cifar_batch_names(split, hundred)[0]}" for hundred, folder in _CIFAR_FOLDERS.items()
+    )
+    raise ConfigError(f"{archive}: not a CIFAR python archive (no {wanted} in it)")
 
 
 @dataclass(frozen=True)
@@ -394,9 +435,12 @@ Dataset = ArrayDataset | ImageFolderDataset
 def load_dataset(path: str | Path, split: Split) -> Dataset:
     """Load the `split` of the dataset at `path`, detecting its format (module docstring)."""
     root = Path(path)
+    if root.is_file() and tarfile.is_tarfile(root):
+        return _cifar_archive(root, split)
     if root.exists() and not root.is_dir():
         raise ConfigError(
-            f"{root} is a file: --data takes the dataset's folder (module winosim.nn.data lists the layouts)"
+            f"{root} is a file but not a CIFAR archive: --data takes the dataset's folder or its .tar.gz as "
+            "downloaded (module winosim.nn.data lists the layouts)"
         )
     if not root.is_dir():
         raise ConfigError(f"dataset folder not found: {root}")
