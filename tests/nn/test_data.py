@@ -133,6 +133,12 @@ def test_image_folder(tmp_path: Path) -> None:
     assert x.shape == (2, 3, 224, 224) and y.tolist() in ([0, 1], [1, 0])
     xt, _ = load_dataset(tmp_path, "test").take([0])
     assert xt.shape == (1, 3, 224, 224)
+    # ImageNet's val as unpacked holds its images directly: say what to do, not just "no images"
+    for cls in ("cat", "dog"):
+        (tmp_path / "val" / cls / "a.png").rename(tmp_path / "val" / f"{cls}.PNG")
+        (tmp_path / "val" / cls).rmdir()
+    with pytest.raises(ConfigError, match=r"its images lie directly in it; each must be in its class's folder"):
+        load_dataset(tmp_path, "test")
 
 
 def test_both_dataset_kinds_take_subsets_and_shuffle_alike(tmp_path: Path, random_data: Path) -> None:

@@ -423,6 +423,11 @@ def _image_folder(root: Path, split: Split) -> ImageFolderDataset:
                 files.append(path)
                 labels.append(index[class_dir.name])
     if not files:
+        if any(p.suffix.lower() in _IMAGE_SUFFIXES for p in folder.iterdir()):  # ImageNet's val as unpacked
+            raise ConfigError(
+                f"image folder {folder}: its images lie directly in it; each must be in its class's folder "
+                f"({folder.name}/<class>/<image>, as train/ is: for ImageNet's val, its devkit's valprep.sh does this)"
+            )
         raise ConfigError(f"image folder {folder}: no images found")
     return ImageFolderDataset(
         f"imagefolder:{split}", tuple(files), torch.tensor(labels), len(classes), train=split == "train"
