@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -214,6 +216,32 @@ def test_the_counts_evaluator_gives_the_exact_multiply_counts(traces: tuple[Path
         rows = table[table["point"] == point]
         assert rows["multiplies"].tolist() == [c.multiplies for c in counts]
         assert rows["method"].tolist() == [c.method for c in counts]
+    # a grid key is recorded as it resolves, as in a simulated sweep: sizes written two ways, one integer column
+    grid = grid_from_options(["memory.global_buffer_bytes=512KiB,1048576"])
+    run_sweep([traces[0]], grid, tmp_path / "sizes", evaluator=CountsEvaluator(), jobs=1)
+    column = load_results(tmp_path / "sizes").table["memory.global_buffer_bytes"]
+    assert column.dtype == np.int64 and sorted(column.unique()) == [524288, 1048576]
+
+
+@pytest.mark.parametrize("evaluator", [SimulateEvaluator(), CountsEvaluator()], ids=["simulate", "counts"])
+@pytest.mark.parametrize(
+    ("grid", "same"),
+    [
+        (["memory.global_buffer_bytes=1MiB,1048576"], "memory.global_buffer_bytes=1MiB and ...=1048576"),
+        (["pe=64,64.0"], "pe=64 and pe=64.0"),
+    ],
+)
+def test_two_values_that_are_one_architecture_are_refused(
+    traces: tuple[Path, Path], tmp_path: Path, evaluator: Any, grid: list[str], same: str
+) -> None:
+    """The grid refuses a value given twice; two spellings of one value are the same repeat (one design point
+    computed twice, under two labels), refused by what they resolve to."""
+    first, second = same.split(" and ")
+    second = second.replace("...", first.split("=")[0])
+    message = f"design points {first} and {second} are the same architecture"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run_sweep([traces[0]], grid_from_options(grid), tmp_path / "out", evaluator=evaluator, jobs=1)
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_inputs_fail_before_any_output(tmp_path: Path, traces: tuple[Path, Path]) -> None:
@@ -265,8 +293,6 @@ def test_local_processes_give_the_same_bytes_as_one_process(
 def test_the_csv_written_in_parts_is_the_one_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Formatting the table's rows in parallel parts gives the bytes of one `to_csv`: floats, NaN, None,
     booleans, quoted text and the part boundaries included."""
-    import numpy as np
-
     from winosim import sweep
 
     monkeypatch.setattr(sweep, "CSV_PART_ROWS", 5)

@@ -297,7 +297,8 @@ class CountsEvaluator:
 
     Useful as a fast, simulator-free evaluator: the multiply counts of a trace do not depend on the
     design point, so every point gives the same rows. A point is checked as the simulator checks it (an
-    unknown key or an impossible architecture is refused), and its grid keys are recorded verbatim.
+    unknown key or an impossible architecture is refused), and its grid keys are recorded with their
+    resolved values.
     """
 
     @property
@@ -309,10 +310,12 @@ class CountsEvaluator:
         return {"name": self.name}
 
     def resolve(self, overrides: Mapping[str, str]) -> tuple[Any, dict[str, Scalar]]:
-        from winosim.archio import resolve_arch
+        from winosim.archio import ALIASES, arch_to_flat_dict, resolve_arch
 
-        resolve_arch(None, overrides)  # the same keys and values as a simulated point, or ConfigError
-        return None, {key: typed_value(value) for key, value in overrides.items()}
+        # the same keys and values as a simulated point (or ConfigError), recorded as resolved: "1MiB" and
+        # 1048576 are one value, of one type, in the table
+        flat = arch_to_flat_dict(resolve_arch(None, overrides))
+        return None, {key: flat[ALIASES.get(key, key)] for key in overrides}
 
     def prepare(self, trace: Trace) -> Any:
         from winosim.counts import count_trace
@@ -792,6 +795,13 @@ def plan(
             resolved.append(evaluator.resolve(point.as_dict()))
         except WinosimError as exc:
             raise ConfigError(f"design point {point.label()}: {exc}") from None
+    first_of: dict[str, DesignPoint] = {}  # two values that are one (1MiB, 1048576): one point, not two
+    for point, (_, params) in zip(points, resolved, strict=True):
+        same = first_of.setdefault(json.dumps(params, sort_keys=True, default=str), point)
+        if same is not point:
+            raise ConfigError(
+                f"design points {same.label()} and {point.label()} are the same architecture; give each value once"
+            )
     tasks = tuple(
         Task(trace, point, obj, params, point_key(evaluator, trace.sha256, params))
         for trace in inputs
