@@ -221,6 +221,11 @@ def test_the_counts_evaluator_gives_the_exact_multiply_counts(traces: tuple[Path
     run_sweep([traces[0]], grid, tmp_path / "sizes", evaluator=CountsEvaluator(), jobs=1)
     column = load_results(tmp_path / "sizes").table["memory.global_buffer_bytes"]
     assert column.dtype == np.int64 and sorted(column.unique()) == [524288, 1048576]
+    # and an alias ("pe") shows its parameter's value in either evaluator: 16 and 32.0 are one integer column
+    for name, evaluator in (("counts", CountsEvaluator()), ("simulate", SimulateEvaluator())):
+        run_sweep([traces[0]], grid_from_options(["pe=16,32.0"]), tmp_path / name, evaluator=evaluator, jobs=1)
+        pe = load_results(tmp_path / name).table["pe"]
+        assert pe.dtype == np.int64 and sorted(pe.unique()) == [16, 32], name
 
 
 @pytest.mark.parametrize("evaluator", [SimulateEvaluator(), CountsEvaluator()], ids=["simulate", "counts"])

@@ -50,6 +50,7 @@ import pandas as pd
 import yaml
 from numpy.typing import NDArray
 
+from winosim.archio import ALIASES
 from winosim.errors import ConfigError, TraceError, WinosimError
 from winosim.files import atomic_write, atomic_write_text, check_output_folder
 from winosim.methods import check_methods, sorted_methods
@@ -836,8 +837,8 @@ def _param_columns(tasks: Sequence[Task], grid: Grid) -> list[str]:
 
 
 def _point_values(task: Task) -> dict[str, Any]:
-    """One point's identity and parameter values: a grid key that names a parameter shows the resolved value
-    ("32KiB" -> 32768), an alias ("pe") its typed grid value."""
+    """One point's identity and parameter values: a grid key shows the value it resolved to ("32KiB" -> 32768;
+    an alias, "pe", its parameter's, so 16 and 32.0 make one integer column), else its typed grid value."""
     values: dict[str, Any] = {
         "trace": task.trace.name,
         "trace_sha256": task.trace.sha256,
@@ -845,7 +846,8 @@ def _point_values(task: Task) -> dict[str, Any]:
         "point": task.point.index,
     }
     for key, value in task.point.overrides:  # typed only where no parameter of that name resolved it
-        values[key] = task.params[key] if key in task.params else typed_value(value)
+        resolved = ALIASES.get(key, key)
+        values[key] = task.params[resolved] if resolved in task.params else typed_value(value)
     values.update({key: value for key, value in task.params.items() if key not in values})
     return values
 
