@@ -846,8 +846,8 @@ def _point_values(task: Task) -> dict[str, Any]:
         "point": task.point.index,
     }
     for key, value in task.point.overrides:  # typed only where no parameter of that name resolved it
-        resolved = ALIASES.get(key, key)
-        values[key] = task.params[resolved] if resolved in task.params else typed_value(value)
+        named = next((k for k in (key, ALIASES.get(key, key)) if k in task.params), None)
+        values[key] = task.params[named] if named is not None else typed_value(value)
     values.update({key: value for key, value in task.params.items() if key not in values})
     return values
 
