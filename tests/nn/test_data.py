@@ -71,12 +71,16 @@ def test_a_python_distribution_reads_from_its_archive_as_downloaded(tmp_path: Pa
     archive.parent.mkdir()
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(folder, arcname=folder.name)
+    dotted = tmp_path / "dotted.tar"  # made from inside: members named ./cifar-.../...
+    with tarfile.open(dotted, "w") as tar:
+        tar.add(folder, arcname=f"./{folder.name}")
     for split in ("train", "test"):
         packed, unpacked = load_dataset(archive, split), load_dataset(folder, split)
         assert isinstance(packed, ArrayDataset) and isinstance(unpacked, ArrayDataset)
         assert packed.num_classes == unpacked.num_classes == (100 if hundred else 10)
         np.testing.assert_array_equal(packed.images.numpy(), unpacked.images.numpy())
         assert packed.labels.tolist() == unpacked.labels.tolist() and packed.name == unpacked.name
+        assert load_dataset(dotted, split).labels.tolist() == unpacked.labels.tolist()
     assert sorted(p.name for p in archive.parent.iterdir()) == [archive.name]
 
 

@@ -295,12 +295,20 @@ def _cifar_python(root: Path, split: Split, hundred: bool) -> ArrayDataset:
     return _cifar_dataset(split, hundred, [(root / name, _unpickle(root / name)) for name in names])
 
 
+def _is_tar(path: Path) -> bool:
+    try:
+        return tarfile.is_tarfile(path)
+    except OSError:  # unreadable: reported as a file that is not a dataset
+        return False
+
+
 def _cifar_archive(archive: Path, split: Split) -> ArrayDataset:
     """The `split` of a CIFAR python distribution as downloaded (.tar.gz), read in place: its members are
     unpickled (by `_CifarUnpickler`) from the archive, never written to disk."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = {member.name: member for member in tar.getmembers() if member.isfile()}
+            # "./cifar-10-batches-py/..." where the archive was made from inside its folder
+            members = {member.name.removeprefix("./"): member for member in tar.getmembers() if member.isfile()}
             for hundred, folder in _CIFAR_FOLDERS.items():
                 names = [f"{folder}/{name}" for name in _cifar_batch_names(split, hundred)]
                 if all(name in members for name in names):
@@ -440,7 +448,7 @@ Dataset = ArrayDataset | ImageFolderDataset
 def load_dataset(path: str | Path, split: Split) -> Dataset:
     """Load the `split` of the dataset at `path`, detecting its format (module docstring)."""
     root = Path(path)
-    if root.is_file() and tarfile.is_tarfile(root):
+    if root.is_file() and _is_tar(root):
         return _cifar_archive(root, split)
     if root.exists() and not root.is_dir():
         raise ConfigError(
