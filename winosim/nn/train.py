@@ -578,12 +578,58 @@ def refuse_existing_run(out: str | Path) -> None:
         raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
 
 
+RUN_LOCK = ".lock"
+"""The file in a run folder that the training process holds an exclusive lock on (`_FolderLock`)."""
+
+
+class _FolderLock:
+    """An exclusive lock on a run folder while this process trains in it (`flock` on `RUN/.lock`, released
+    when the process ends, however it ends): a second `winosim train` on the same folder, a run started
+    twice or resumed while it still runs, is refused in one line instead of both writing its checkpoints.
+    Acquired once the folder exists (`_Run` creates it after its checks), released on leaving the block."""
+
+    def __init__(self) -> None:
+        self._handle: typing.IO[bytes] | None = None
+
+    def acquire(self, out: Path) -> None:
+        try:
+            import fcntl
+        except ImportError:  # not POSIX (Windows): no lock
+            return
+        handle = (out / RUN_LOCK).open("ab")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise ConfigError(
+                f"{out}: another winosim train is running in this folder (it holds {RUN_LOCK}); let it finish "
+                "or stop it first"
+            ) from None
+        self._handle = handle
+
+    def __enter__(self) -> _FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
 class _Run:
     """One invocation of `train` on one run folder: the model, optimiser, data and position, and the steps that
     move them (an epoch, its record, a phase's end, a checkpoint). The order of everything random and of every
     checkpoint is the run's contract: a resumed run ends bit for bit where an uninterrupted one would."""
 
-    def __init__(self, config: TrainConfig, *, resume: bool, device: torch.device, ranks: Ranks = SINGLE) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        *,
+        resume: bool,
+        device: torch.device,
+        ranks: Ranks = SINGLE,
+        lock: _FolderLock | None = None,
+    ) -> None:
         out = Path(config.out)
         last = out / "last.pt"
         ckpt: dict[str, Any] | None = None
@@ -641,6 +687,8 @@ class _Run:
                 out.mkdir(parents=True, exist_ok=True)
             except OSError as exc:  # no permission, a full disk: the folder was checked, not reserved
                 raise OutputError(f"cannot create the run folder {out}: {exc.strerror or exc}") from None
+            if lock is not None:
+                lock.acquire(out)  # before anything is written in it
         optimizer = _optimizer(model, config, phases[min(state.phase, len(phases) - 1)][2])
         if ckpt is not None and ckpt.get("optimizer") is not None:
             try:
@@ -936,8 +984,8 @@ def train(
     """
     ranks = ranks_from_environment()
     dev = process_device(ranks, device)
-    with process_group(ranks, dev):
-        run = _Run(config, resume=resume, device=dev, ranks=ranks)
+    with process_group(ranks, dev), _FolderLock() as lock:
+        run = _Run(config, resume=resume, device=dev, ranks=ranks, lock=lock)
         state = run.state
         while state.phase < len(run.phases):
             while state.epoch < run.phases[state.phase][1]:
