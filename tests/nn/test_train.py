@@ -158,21 +158,23 @@ def test_existing_run_needs_resume_and_bad_checkpoints_fail_cleanly(random_data:
 
 
 def test_a_folder_being_trained_in_is_refused_to_a_second_process(random_data: Path, tmp_path: Path) -> None:
-    """A run folder is locked (flock on RUN/.lock) while a process trains in it: a second start, or a resume
+    """A run folder is locked (flock on RUN/train.lock) while a process trains in it: a second start, or a resume
     while it still runs, is one line and writes nothing; once the lock is free, both work. flock locks
     conflict between open files, so this process holding the file stands for another process."""
     import fcntl
 
     out = tmp_path / "run"
     out.mkdir()
-    with (out / ".lock").open("ab") as held:
+    with (out / "train.lock").open("ab") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with pytest.raises(ConfigError, match=r"another winosim train is running in this folder \(it holds \.lock\)"):
+        with pytest.raises(
+            ConfigError, match=r"another winosim train is running in this folder \(it holds train\.lock\)"
+        ):
             train(_config(random_data, out), max_steps=1)
-        assert sorted(p.name for p in out.iterdir()) == [".lock"]
+        assert sorted(p.name for p in out.iterdir()) == ["train.lock"]
     first = train(_config(random_data, out), max_steps=1)  # released: the run starts, and frees it when done
     assert first.state.step == 1
-    with (out / ".lock").open("ab") as held:
+    with (out / "train.lock").open("ab") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         before = (out / "last.pt").read_bytes()
         with pytest.raises(ConfigError, match="another winosim train is running"):

@@ -578,12 +578,12 @@ def refuse_existing_run(out: str | Path) -> None:
         raise ConfigError(f"{out} already holds a run (last.pt); pass --resume to continue it or choose another --out")
 
 
-RUN_LOCK = ".lock"
+RUN_LOCK = "train.lock"
 """The file in a run folder that the training process holds an exclusive lock on (`_FolderLock`)."""
 
 
 class _FolderLock:
-    """An exclusive lock on a run folder while this process trains in it (`flock` on `RUN/.lock`, released
+    """An exclusive lock on a run folder while this process trains in it (`flock` on `RUN/train.lock`, released
     when the process ends, however it ends): a second `winosim train` on the same folder, a run started
     twice or resumed while it still runs, is refused in one line instead of both writing its checkpoints.
     Acquired once the folder exists (`_Run` creates it after its checks), released on leaving the block."""
