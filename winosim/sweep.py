@@ -57,7 +57,7 @@ from winosim.methods import check_methods, sorted_methods
 from winosim.text import first_line
 from winosim.trace import Trace, load_trace
 from winosim.version import __version__
-from winosim.workers import MAX_SWEEP_POINTS, local_processes, start_server, worker_context
+from winosim.workers import MAX_SWEEP_POINTS, check_jobs, local_processes, start_server, worker_context
 
 log = logging.getLogger(__name__)
 
@@ -921,8 +921,7 @@ def check_size(grid: Grid, traces: int, max_points: int | None) -> int:
 
 
 def _check_run_options(jobs: int | None, scheduler: str | None) -> None:
-    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
-        raise ConfigError(f"sweep: jobs must be an integer >= 1, got {jobs!r}")
+    check_jobs(jobs)
     if scheduler is not None and not scheduler.strip():
         raise ConfigError("sweep: scheduler address is empty")
     if scheduler is not None:

@@ -13,6 +13,8 @@ import multiprocessing
 import os
 from multiprocessing.context import BaseContext
 
+from winosim.errors import ConfigError
+
 PRELOAD = ("winosim.sweep", "winosim.simulate")
 """What the fork server imports once for every worker it forks."""
 
@@ -20,6 +22,28 @@ MAX_SWEEP_POINTS = 10_000
 """Largest sweep (design points x traces) run without being asked twice: about ten minutes at the measured
 16 points/s of a small trace. `run_sweep(max_points=None)` or `winosim sweep --yes` runs a larger one. (Here, not
 in `winosim.sweep`, so that the command line can state it without importing the sweep.)"""
+
+
+MAX_JOBS_PER_CORE = 4
+"""Most local worker processes per core a sweep starts: each imports winosim and holds a lowered trace, and the
+work is CPU-bound, so more than a few per core only costs memory (`--jobs 100000` would have started one
+process per point). More workers than that: a Dask cluster (`--scheduler`)."""
+
+
+def check_jobs(jobs: int | None) -> None:
+    """ConfigError for a `jobs` that is not an integer >= 1 or asks for more than `MAX_JOBS_PER_CORE` workers
+    per core of this machine."""
+    if jobs is None:
+        return
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ConfigError(f"sweep: jobs must be an integer >= 1, got {jobs!r}")
+    cores = os.cpu_count() or 1
+    if jobs > MAX_JOBS_PER_CORE * cores:
+        raise ConfigError(
+            f"sweep: {jobs} local worker processes on {cores} cores; at most {MAX_JOBS_PER_CORE} per core "
+            f"({MAX_JOBS_PER_CORE * cores} here): the work is CPU-bound, so more only costs memory (a Dask "
+            "cluster, --scheduler, runs more)"
+        )
 
 
 def local_processes(jobs: int | None) -> int:

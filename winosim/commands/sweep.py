@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from winosim.commands import CommandParser, choice_list, command_parser, positive_int
 from winosim.methods import METHODS
-from winosim.workers import MAX_SWEEP_POINTS, local_processes, start_server
+from winosim.workers import MAX_SWEEP_POINTS, check_jobs, local_processes, start_server
 
 if TYPE_CHECKING:
     from winosim.sweep import Evaluator
@@ -67,6 +67,7 @@ def main(argv: list[str]) -> int:
         parser.error("--jobs and --scheduler are exclusive: the cluster decides how many workers run")
     if args.evaluator == "counts" and (args.arch or args.methods):
         parser.error("--arch and --methods apply to --evaluator simulate only")
+    check_jobs(args.jobs)
     if local_processes(args.jobs) > 1:
         start_server()  # the workers' fork server imports winosim while this process does (winosim.workers)
     from winosim.sweep import CountsEvaluator, SimulateEvaluator, grid_from_options, grid_from_yaml, run_sweep
