@@ -559,6 +559,15 @@ def test_a_local_sweep_does_not_need_dask(trace_path: Path, tmp_path: Path) -> N
         (["train", "--network", "vgg_nagadomi", "--epochs", "1e3"], "argument --epochs: invalid int value: '1e3'"),
         (["trace", "x.pt", "--data", "d", "--seed", "-5"], "argument --seed: a seed must be an integer in [0, "),
         (["curve", "runs/a", "--within", "inf"], "argument --within: expected a finite number, got 'inf'"),
+        # threads and processes: 1 to 4 per core (100,000 threads crashed the OpenMP runtime with a segfault)
+        (["train", "--network", "vgg_nagadomi", "--threads", "100000"], "--threads 100000 on "),
+        (["train", "--network", "vgg_nagadomi", "--threads", "0"], "--threads must be an integer >= 1, got 0"),
+        (["trace", "x.pt", "--data", "d", "--threads", "-1"], "--threads must be an integer >= 1, got -1"),
+        (["trace", "x.pt", "--data", "d", "--threads", "100000"], "cores: at most 4 per core"),
+        (
+            ["train", "--network", "vgg_nagadomi", "--method", "spatial", "--data", "d", "--processes", "100000"],
+            "--processes 100000",
+        ),
     ],
 )
 def test_training_options_follow_the_same_number_rules(

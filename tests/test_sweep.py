@@ -256,7 +256,7 @@ def test_bad_inputs_fail_before_any_output(tmp_path: Path, traces: tuple[Path, P
     with pytest.raises(ConfigError, match="jobs"):
         run_sweep([traces[0]], GRID, out, jobs=0)
     cores = os.cpu_count() or 1
-    with pytest.raises(ConfigError, match=rf"{4 * cores + 1} local worker processes on {cores} cores; at most 4 per"):
+    with pytest.raises(ConfigError, match=rf"sweep: jobs {4 * cores + 1} on {cores} cores: at most 4 per core"):
         run_sweep([traces[0]], GRID, out, jobs=4 * cores + 1)  # one per point of a big grid: memory, not speed
     with pytest.raises(ConfigError, match=r"design point pe=16 pe_array\.activation_zeros=never: .*activation_zeros"):
         run_sweep([traces[0]], grid_from_options(["pe=16", "pe_array.activation_zeros=skip,never"]), out)

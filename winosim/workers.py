@@ -24,26 +24,30 @@ MAX_SWEEP_POINTS = 10_000
 in `winosim.sweep`, so that the command line can state it without importing the sweep.)"""
 
 
-MAX_JOBS_PER_CORE = 4
-"""Most local worker processes per core a sweep starts: each imports winosim and holds a lowered trace, and the
-work is CPU-bound, so more than a few per core only costs memory (`--jobs 100000` would have started one
-process per point). More workers than that: a Dask cluster (`--scheduler`)."""
+MAX_PER_CORE = 4
+"""Most processes or threads per core that one option may ask for (a sweep's `--jobs`, training's `--threads`
+and `--processes`): the work is CPU-bound, so more than a few per core only costs memory, and far more crashes
+(`--threads 100000` segfaulted in the OpenMP runtime; `--jobs 100000` would have started one process per
+point). More workers than that: a Dask cluster (`--scheduler`) or more machines."""
+
+
+def check_per_core(count: int, option: str) -> None:
+    """ConfigError for a `count` (given as `option`) that is not an integer >= 1 or exceeds `MAX_PER_CORE`
+    per core of this machine."""
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ConfigError(f"{option} must be an integer >= 1, got {count!r}")
+    cores = os.cpu_count() or 1
+    if count > MAX_PER_CORE * cores:
+        raise ConfigError(
+            f"{option} {count} on {cores} cores: at most {MAX_PER_CORE} per core ({MAX_PER_CORE * cores} here); "
+            "the work is CPU-bound, so more only costs memory"
+        )
 
 
 def check_jobs(jobs: int | None) -> None:
-    """ConfigError for a `jobs` that is not an integer >= 1 or asks for more than `MAX_JOBS_PER_CORE` workers
-    per core of this machine."""
-    if jobs is None:
-        return
-    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
-        raise ConfigError(f"sweep: jobs must be an integer >= 1, got {jobs!r}")
-    cores = os.cpu_count() or 1
-    if jobs > MAX_JOBS_PER_CORE * cores:
-        raise ConfigError(
-            f"sweep: {jobs} local worker processes on {cores} cores; at most {MAX_JOBS_PER_CORE} per core "
-            f"({MAX_JOBS_PER_CORE * cores} here): the work is CPU-bound, so more only costs memory (a Dask "
-            "cluster, --scheduler, runs more)"
-        )
+    """A sweep's `jobs` (None: one per core), by `check_per_core`."""
+    if jobs is not None:
+        check_per_core(jobs, "sweep: jobs")
 
 
 def local_processes(jobs: int | None) -> int:

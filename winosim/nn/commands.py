@@ -36,16 +36,21 @@ from winosim.nn.train import (
     train,
 )
 from winosim.nn.train_args import train_config_from_args, train_parser
+from winosim.workers import check_per_core
+
+
+def _set_threads(threads: int | None) -> None:
+    """`--threads`: torch's intra-op threads, 1 to `MAX_PER_CORE` per core (None: torch's default)."""
+    if threads is not None:
+        check_per_core(threads, "--threads")
+        torch.set_num_threads(threads)
 
 
 def train_main(argv: list[str]) -> int:
     """`winosim train ...`; returns 0 (also when stopped by --max-steps; the run is resumable)."""
     args = train_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     if retain_freed_memory():  # every step reuses the last one's pages (winosim.nn.memory)
         logging.info("allocator: freed memory kept in the process (glibc: no mmap, no trim)")
     if args.max_steps is not None and args.max_steps < 0:
@@ -55,6 +60,8 @@ def train_main(argv: list[str]) -> int:
     if args.processes is not None:
         if args.processes < 1:
             raise ConfigError(f"--processes must be >= 1, got {args.processes}")
+        if args.device is None or args.device == "cpu":  # on GPUs the GPU count bounds it (process_device)
+            check_per_core(args.processes, "--processes")
         if ranks.distributed and args.processes != ranks.world:
             raise ConfigError(f"--processes {args.processes} under a launcher that started {ranks.world} (WORLD_SIZE)")
         if not ranks.distributed and args.processes > 1:
@@ -187,8 +194,7 @@ def trace_main(argv: list[str]) -> int:
     from winosim.trace import write_trace
 
     args = _trace_parser().parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(max(1, args.threads))
+    _set_threads(args.threads)
     if not str(args.out).endswith(".npz"):
         raise ConfigError(f"--out must end in .npz, got {args.out!r}")
     check_output_file(args.out)
