@@ -1035,9 +1035,7 @@ def run_sweep(
     _check_run_options(jobs, scheduler)
     check_size(grid, len(dict.fromkeys(map(str, traces))), max_points)
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"sweep: --out {out} exists and is not a directory")
-    check_output_folder(out)  # a file above it, no permission: refused before any point is computed
+    check_output_folder(out)  # a file in its place or above it, no permission: refused before any point
     processes = local_processes(jobs)  # local workers, and the CSV's parts
     if processes > 1:
         start_server()
