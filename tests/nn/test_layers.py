@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from winosim.nn.layers import (
     Mode,
     WinogradConv2d,
+    _overlap_add,
     input_transform,
     input_transform_relu,
     output_transform,
@@ -101,6 +102,26 @@ def test_transform_adjoints_gradcheck() -> None:
     torch.testing.assert_close(input_transform_relu(x), torch.relu(input_transform(x)))
     m = torch.randn(16, 2, 1, 3, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: output_transform(t, 5, 7), (m,))
+
+
+@pytest.mark.parametrize("tiles", [1, 2, 5])
+@pytest.mark.parametrize("dim", [-1, -2])
+@pytest.mark.parametrize("subtract", [False, True])
+def test_overlap_add_is_the_zeroed_buffer_accumulation_bit_for_bit(tiles: int, dim: int, subtract: bool) -> None:
+    # the adjoint writes each overlap as one addition instead of accumulating into zeros: the same bits in bf16
+    # (operands without zeros; a zero's sign may differ: -0 written where 0 + -0 = +0 was)
+    torch.manual_seed(tiles)
+    shape = [3, 4, 4]
+    shape[dim] = tiles
+    a, b = (torch.randn(shape).to(torch.bfloat16) for _ in range(2))
+    out_shape = list(shape)
+    out_shape[dim] = tiles + 1
+    expected = torch.zeros(out_shape, dtype=torch.bfloat16)
+    expected.narrow(dim, 0, tiles).add_(a)
+    expected.narrow(dim, 1, tiles).add_(-b if subtract else b)
+    out = torch.full(out_shape, float("nan"), dtype=torch.bfloat16)  # every element must be written
+    _overlap_add(a, b, out, dim, subtract=subtract)
+    assert torch.equal(out.view(torch.int16), expected.view(torch.int16))
 
 
 @pytest.mark.parametrize("mode", ["native", "winograd_relu", "spatial"])

@@ -29,6 +29,7 @@ same in any layout.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import torch
@@ -95,9 +96,30 @@ def input_transform_forward(x: Tensor) -> Tensor:
     return v
 
 
-def _adjoint_b(d0: Tensor, d1: Tensor, d2: Tensor, d3: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Adjoint of one B^T pass: given the gradients of (x0-x2, x1+x2, x2-x1, x1-x3), those of (x0..x3)."""
-    return d0, d1 - d2 + d3, d1 + d2 - d0, -d3
+def _overlap_add(a: Tensor, b: Tensor, out: Tensor, dim: int, *, subtract: bool = False) -> None:
+    """out = a at offsets 0..T-1 plus (or minus) b at offsets 1..T along `dim`, where `out` has T+1 there.
+
+    Written straight into `out` (its first slice a copy of a, its last b or -b, the overlap one addition), not
+    accumulated into a zeroed buffer: the same values, bit for bit but for the sign of a zero (0 + a + b is
+    a + b), in one pass instead of a fill and two read-modify-write passes."""
+    t = a.shape[dim]
+    out.narrow(dim, 0, 1).copy_(a.narrow(dim, 0, 1))
+    inner = out.narrow(dim, 1, t - 1)
+    if subtract:
+        torch.sub(a.narrow(dim, 1, t - 1), b.narrow(dim, 0, t - 1), out=inner)
+        torch.neg(b.narrow(dim, t - 1, 1), out=out.narrow(dim, t, 1))
+    else:
+        torch.add(a.narrow(dim, 1, t - 1), b.narrow(dim, 0, t - 1), out=inner)
+        out.narrow(dim, t, 1).copy_(b.narrow(dim, t - 1, 1))
+
+
+def _adjoint_b_pass(d: Sequence[Tensor], out: Tensor, dim: int) -> None:
+    """Adjoint of one B^T pass over overlapping tiles: given the gradients d0..d3 of (x0-x2, x1+x2, x2-x1, x1-x3)
+    at tile offsets 0..T-1 along `dim`, write the gradient of the de-interleaved input, (2 parities, ...,
+    T+1 along `dim`): x_i is parity i % 2 at offset i // 2, and its gradient is d0, d1-d2+d3, d1+d2-d0, -d3."""
+    d0, d1, d2, d3 = d
+    _overlap_add(d0, d1 + d2 - d0, out[0], dim)  # x0 at offsets 0.., x2 at 1..
+    _overlap_add(d1 - d2 + d3, d3, out[1], dim, subtract=True)  # x1 at 0.., x3 (gradient -d3) at 1..
 
 
 def input_transform_backward(dv: Tensor, height: int, width: int) -> Tensor:
@@ -105,16 +127,14 @@ def input_transform_backward(dv: Tensor, height: int, width: int) -> Tensor:
     _, c, n, th, tw = dv.shape
     d_rows = []
     for i in range(4):  # column-pass adjoint -> gradient of row-pass output i, (2, C, N, TH, TW+1)
-        g = _adjoint_b(dv[4 * i], dv[4 * i + 1], dv[4 * i + 2], dv[4 * i + 3])
-        dt = _tiles_first(2, c, n, th, tw + 1, like=dv, zeros=True)
-        for j in range(4):
-            dt[j % 2, ..., j // 2 : j // 2 + tw] += g[j]
+        dt = _tiles_first(2, c, n, th, tw + 1, like=dv)
+        _adjoint_b_pass(dv[4 * i : 4 * i + 4].unbind(0), dt, dim=-1)
         d_rows.append(dt)
-    dxd = _tiles_first(2, 2, c, n, th + 1, tw + 1, like=dv, zeros=True)
-    for i, dr in enumerate(_adjoint_b(*d_rows)):
-        dxd[i % 2, ..., i // 2 : i // 2 + th, :] += dr
-    # (a, b, C, N, TH+1, TW+1) -> a channels-last (N, C, 2TH+2, 2TW+2): one copy of whole channel vectors
-    dxp = dxd.permute(3, 4, 0, 5, 1, 2).reshape(n, 2 * th + 2, 2 * tw + 2, c).permute(0, 3, 1, 2)
+    # the row-pass adjoint writes the padded map in place: channels-last (N, 2TH+2, 2TW+2, C) in memory, seen
+    # as the de-interleaved (a, b, C, N, TH+1, TW+1), so no further copy before the crop
+    storage = dv.new_empty((n, th + 1, 2, tw + 1, 2, c))
+    _adjoint_b_pass(d_rows, storage.permute(2, 4, 5, 0, 1, 3), dim=-2)
+    dxp = storage.view(n, 2 * th + 2, 2 * tw + 2, c).permute(0, 3, 1, 2)
     # dense, so that the layers before (batch norm) take their fast channels-last kernels, not strided ones
     return dxp[:, :, 1 : 1 + height, 1 : 1 + width].contiguous(memory_format=torch.channels_last)
 
@@ -169,13 +189,15 @@ class _InputTransform(torch.autograd.Function):
 
 
 class _InputTransformReLU(torch.autograd.Function):
-    """ReLU(B^T d B) in one node: the ReLU runs in place on the transform's output, and its backward masks the
-    gradient before the adjoint transform (saves a full pass over V in each direction)."""
+    """ReLU(B^T d B) in one node: only the rectified V is kept for the backward, which masks the gradient with
+    it before the adjoint transform (no autograd node, and no saved copy, for the unrectified V)."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
         ctx.height, ctx.width = x.shape[-2], x.shape[-1]
-        v = input_transform_forward(x).relu_()
+        # out of place: in bf16 an in-place pass (relu_, or any op whose output is its input) ran at half the
+        # speed of one writing a new tensor on an Intel CPU with AMX (docs/training.md, Performance)
+        v = torch.relu(input_transform_forward(x))
         ctx.save_for_backward(v)
         return v
 
