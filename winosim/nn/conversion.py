@@ -232,6 +232,11 @@ def _commutes_with_relu(gm: fx.GraphModule, node: fx.Node, absorbing: set[fx.Nod
     return node.op == "call_function" and node.target in _POOL_FUNCTIONS
 
 
+# what `_Rewriter.pre_relu` finds before a convolution: (the node computing the convolution's input without the
+# ReLU, the ReLU, the look-through nodes passed between them), or None where no movable ReLU is there
+_Hit = tuple[fx.Node, fx.Node, list[fx.Node]] | None
+
+
 class _Rewriter:
     """Rewires the input of each absorbing convolution from a ReLU('s look-through chain) to its input."""
 
@@ -240,7 +245,7 @@ class _Rewriter:
         self.absorbing = absorbing
         self.clones: dict[fx.Node, fx.Node] = {}
 
-    def pre_relu(self, node: fx.Node) -> tuple[fx.Node, fx.Node, list[fx.Node]] | None:
+    def pre_relu(self, node: fx.Node) -> _Hit:
         """(node computing `node` without the ReLU, the ReLU node, the look-through nodes passed) or None."""
         inplace = _relu_kind(self.gm, node)
         if inplace is not None:
@@ -275,41 +280,27 @@ def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, leaf, module)
 
 
-def convert(
-    model: nn.Module,
-    method: str,
-    *,
-    init: str = "spatial",
-    input_shape: Sequence[int] | None = None,
-    name: str | None = None,
-) -> ConvertedModel:
-    """A converted copy of `model` (module docstring); `model` itself is not changed.
-
-    method: spatial, native or winograd_relu. init: "spatial" (start from the model's weights, U = G g G^T)
-    or "fresh" (WinogradConv2d's own initialisation). input_shape: (C, H, W) of one input, for `geometry`.
-    name: the network name (default: the model's class name). Raises ConversionError for a model fx cannot
-    trace or one without an eligible convolution.
-    """
-    if method not in MODES:
-        raise ConfigError(f"convert: method must be one of {MODES}, got {method!r}")
-    if init not in INITS:
-        raise ConfigError(f"convert: init must be one of {INITS}, got {init!r}")
-    label = name or type(model).__name__
+def _trace(model: nn.Module, label: str) -> fx.GraphModule:
+    """A torch.fx trace of a copy of `model`; ConversionError where fx cannot trace it."""
     try:
-        gm = fx.symbolic_trace(copy.deepcopy(model))
+        return fx.symbolic_trace(copy.deepcopy(model))
     except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError, ...)
         raise ConversionError(
             f"{label}: torch.fx cannot trace the model ({described(exc)}); its forward must not branch on "
             "tensor values (move such code into a submodule that holds no eligible convolution)"
         ) from None
-    graph = gm.graph
+
+
+def _find_convolutions(gm: fx.GraphModule, label: str) -> tuple[list[fx.Node], dict[str, SkippedLayer]]:
+    """The calls of Winograd-eligible convolutions, in graph order, and every other nn.Conv2d with the reason it
+    stays as it is; ConversionError where no convolution is eligible."""
     calls: dict[str, int] = {}
-    for node in graph.nodes:
+    for node in gm.graph.nodes:
         if node.op == "call_module":
             calls[str(node.target)] = calls.get(str(node.target), 0) + 1
     eligible: list[fx.Node] = []
     skipped: dict[str, SkippedLayer] = {}
-    for node in graph.nodes:
+    for node in gm.graph.nodes:
         path = str(node.target)
         module = gm.get_submodule(path) if node.op == "call_module" else None
         if not isinstance(module, nn.Conv2d) or path in skipped:
@@ -328,7 +319,15 @@ def convert(
             f"{label}: no Winograd-eligible nn.Conv2d (3x3, stride 1, padding 1, dilation 1, groups 1, more than "
             f"3 input channels); its convolutions: {listed}"
         )
+    return eligible, skipped
 
+
+def _move_input_relus(gm: fx.GraphModule, eligible: list[fx.Node]) -> tuple[dict[fx.Node, _Hit], set[fx.Node]]:
+    """Rewire each eligible convolution whose input is ReLU(t) to read t (the layer applies its own ReLU in its
+    multiply domain), erase the chains no one else reads, and make the ReLUs other consumers still read
+    out of place. Returns each convolution's hit (None: no ReLU before it) and the ReLUs that stay in the graph
+    (in-place ones among them replaced by `torch.relu`, so the set names the nodes as found)."""
+    graph = gm.graph
     rewriter = _Rewriter(gm, set(eligible))
     found = {conv: rewriter.pre_relu(conv.args[0]) for conv in eligible}  # type: ignore[arg-type]
     for conv, hit in found.items():
@@ -343,7 +342,13 @@ def convert(
     for relu in kept:
         if _relu_kind(gm, relu):
             _non_inplace_relu(graph, relu)
+    return found, set(kept)
 
+
+def _swap_convolutions(
+    gm: fx.GraphModule, found: dict[fx.Node, _Hit], kept: set[fx.Node], method: str, init: str
+) -> list[ConvertedLayer]:
+    """Replace each eligible nn.Conv2d by a ConvertedConv2d of `method` (weights per `init`), in graph order."""
     converted: list[ConvertedLayer] = []
     for conv, hit in found.items():
         path = str(conv.target)
@@ -365,6 +370,34 @@ def convert(
         new.train(old.training)
         _set_submodule(gm, path, new)
         converted.append(ConvertedLayer(path, old.in_channels, old.out_channels, status))
+    return converted
+
+
+def convert(
+    model: nn.Module,
+    method: str,
+    *,
+    init: str = "spatial",
+    input_shape: Sequence[int] | None = None,
+    name: str | None = None,
+) -> ConvertedModel:
+    """A converted copy of `model` (module docstring); `model` itself is not changed.
+
+    method: spatial, native or winograd_relu. init: "spatial" (start from the model's weights, U = G g G^T)
+    or "fresh" (WinogradConv2d's own initialisation). input_shape: (C, H, W) of one input, for `geometry`.
+    name: the network name (default: the model's class name). Raises ConversionError for a model fx cannot
+    trace or one without an eligible convolution.
+    """
+    if method not in MODES:
+        raise ConfigError(f"convert: method must be one of {MODES}, got {method!r}")
+    if init not in INITS:
+        raise ConfigError(f"convert: init must be one of {INITS}, got {init!r}")
+    label = name or type(model).__name__
+    gm = _trace(model, label)
+    eligible, skipped = _find_convolutions(gm, label)
+    found, kept = _move_input_relus(gm, eligible)
+    converted = _swap_convolutions(gm, found, kept, method, init)
+    graph = gm.graph
     graph.lint()
     gm.recompile()
 
