@@ -123,27 +123,35 @@ def layer_times_s(
     """Median seconds of forward + backward of one layer shape: (Winograd-ReLU layer, its element-wise stage
     alone, conv2d(relu(x))), on channels-last maps as in training. The element-wise stage is the 16 batched
     products of the layer, (tiles x C) @ (C x K) with V stored tiles-first, and their two gradients on tensors
-    of the layer's shapes: no transform, no ReLU (what a transform fused away would leave)."""
+    of the layer's shapes: no transform, no ReLU (what a transform fused away would leave).
+
+    As in a training step: the maps (x, V and the gradients arriving) are in the dtype the networks' batch
+    norms hand a layer under the precision (bf16 under bf16 autocast, where the transforms then run in bf16), the
+    weights fp32 parameters that autocast casts, and every gradient is new each call (none accumulates)."""
     torch.manual_seed(0)
+    maps = torch.bfloat16 if precision == "bf16" else torch.float32
     layer = WinogradConv2d(in_channels, out_channels, "winograd_relu")
     weight = torch.randn(out_channels, in_channels, 3, 3, requires_grad=True)
-    x = torch.randn(batch, in_channels, side, side).contiguous(memory_format=torch.channels_last).requires_grad_()
-    dy = torch.randn(batch, out_channels, side, side).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch, in_channels, side, side).to(maps, memory_format=torch.channels_last).requires_grad_()
+    dy = torch.randn(batch, out_channels, side, side).to(maps, memory_format=torch.channels_last)
     u = (0.1 * torch.randn(16, in_channels, out_channels)).requires_grad_()
-    v = torch.randn(16, batch * (-(-side // 2)) ** 2, in_channels).relu_().requires_grad_()
+    v = torch.randn(16, batch * (-(-side // 2)) ** 2, in_channels).relu_().to(maps).requires_grad_()
     device = torch.device("cpu")
 
     def winograd() -> None:
+        x.grad = layer.weight.grad = None
         with autocast(device, precision):
             y = layer(x)
         y.backward(dy.to(y.dtype))
 
     def products() -> None:
+        v.grad = u.grad = None
         with autocast(device, precision):
             m = torch.bmm(v, u)
         m.backward(torch.ones_like(m))
 
     def spatial() -> None:
+        x.grad = weight.grad = None
         with autocast(device, precision):
             y = F.conv2d(torch.relu(x), weight, padding=1)
         y.backward(dy.to(y.dtype))
