@@ -765,16 +765,19 @@ def _trace_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[TraceInput, 
         raise ConfigError("sweep: give at least one --trace FILE")
     inputs: list[TraceInput] = []
     names: dict[str, str] = {}
+    given: dict[Path, str] = {}
     for raw in paths:
         path = Path(raw)
+        resolved = path.resolve()
+        if resolved in given:  # as the grid refuses a value given twice (any spelling of the same file)
+            raise ConfigError(f"sweep: --trace {path} is given twice (as {given[resolved]} too); give each trace once")
+        given[resolved] = str(path)
         trace = load_trace(path)  # validates before any work starts
         name = path.name
-        if name in names and names[name] != str(path):
-            raise ConfigError(f"sweep: two traces share the file name {name!r} ({names[name]} and {path})")
         if name in names:
-            continue
+            raise ConfigError(f"sweep: two traces share the file name {name!r} ({names[name]} and {path})")
         names[name] = str(path)
-        inputs.append(TraceInput(name, str(path.resolve()), file_sha256(path), trace.provenance.synthetic))
+        inputs.append(TraceInput(name, str(resolved), file_sha256(path), trace.provenance.synthetic))
     return tuple(inputs)
 
 
@@ -1033,7 +1036,7 @@ def run_sweep(
     """
     evaluator = evaluator if evaluator is not None else SimulateEvaluator()
     _check_run_options(jobs, scheduler)
-    check_size(grid, len(dict.fromkeys(map(str, traces))), max_points)
+    check_size(grid, len(traces), max_points)
     out = Path(out_dir)
     check_output_folder(out)  # a file in its place or above it, no permission: refused before any point
     processes = local_processes(jobs)  # local workers, and the CSV's parts
