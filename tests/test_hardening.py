@@ -640,3 +640,39 @@ def test_the_rule_keeps_order_and_strips_spaces() -> None:
     assert comma_list(" b , a ") == ("b", "a")
     assert comma_list("  ", allow_empty=True) == ()
     assert choice_list(("a", "b", "c"))("c,a") == ("c", "a")
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        (["merge", "{a}", "{b}", "{again}", "--output", "out.npz"], "merge: trace"),
+        (
+            ["sweep", "--trace", "{a}", "--trace", "{b}", "--trace", "{again}", "--grid", "pe=16", "--out", "out"],
+            "sweep: --trace",
+        ),
+        (["curve", "{a}", "{b}", "{again}", "--output", "out.md"], "curve: run folder"),
+        (["trace", "{a}", "{b}", "{again}", "--data", "data", "--out", "out.npz"], "trace: checkpoint or run folder"),
+    ],
+)
+@pytest.mark.parametrize("spelling", ["same", "symbolic link"])
+def test_an_input_given_twice_is_refused_before_it_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, command, what, spelling
+) -> None:
+    """Several inputs of one kind (traces, run folders, checkpoints): one named twice, in any spelling of its
+    path, is refused as a comma-separated list refuses a repeated item, before anything is read or written
+    (the inputs here are not even valid: the repeat is found first)."""
+    if command[0] in ("trace", "curve"):
+        pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.npz").write_bytes(b"not read")
+    (tmp_path / "b.npz").write_bytes(b"not read")
+    again = "a.npz"
+    if spelling == "symbolic link":
+        (tmp_path / "link.npz").symlink_to(tmp_path / "a.npz")
+        again = "link.npz"
+    before = sorted(tmp_path.iterdir())
+    argv = [part.format(a="a.npz", b="b.npz", again=again) for part in command]
+    result = in_process(capsys, *argv)
+    also = "" if spelling == "same" else " (as a.npz too)"
+    assert_clean_refusal(result, f"{what} {again} is given twice{also}; give each once")
+    assert sorted(tmp_path.iterdir()) == before

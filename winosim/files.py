@@ -9,6 +9,9 @@ partial file behind and a reader never sees one.
 A set of files that belongs together (`run --out DIR`: tables and figures) is built with
 `atomic_directory`: in a temporary folder next to the target, moved into place only when every file of the
 set has been written; when any step fails, nothing of the set appears.
+
+`check_output_file` / `check_output_folder` refuse an output path before the work, and `check_distinct_inputs`
+refuses an input file or folder named twice (in any spelling of its path) before it is read.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from winosim.errors import OutputError
+from winosim.errors import ConfigError, OutputError
 
 
 def atomic_write(
@@ -84,6 +87,20 @@ def check_output_folder(path: str | os.PathLike[str]) -> None:
     if target.exists() and not target.is_dir():
         raise OutputError(f"cannot write {target}: it exists and is not a directory")
     _check_folders(target, target)
+
+
+def check_distinct_inputs(paths: Iterable[str | os.PathLike[str]], what: str) -> None:
+    """ConfigError naming the first of `paths` that names a file or folder given earlier, also in another
+    spelling (`./x.npz` and `x.npz`, a symbolic link and its target): every command that takes several inputs
+    of one kind refuses a repeat, as a comma-separated list refuses a repeated item, rather than doing the work
+    twice or once without a word. `what` names them in the message ("--trace", "trace", "run folder")."""
+    given: dict[Path, str] = {}
+    for raw in paths:
+        resolved = Path(raw).resolve()
+        if resolved in given:
+            same = "" if given[resolved] == str(raw) else f" (as {given[resolved]} too)"
+            raise ConfigError(f"{what} {raw} is given twice{same}; give each once")
+        given[resolved] = str(raw)
 
 
 def _check_folders(target: Path, folder: Path) -> None:

@@ -52,7 +52,7 @@ from numpy.typing import NDArray
 
 from winosim.archio import ALIASES
 from winosim.errors import ConfigError, TraceError, WinosimError
-from winosim.files import atomic_write, atomic_write_text, check_output_folder
+from winosim.files import atomic_write, atomic_write_text, check_distinct_inputs, check_output_folder
 from winosim.methods import check_methods, sorted_methods
 from winosim.text import first_line
 from winosim.trace import Trace, load_trace
@@ -765,19 +765,15 @@ def _trace_inputs(paths: Sequence[str | os.PathLike[str]]) -> tuple[TraceInput, 
         raise ConfigError("sweep: give at least one --trace FILE")
     inputs: list[TraceInput] = []
     names: dict[str, str] = {}
-    given: dict[Path, str] = {}
+    check_distinct_inputs(paths, "sweep: --trace")  # as the grid refuses a value given twice
     for raw in paths:
         path = Path(raw)
-        resolved = path.resolve()
-        if resolved in given:  # as the grid refuses a value given twice (any spelling of the same file)
-            raise ConfigError(f"sweep: --trace {path} is given twice (as {given[resolved]} too); give each trace once")
-        given[resolved] = str(path)
         trace = load_trace(path)  # validates before any work starts
         name = path.name
         if name in names:
             raise ConfigError(f"sweep: two traces share the file name {name!r} ({names[name]} and {path})")
         names[name] = str(path)
-        inputs.append(TraceInput(name, str(resolved), file_sha256(path), trace.provenance.synthetic))
+        inputs.append(TraceInput(name, str(path.resolve()), file_sha256(path), trace.provenance.synthetic))
     return tuple(inputs)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from winosim.commands import command_parser
 from winosim.errors import ConfigError, TraceError
-from winosim.files import check_output_file
+from winosim.files import check_distinct_inputs, check_output_file
 from winosim.trace import Provenance, Trace, Variant, load_trace, write_trace
 from winosim.version import __version__
 
@@ -124,14 +124,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if len(args.traces) < 2:
         raise ConfigError("merge needs at least two traces (see 'winosim merge --help')")
-    given: dict[Path, str] = {}
-    for path in args.traces:  # the same file twice (also as another spelling of its path) merges nothing
-        resolved = Path(path).resolve()
-        if resolved in given:
-            raise ConfigError(
-                f"merge: {path} is given twice (as {given[resolved]} too); a trace merged with itself is the trace"
-            )
-        given[resolved] = path
+    check_distinct_inputs(args.traces, "merge: trace")
     check_output_file(args.output)
     inputs = [(Path(path).name, load_trace(path)) for path in args.traces]
     labels = [label for label, _ in inputs]

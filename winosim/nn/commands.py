@@ -22,7 +22,7 @@ import torch
 
 from winosim.commands import CommandParser, comma_list, seed
 from winosim.errors import ConfigError, WinosimError
-from winosim.files import atomic_write_text, check_output_file
+from winosim.files import atomic_write_text, check_distinct_inputs, check_output_file
 from winosim.nn.data import Dataset, load_dataset
 from winosim.nn.distributed import Ranks, launch, ranks_from_environment
 from winosim.nn.memory import retain_freed_memory
@@ -177,6 +177,7 @@ def curve_main(argv: list[str]) -> int:
     from winosim.nn.search import curve_table, density_curve
 
     args = _curve_parser().parse_args(argv)
+    check_distinct_inputs(args.runs, "curve: run folder")
     if args.output:
         check_output_file(args.output)
     table = curve_table([density_curve(r) for r in args.runs], args.within)
@@ -198,6 +199,7 @@ def trace_main(argv: list[str]) -> int:
     if not str(args.out).endswith(".npz"):
         raise ConfigError(f"--out must end in .npz, got {args.out!r}")
     check_output_file(args.out)
+    check_distinct_inputs(args.checkpoints, "trace: checkpoint or run folder")  # one model, one variant
     names = list(args.names) if args.names is not None else None
     command = "python -m winosim trace " + shlex.join(argv)
     test_sets: list[Dataset] = []
