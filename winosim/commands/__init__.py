@@ -51,6 +51,14 @@ def finite_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0 (a tolerance, checked before the work it would bound)."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value:g}")
+    return value
+
+
 def int64(text: str) -> int:
     """argparse type: an integer that fits in int64."""
     value = int(text)  # a ValueError reads "invalid int value: ..."

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from winosim.commands import CommandParser, comma_list, seed
+from winosim.commands import CommandParser, comma_list, non_negative_float, seed
 from winosim.errors import ConfigError, WinosimError
 from winosim.files import atomic_write_text, check_distinct_inputs, check_output_file
 from winosim.nn.data import Dataset, load_dataset
@@ -109,7 +109,7 @@ def _trace_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--select-within",
-        type=float,
+        type=non_negative_float,
         default=None,
         metavar="POINTS",
         help="arguments are run folders: take from each the lowest-density checkpoint whose test accuracy is within "
@@ -167,7 +167,9 @@ def _curve_parser() -> argparse.ArgumentParser:
         "density within a tolerance of each run's dense accuracy (the density search).",
     )
     p.add_argument("runs", nargs="+", help="run folders written by winosim train")
-    p.add_argument("--within", type=float, default=1.0, metavar="POINTS", help="tolerance in points (default 1.0)")
+    p.add_argument(
+        "--within", type=non_negative_float, default=1.0, metavar="POINTS", help="tolerance in points (default 1.0)"
+    )
     p.add_argument("--output", default=None, help="write the Markdown table to this file (atomically)")
     return p
 
