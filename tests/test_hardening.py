@@ -679,3 +679,59 @@ def test_an_input_given_twice_is_refused_before_it_is_read(
     also = "" if spelling == "same" else " (as a.npz too)"
     assert_clean_refusal(result, f"{what} {again} is given twice{also}; give each once")
     assert sorted(tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        # an output that is a file the command reads: atomically replaced, the input would be gone
+        (["run", "--trace", "{copy}", "--output", "{copy}"], "--output {copy} is the trace this command reads"),
+        (["run", "--trace", "{copy}", "--output", "{link}"], "--output {link} is the trace this command reads"),
+        (["inspect", "{copy}", "--output", "{copy}"], "--output {copy} is the trace this command reads"),
+        (["synth", "--onnx", "{copy}", "--output", "{copy}"], "--output {copy} is the ONNX model this command reads"),
+        (["report", "{sweep}", "--output", "{sweep}/results.parquet"], "is the sweep file or trace this command reads"),
+        (["report", "{sweep}", "--output", "{copy}"], "--output {copy} is the sweep file or trace this command reads"),
+        (["curve", "{run}", "--output", "{run}/last.pt"], "--output {run}/last.pt is the run folder's file"),
+        (["trace", "{run}", "--data", "d", "--out", "{run}/odd.npz"], "is the checkpoint or run folder's file"),
+        # an output file that the set of files written with it would replace, or that is the set's folder
+        (["run", "--trace", "{copy}", "--output", "o", "--out", "o"], "--output o and --out o are the same path"),
+        (["run", "--trace", "{copy}", "--output", "d/run.json", "--out", "d"], "would be replaced by the file of that"),
+        (["report", "{sweep}", "--figures", "--figures-dir", "d", "--output", "d/x.png"], "would be replaced by"),
+    ],
+)
+def test_an_output_never_replaces_an_input_or_another_output(
+    trace_path: Path,
+    sweep_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    message: str,
+) -> None:
+    """`run --trace x.npz --output x.npz` replaced the trace with its own table. Refused now, in one line, before
+    anything is written: every input file stays byte for byte (a copy of the shipped-style trace here, and the
+    sweep's files when the sweep used that trace)."""
+    if argv[0] in ("trace", "curve"):
+        pytest.importorskip("torch")
+    monkeypatch.chdir(tmp_path)
+    copy = tmp_path / "t.npz"
+    copy.write_bytes(trace_path.read_bytes())
+    (tmp_path / "link.npz").symlink_to(copy)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"a checkpoint")
+    (run / "odd.npz").write_bytes(b"a file of the run folder that trace --out may not replace")
+    (tmp_path / "d").mkdir()
+    sweep = sweep_dir
+    if "{sweep}" in " ".join(argv) and "{copy}" in " ".join(argv):
+        sweep = tmp_path / "sweep"  # the sweep of the copy, so that the copy is one of its traces
+        from winosim.sweep import SimulateEvaluator, grid_from_options, run_sweep
+
+        run_sweep([copy], grid_from_options(["pe=4"]), sweep, evaluator=SimulateEvaluator(), jobs=1)
+    names = {"copy": copy, "link": tmp_path / "link.npz", "sweep": sweep, "run": run}
+    before = {p: p.read_bytes() for p in (copy, *run.iterdir(), *sweep.iterdir()) if p.is_file()}
+    listing = sorted(tmp_path.rglob("*"))
+    result = in_process(capsys, *[a.format(**names) for a in argv])
+    assert_clean_refusal(result, message.format(**names))
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(tmp_path.rglob("*")) == listing

@@ -10,8 +10,10 @@ A set of files that belongs together (`run --out DIR`: tables and figures) is bu
 `atomic_directory`: in a temporary folder next to the target, moved into place only when every file of the
 set has been written; when any step fails, nothing of the set appears.
 
-`check_output_file` / `check_output_folder` refuse an output path before the work, and `check_distinct_inputs`
-refuses an input file or folder named twice (in any spelling of its path) before it is read.
+`check_output_file` / `check_output_folder` refuse an output path before the work; `check_not_an_input` an
+output that is a file the command reads (writing it would destroy its input), `check_file_apart_from_folder` an
+output file that a set of files written with it would replace; `check_distinct_inputs` an input file or folder
+named twice. All compare paths as resolved, so another spelling of a path (`./x`, a symbolic link) is the same.
 """
 
 from __future__ import annotations
@@ -87,6 +89,47 @@ def check_output_folder(path: str | os.PathLike[str]) -> None:
     if target.exists() and not target.is_dir():
         raise OutputError(f"cannot write {target}: it exists and is not a directory")
     _check_folders(target, target)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file or folder: the same resolved path, or (both existing) the same inode."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
+
+
+def check_not_an_input(
+    output: str | os.PathLike[str], option: str, inputs: Iterable[str | os.PathLike[str]], what: str
+) -> None:
+    """OutputError now where the output `option` names one of the files the command reads (`inputs`, `what`
+    they are): atomically replaced, it would destroy the input it is made from (`run --trace x.npz --output
+    x.npz` overwrote the trace with the table)."""
+    target = Path(output)
+    for path in inputs:
+        if _same_file(target, Path(path)):
+            raise OutputError(f"{option} {output} is the {what} this command reads; write the output elsewhere")
+
+
+def check_file_apart_from_folder(
+    file: str | os.PathLike[str],
+    file_option: str,
+    folder: str | os.PathLike[str],
+    folder_option: str,
+    writes: Callable[[str], bool],
+) -> None:
+    """OutputError now where the output file `file_option` is the output folder `folder_option` itself, or a
+    file in it that the folder's set (`writes(name)`: whether the set has a file of that name) would replace
+    after it was written; any other file in that folder is fine."""
+    target, home = Path(file), Path(folder)
+    if _same_file(target, home):
+        raise OutputError(f"{file_option} {file} and {folder_option} {folder} are the same path (a file and a folder)")
+    if _same_file(target.parent, home) and writes(target.name):
+        raise OutputError(
+            f"{file_option} {file} would be replaced by the file of that name that {folder_option} {folder} writes"
+        )
 
 
 def check_distinct_inputs(paths: Iterable[str | os.PathLike[str]], what: str) -> None:

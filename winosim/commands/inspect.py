@@ -18,7 +18,7 @@ import pandas as pd
 
 from winosim.commands import command_parser
 from winosim.errors import ConfigError
-from winosim.files import atomic_write_text, check_output_file
+from winosim.files import atomic_write_text, check_not_an_input, check_output_file
 from winosim.report import Column, fmt_millions, frame_records, render_text_table
 from winosim.text import printable
 from winosim.trace import Trace, Variant, load_trace, trace_metadata
@@ -285,6 +285,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.output:
         check_output_file(args.output, create_folder=False)
+        check_not_an_input(args.output, "--output", [args.trace], "trace")
     trace = load_trace(args.trace)
     if args.format == "json":
         text = render_inspect_json(trace, args.trace, args.layer)

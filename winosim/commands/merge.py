@@ -124,8 +124,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if len(args.traces) < 2:
         raise ConfigError("merge needs at least two traces (see 'winosim merge --help')")
-    check_distinct_inputs(args.traces, "merge: trace")
     check_output_file(args.output)
+    check_distinct_inputs(args.traces, "merge: trace")
     inputs = [(Path(path).name, load_trace(path)) for path in args.traces]
     labels = [label for label, _ in inputs]
     if len(set(labels)) != len(labels):  # the notes name each input by its file name

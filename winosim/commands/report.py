@@ -19,9 +19,16 @@ import pandas as pd
 
 from winosim.commands import CommandParser, choice_list, command_parser
 from winosim.errors import ConfigError
-from winosim.files import atomic_directory, atomic_write_text, check_output_file, check_output_folder
+from winosim.files import (
+    atomic_directory,
+    atomic_write_text,
+    check_file_apart_from_folder,
+    check_not_an_input,
+    check_output_file,
+    check_output_folder,
+)
 from winosim.report import FORMATS, render_csv, render_json
-from winosim.sweep import load_results, trace_for_figures
+from winosim.sweep import MANIFEST_NAME, RESULTS_CSV, RESULTS_PARQUET, load_results, trace_for_figures
 from winosim.tables import RATIOS, ratio_table, render_ratio_table
 from winosim.text import printable
 
@@ -47,11 +54,21 @@ def build_parser() -> CommandParser:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    figures = Path(args.figures_dir) if args.figures_dir else Path(args.results) / "figures"
     if args.output:
         check_output_file(args.output, create_folder=False)
     if args.figures:
-        check_output_folder(args.figures_dir or Path(args.results) / "figures")
+        check_output_folder(figures)
+        if args.output:
+            check_file_apart_from_folder(
+                args.output, "--output", figures, "--figures-dir", lambda n: n.endswith(".png")
+            )
     results = load_results(args.results)
+    if args.output:  # the sweep's own files, and the traces its figures are drawn from
+        read = [Path(args.results) / name for name in (MANIFEST_NAME, RESULTS_PARQUET, RESULTS_CSV)]
+        check_not_an_input(
+            args.output, "--output", [*read, *(path for _, path, _ in results.trace_paths())], "sweep file or trace"
+        )
     table = results.table
     if args.table:
         kinds = list(args.table)
@@ -89,8 +106,7 @@ def main(argv: list[str]) -> int:
     # the figures and the tables together or not at all: the figures are drawn aside (atomic_directory) and
     # the tables written before they move into place, so a failing figure leaves no tables behind, and
     # stdout gets the tables only once every figure is in place
-    folder = Path(args.figures_dir) if args.figures_dir else Path(args.results) / "figures"
-    with atomic_directory(folder) as staging:
+    with atomic_directory(figures) as staging:
         written = sweep_figures(table, results.grid_columns, staging)
         for name, path, sha256 in results.trace_paths():
             trace = trace_for_figures(path, sha256)
@@ -101,7 +117,7 @@ def main(argv: list[str]) -> int:
     if not args.output:
         _write_text(text, None)
     stream = sys.stderr if not args.output else sys.stdout
-    print(f"wrote {len(written)} figures to {folder}", file=stream)
+    print(f"wrote {len(written)} figures to {figures}", file=stream)
     return 0
 
 

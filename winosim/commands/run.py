@@ -26,7 +26,14 @@ from winosim.archio import add_arch_arguments, arch_from_args, arch_to_flat_dict
 from winosim.commands import CommandParser, command_parser, positive_int
 from winosim.counts import count_trace
 from winosim.errors import ConfigError
-from winosim.files import atomic_directory, atomic_write_text, check_output_file, check_output_folder
+from winosim.files import (
+    atomic_directory,
+    atomic_write_text,
+    check_file_apart_from_folder,
+    check_not_an_input,
+    check_output_file,
+    check_output_folder,
+)
 from winosim.methods import METHOD_LABELS, METHODS, available
 from winosim.report import (
     COLUMN_DOCS,
@@ -178,6 +185,11 @@ def _progress_bar(disabled: bool) -> tuple[Callable[[int, int], None], Callable[
     return update, bar.close
 
 
+def _out_dir_writes(name: str) -> bool:
+    """Whether `--out DIR` writes a file of this name (`_write_out_dir`): run.csv, run.json and PNG figures."""
+    return name in ("run.csv", "run.json") or name.endswith(".png")
+
+
 def _write_out_dir(
     out_dir: Path, frame: pd.DataFrame, sim: pd.DataFrame | None, meta: dict[str, Any], trace_path: str
 ) -> None:
@@ -225,8 +237,11 @@ def main(argv: list[str]) -> int:
         raise ConfigError("--engine chooses the simulation's timing model, which --counts-only skips")
     if args.output:
         check_output_file(args.output, create_folder=False)
+        check_not_an_input(args.output, "--output", [args.trace], "trace")
     if args.out:
         check_output_folder(args.out)
+        if args.output:
+            check_file_apart_from_folder(args.output, "--output", args.out, "--out", _out_dir_writes)
     arch = arch_from_args(args)
     trace = load_trace(args.trace)
     pe_count, multipliers_per_pe = arch.pe_array.pe_count, arch.pe_array.multipliers_per_pe

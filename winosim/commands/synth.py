@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from winosim.commands import choice_list, command_parser, finite_float, positive_int, seed
 from winosim.errors import ConfigError
-from winosim.files import check_output_file
+from winosim.files import check_not_an_input, check_output_file
 from winosim.geometry import NETWORKS, NetworkGeometry, network
 from winosim.synthetic import DEFAULT_MAX_MASK_BYTES, synthetic_trace
 from winosim.trace import VARIANT_METHODS, write_trace
@@ -117,6 +117,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--output", required=True, metavar="FILE", help="trace file to write (.npz)")
     args = parser.parse_args(argv)
     check_output_file(args.output)
+    check_not_an_input(args.output, "--output", [args.onnx] if args.onnx is not None else [], "ONNX model")
     methods = list(args.methods)
     if args.variation < 0:
         raise ConfigError(f"--variation must be >= 0, got {args.variation}")

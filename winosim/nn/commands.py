@@ -22,7 +22,7 @@ import torch
 
 from winosim.commands import CommandParser, comma_list, non_negative_float, seed
 from winosim.errors import ConfigError, WinosimError
-from winosim.files import atomic_write_text, check_distinct_inputs, check_output_file
+from winosim.files import atomic_write_text, check_distinct_inputs, check_not_an_input, check_output_file
 from winosim.nn.data import Dataset, load_dataset
 from winosim.nn.distributed import Ranks, launch, ranks_from_environment
 from winosim.nn.memory import retain_freed_memory
@@ -160,6 +160,19 @@ def _resolve_checkpoints(
     )
 
 
+def _files_in(paths: list[str]) -> list[Path]:
+    """The files among `paths` and those directly inside the folders among them (a run folder's checkpoints and
+    logs): what an output must not replace."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.is_file()))
+        elif path.is_file():
+            files.append(path)
+    return files
+
+
 def _curve_parser() -> argparse.ArgumentParser:
     p = CommandParser(
         prog="winosim curve",
@@ -182,6 +195,7 @@ def curve_main(argv: list[str]) -> int:
     check_distinct_inputs(args.runs, "curve: run folder")
     if args.output:
         check_output_file(args.output)
+        check_not_an_input(args.output, "--output", _files_in(args.runs), "run folder's file")
     table = curve_table([density_curve(r) for r in args.runs], args.within)
     if args.output:
         atomic_write_text(Path(args.output), table)
@@ -202,6 +216,7 @@ def trace_main(argv: list[str]) -> int:
         raise ConfigError(f"--out must end in .npz, got {args.out!r}")
     check_output_file(args.out)
     check_distinct_inputs(args.checkpoints, "trace: checkpoint or run folder")  # one model, one variant
+    check_not_an_input(args.out, "--out", _files_in(args.checkpoints), "checkpoint or run folder's file")
     names = list(args.names) if args.names is not None else None
     command = "python -m winosim trace " + shlex.join(argv)
     test_sets: list[Dataset] = []
