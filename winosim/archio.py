@@ -204,6 +204,9 @@ def _parsed(overrides: Mapping[str, Any]) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
     for raw_key, text in overrides.items():
         key = ALIASES.get(raw_key, raw_key)
+        if key in _RECORDS:  # a section given one value (--set pe_array=3, `pe_array: 3`)
+            inside = ", ".join(k for k in types if k.startswith(f"{key}."))
+            raise ConfigError(f"{raw_key} is a section, not a key; its keys: {inside}")
         if key not in types:
             raise ConfigError(f"unknown architecture key {raw_key!r}; known keys: {', '.join([*ALIASES, *types])}")
         parsed[key] = _parse_value(key, text, types[key])
@@ -242,6 +245,8 @@ def arch_from_dict(data: Mapping[str, Any], *, base: Arch | None = None, where: 
                 raise ConfigError(f"{where}: keys must be text, got {key!r}")
             dotted = f"{prefix}{key}"
             if isinstance(value, Mapping):
+                if dotted in flat_keys():
+                    raise ConfigError(f"{where}: {dotted} takes one value, not a section of keys")
                 if dotted not in _RECORDS:
                     raise ConfigError(f"{where}: unknown architecture section {dotted!r}")
                 walk(f"{dotted}.", value)
