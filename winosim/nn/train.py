@@ -113,16 +113,30 @@ class TrainConfig:
     input_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
+        self._check_model()
+        self._check_choices()
+        self._check_schedule_numbers()
+        self._check_counts()
+        self._check_starting_point()
+
+    def _check_model(self) -> None:
         if self.model_factory is not None:
             parse_factory(self.model_factory)
             if not self.dropout:
                 raise ConfigError("TrainConfig: --no-dropout applies to the built-in networks, not to --model")
         elif self.network not in NETWORK_NAMES:
             raise ConfigError(f"TrainConfig: network must be one of {NETWORK_NAMES}, got {self.network!r}")
-        if self.mode not in MODES:
-            raise ConfigError(f"TrainConfig: mode must be one of {MODES}, got {self.mode!r}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"TrainConfig: schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+
+    def _check_choices(self) -> None:
+        choices = {"mode": MODES, "schedule": SCHEDULES, "precondition": PRECONDITIONINGS, "precision": PRECISIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"TrainConfig: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.precondition != "none" and self.mode == "spatial":
+            raise ConfigError("TrainConfig: precondition scales Winograd-domain weights: not for mode 'spatial'")
+
+    def _check_schedule_numbers(self) -> None:
+        """The learning-rate schedule, the optimizer and the pruning schedule."""
         if not 0 <= self.warmup < 1 or not 0 <= self.final_lr_fraction <= 1:
             raise ConfigError(
                 f"TrainConfig: warmup in [0, 1) and final_lr_fraction in [0, 1], got {self.warmup}, "
@@ -130,17 +144,6 @@ class TrainConfig:
             )
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"TrainConfig: label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.precondition not in PRECONDITIONINGS:
-            raise ConfigError(f"TrainConfig: precondition must be one of {PRECONDITIONINGS}, got {self.precondition!r}")
-        if self.precondition != "none" and self.mode == "spatial":
-            raise ConfigError("TrainConfig: precondition scales Winograd-domain weights: not for mode 'spatial'")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"TrainConfig: precision must be one of {PRECISIONS}, got {self.precision!r}")
-        for name in ("epochs", "retrain_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"TrainConfig: {name} must be >= 0, got {getattr(self, name)}")
-        if self.batch_size < 1:
-            raise ConfigError(f"TrainConfig: batch_size must be >= 1, got {self.batch_size}")
         previous = math.inf  # the first step may keep every weight (1.0); each later one keeps strictly fewer
         for d in self.densities:
             if not 0.0 < d <= 1.0 or not d < previous:
@@ -157,10 +160,20 @@ class TrainConfig:
             )
         if any(not 0 < f < 1 for f in self.lr_drops):
             raise ConfigError(f"TrainConfig: lr_drops must be fractions in (0, 1), got {list(self.lr_drops)}")
+
+    def _check_counts(self) -> None:
+        """Epochs, batch and the optional limits on images and classes."""
+        for name in ("epochs", "retrain_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"TrainConfig: {name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"TrainConfig: batch_size must be >= 1, got {self.batch_size}")
         for name in ("train_limit", "epoch_images", "retrain_epoch_images", "test_limit", "num_classes"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"TrainConfig: {name} must be >= 1 or None, got {value}")
+
+    def _check_starting_point(self) -> None:
         if self.init_from is not None and self.mode == "spatial":
             raise ConfigError(
                 "TrainConfig: init_from (a spatial checkpoint) needs mode 'native' or 'winograd_relu', got 'spatial'"
