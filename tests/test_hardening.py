@@ -562,6 +562,9 @@ def test_a_local_sweep_does_not_need_dask(trace_path: Path, tmp_path: Path) -> N
         # a negative tolerance: refused before the run folders are read (trace would re-measure each first)
         (["curve", "runs/a", "--within", "-0.5"], "argument --within: must be >= 0, got -0.5"),
         (["trace", "runs/a", "--data", "d", "--select-within", "-1"], "argument --select-within: must be >= 0, got -1"),
+        # counts are counts: one rule with synth --images (they were checked only after the checkpoints loaded)
+        (["trace", "x.pt", "--data", "d", "--images", "0"], "argument --images: must be >= 1, got 0"),
+        (["trace", "x.pt", "--data", "d", "--test-limit", "-3"], "argument --test-limit: must be >= 1, got -3"),
         # threads and processes: 1 to 4 per core (100,000 threads crashed the OpenMP runtime with a segfault)
         (["train", "--network", "vgg_nagadomi", "--threads", "100000"], "--threads 100000 on "),
         (["train", "--network", "vgg_nagadomi", "--threads", "0"], "--threads must be an integer >= 1, got 0"),

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from winosim.commands import CommandParser, comma_list, non_negative_float, seed
+from winosim.commands import CommandParser, comma_list, non_negative_float, positive_int, seed
 from winosim.errors import ConfigError, WinosimError
 from winosim.files import atomic_write_text, check_distinct_inputs, check_not_an_input, check_output_file
 from winosim.nn.data import Dataset, load_dataset
@@ -117,9 +117,11 @@ def _trace_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", required=True, help="dataset folder (its test split is used)")
     p.add_argument("--out", required=True, help="trace file to write (.npz)")
-    p.add_argument("--images", type=int, default=8, help="test images behind the activation masks (default 8)")
+    p.add_argument("--images", type=positive_int, default=8, help="test images behind the activation masks (default 8)")
     p.add_argument("--seed", type=seed, default=0, help="seed of the image sample (an integer >= 0)")
-    p.add_argument("--test-limit", type=int, default=None, help="measure accuracy on the first N test images only")
+    p.add_argument(
+        "--test-limit", type=positive_int, default=None, help="measure accuracy on the first N test images only"
+    )
     p.add_argument(
         "--names", type=comma_list, default=None, help="comma-separated variant names (default: the methods)"
     )
