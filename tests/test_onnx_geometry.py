@@ -107,6 +107,33 @@ def test_synth_onnx_writes_a_synthetic_trace_and_lists_unsupported_operators(
     assert "synthetic" in capsys.readouterr().out.lower()
 
 
+def _no_winograd_cnn(path: Path) -> Path:
+    """The RGB stem (3 inputs), a strided 3x3 and a 5x5 convolution, then the classifier: nothing F(2x2,3x3) takes."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="stem", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["c1", "w2"], ["c2"], name="down", pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Conv", ["c2", "w3"], ["c3"], name="wide", pads=[2, 2, 2, 2]),
+        helper.make_node("GlobalAveragePool", ["c3"], ["g"], name="gap"),
+        helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "wf"], ["y"], name="fc", transB=1),
+    ]
+    initializers = [
+        _weight("w1", 8, 3, 3, 3),
+        _weight("w2", 8, 8, 3, 3),
+        _weight("w3", 8, 8, 5, 5),
+        _weight("wf", 10, 8),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "plain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializers,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -119,6 +146,9 @@ def test_synth_onnx_writes_a_synthetic_trace_and_lists_unsupported_operators(
         (["--onnx", "{model}", "--input-shape", "3,0,32"], "argument --input-shape: expected C,H,W, three integers"),
         (["--onnx", "{folder}"], "is a directory, not an ONNX file"),
         (["--onnx", "{empty}"], "not an ONNX model (its graph has no nodes)"),
+        # as a torch model's conversion refuses one: every method would compute such a network alike
+        (["--onnx", "{plain}"], "no Winograd-eligible convolution (3x3, stride 1, padding 1, more than 3 input"),
+        (["--onnx", "{plain}"], "convolutions: stem (3x3, stride 1, padding 1, 3 inputs); down (3x3, stride 2,"),
     ],
 )
 def test_bad_onnx_input_is_one_line(
@@ -135,6 +165,7 @@ def test_bad_onnx_input_is_one_line(
         "model": model,
         "empty": tmp_path / "empty.onnx",
         "folder": tmp_path / "folder.onnx",
+        "plain": _no_winograd_cnn(tmp_path / "plain.onnx"),
     }
     filled = [a.format(**names) for a in argv]
     assert cli.main(["synth", *filled, "--output", str(tmp_path / "t.npz")]) == 2

@@ -25,6 +25,13 @@ LAYER_KINDS: tuple[str, ...] = ("winograd", "spatial")
 LAYER_OPS: tuple[str, ...] = ("conv", "fc")
 
 
+def winograd_eligible(kernel: int, stride: int, padding: int, in_channels: int) -> bool:
+    """Whether F(2x2,3x3) computes a (square, undilated, ungrouped) convolution of this shape exactly: 3x3,
+    stride 1, padding 1 ('same'), more than 3 input channels (the RGB stem stays spatial, as in the paper).
+    The one rule behind every layer's kind: the built-in networks, ONNX models and torch models."""
+    return kernel == 3 and stride == 1 and padding == 1 and in_channels > 3
+
+
 @dataclass(frozen=True)
 class LayerGeometry:
     """One convolution or fully connected layer. An FC layer is a 1x1 convolution on a 1x1 map."""
@@ -81,10 +88,8 @@ class LayerGeometry:
 
     @property
     def winograd_eligible(self) -> bool:
-        """Whether F(2x2,3x3) can compute this layer (3x3, stride 1, same padding, not the RGB stem)."""
-        return (
-            self.op == "conv" and self.kernel == 3 and self.stride == 1 and self.padding == 1 and self.in_channels > 3
-        )
+        """Whether F(2x2,3x3) can compute this layer (`winograd_eligible` of its shape)."""
+        return self.op == "conv" and winograd_eligible(self.kernel, self.stride, self.padding, self.in_channels)
 
     @property
     def tiles(self) -> tuple[int, int]:

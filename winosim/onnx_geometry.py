@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from winosim.errors import ConfigError
-from winosim.geometry import LayerGeometry, NetworkGeometry
+from winosim.geometry import LayerGeometry, NetworkGeometry, winograd_eligible
 from winosim.text import first_line
 
 NO_MULTIPLY_OPS: frozenset[str] = frozenset(
@@ -137,7 +137,7 @@ def _conv_layer(
             return f"pads {pads} (winosim's geometry needs the same padding on every side)"
         pad = int(pads[0])
     kernel, stride = int(kh), int(strides[0])
-    eligible = kernel == 3 and stride == 1 and pad == 1 and c > 3
+    eligible = winograd_eligible(kernel, stride, pad, c)
     try:
         return LayerGeometry(
             name, "winograd" if eligible else "spatial", "conv", c, int(k), h, width, kernel, stride, pad
@@ -214,6 +214,16 @@ def onnx_geometry(
             unsupported.append(f"{op} {label!r}: not a convolution or fully connected layer winosim models; skipped")
     if not layers:
         raise OnnxError(f"{source}: no Conv, Gemm or MatMul layer winosim can model ({len(unsupported)} unsupported)")
+    if not any(layer.kind == "winograd" for layer in layers):  # as a torch model's conversion refuses
+        convs = "; ".join(
+            f"{x.name} ({x.kernel}x{x.kernel}, stride {x.stride}, padding {x.padding}, {x.in_channels} inputs)"
+            for x in layers
+            if x.op == "conv"
+        )
+        raise OnnxError(
+            f"{source}: no Winograd-eligible convolution (3x3, stride 1, padding 1, more than 3 input channels), "
+            f"so every method would compute it alike; its modelled convolutions: {convs or 'none'}"
+        )
     _, c, h, w = image
     assert c is not None and h is not None and w is not None
     geometry = NetworkGeometry(name or source.stem, int(h), int(w), layers[-1].out_channels, tuple(layers))

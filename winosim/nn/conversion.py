@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
 from winosim.errors import ConfigError
-from winosim.geometry import LayerGeometry, NetworkGeometry
+from winosim.geometry import LayerGeometry, NetworkGeometry, winograd_eligible
 from winosim.nn.layers import MODES, Mode, WinogradConv2d, input_transform, spatial_to_winograd
 from winosim.nn.models import WinoNet
 from winosim.text import described
@@ -63,17 +63,24 @@ class ConversionError(ConfigError):
 
 
 def conv_eligible(conv: nn.Conv2d) -> bool:
-    """Whether F(2x2,3x3) computes `conv` exactly: 3x3, stride 1, 'same' zero padding 1, dilation 1, groups 1,
-    more than 3 input channels (the RGB stem stays spatial, as in the paper)."""
-    padding_one = conv.padding in ((1, 1), "same")
+    """Whether F(2x2,3x3) computes `conv` exactly: a square, undilated, ungrouped, zero-padded convolution whose
+    shape `geometry.winograd_eligible` accepts (3x3, stride 1, padding 1 or 'same', more than 3 inputs)."""
+    (kh, kw), (sh, sw) = conv.kernel_size, conv.stride
+    if conv.padding == "same":
+        padding = (kh - 1) // 2
+    elif conv.padding == "valid":
+        padding = 0
+    elif isinstance(conv.padding, tuple) and len(set(conv.padding)) == 1:
+        padding = int(conv.padding[0])
+    else:
+        return False
     return (
-        conv.kernel_size == (3, 3)
-        and conv.stride == (1, 1)
-        and padding_one
+        kh == kw
+        and sh == sw
         and conv.dilation == (1, 1)
         and conv.groups == 1
         and conv.padding_mode == "zeros"
-        and conv.in_channels > 3
+        and winograd_eligible(kh, sh, padding, conv.in_channels)
     )
 
 
