@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from winosim.errors import ConfigError
-from winosim.integers import ceil_div
+from winosim.winograd import tile_grid
 
 LayerKind = Literal["winograd", "spatial"]
 LayerOp = Literal["conv", "fc"]
@@ -94,7 +94,7 @@ class LayerGeometry:
     @property
     def tiles(self) -> tuple[int, int]:
         """F(2x2,3x3) tile grid (rows, columns) of the output: ceil(H/2), ceil(W/2)."""
-        return ceil_div(self.out_height, 2), ceil_div(self.out_width, 2)
+        return tile_grid(self.out_height, self.out_width, 2)
 
     def dense_spatial_multiplies(self) -> int:
         """Multiplies of a direct convolution for one image: K*C*R*S per output pixel."""

@@ -36,17 +36,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from winosim.winograd import f2x2_3x3
+from winosim.winograd import tile_grid as winograd_tile_grid
+
 Mode = Literal["spatial", "native", "winograd_relu"]
 MODES: tuple[str, ...] = ("spatial", "native", "winograd_relu")
 POSITIONS = 16  # F(2x2,3x3): 4x4 Winograd-domain positions per tile
 
-# F(2x2,3x3) matrices of the paper (same as winosim.winograd.f2x2_3x3), as float64 tensors for G.
-_G = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]], dtype=torch.float64)
+# the paper's F(2x2,3x3) weight transform G, from winosim.winograd (B^T and A^T are written out as additions below)
+_G = torch.from_numpy(f2x2_3x3().G.copy()).to(torch.float64)
 
 
 def tile_grid(height: int, width: int) -> tuple[int, int]:
-    """Output tiles (rows, columns) of F(2x2,3x3) covering an H x W 'same' output."""
-    return -(-height // 2), -(-width // 2)
+    """Output tiles (rows, columns) of F(2x2,3x3) covering an H x W 'same' output (`winosim.winograd.tile_grid`)."""
+    return winograd_tile_grid(height, width, 2)
 
 
 def _tiles_first(*shape: int, like: Tensor, zeros: bool = False) -> Tensor:
