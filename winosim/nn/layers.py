@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from winosim.nn import fused
 from winosim.winograd import f2x2_3x3
 from winosim.winograd import tile_grid as winograd_tile_grid
 
@@ -182,15 +183,64 @@ def output_transform_backward(dy: Tensor, th: int, tw: int) -> Tensor:
     return dm
 
 
+def _input_transform(x: Tensor, relu: bool) -> Tensor:
+    """V = B^T d B, or ReLU of it, by the fused kernel where it applies (a channels-last CPU map in float32 or
+    bfloat16: `winosim.nn.fused`), else by `input_transform_forward`; the same values either way."""
+    kernels = fused.kernels() if fused.usable(x) and x.is_contiguous(memory_format=torch.channels_last) else None
+    if kernels is not None:
+        return kernels.input_transform(x, relu).permute(0, 4, 1, 2, 3)
+    v = input_transform_forward(x)
+    # out of place: in bf16 an in-place pass (relu_, or any op whose output is its input) ran at half the
+    # speed of one writing a new tensor on an Intel CPU with AMX (docs/training.md, Performance)
+    return torch.relu(v) if relu else v
+
+
+def _input_transform_adjoint(dv: Tensor, v: Tensor | None, height: int, width: int) -> Tensor:
+    """dx from dV (first zeroed where V <= 0, when V is given: the Winograd-domain ReLU's backward) by the fused
+    kernel where it applies (dV and V stored tiles-first on the CPU), else by threshold_backward and
+    `input_transform_backward`."""
+    storages = [t.permute(0, 2, 3, 4, 1) for t in (dv, v) if t is not None]
+    apply = fused.usable(dv) and all(t.is_contiguous() and t.dtype == dv.dtype for t in storages)
+    kernels = fused.kernels() if apply else None
+    if kernels is not None:
+        return kernels.input_transform_backward(storages[0], storages[1] if v is not None else None, height, width)
+    if v is not None:
+        # dv where v > 0, else 0: ReLU's own backward kernel (about 30x faster than masked_fill here)
+        dv = torch.ops.aten.threshold_backward(dv, v, 0)
+    return input_transform_backward(dv, height, width)
+
+
+def _output_transform(m: Tensor, height: int, width: int) -> Tensor:
+    """Y = A^T M A by the fused kernel where it applies (M stored tiles-first on the CPU, float32 or bfloat16),
+    else by `output_transform_forward`."""
+    _, k, n, th, tw = m.shape
+    storage = m.permute(0, 2, 3, 4, 1)
+    kernels = fused.kernels() if fused.usable(m) and storage.is_contiguous() else None
+    if kernels is None:
+        return output_transform_forward(m, height, width)
+    y = kernels.output_transform(storage).view(n, 2 * th, 2 * tw, k).permute(0, 3, 1, 2)
+    return y[:, :, :height, :width]
+
+
+def _output_transform_adjoint(dy: Tensor, th: int, tw: int) -> Tensor:
+    """dM from dY by the fused kernel where it applies (a channels-last CPU map), else by
+    `output_transform_backward`."""
+    mapped = dy.is_contiguous(memory_format=torch.channels_last) and tile_grid(dy.shape[-2], dy.shape[-1]) == (th, tw)
+    kernels = fused.kernels() if fused.usable(dy) and mapped else None
+    if kernels is None:
+        return output_transform_backward(dy, th, tw)
+    return kernels.output_transform_backward(dy).permute(0, 4, 1, 2, 3)
+
+
 class _InputTransform(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
         ctx.height, ctx.width = x.shape[-2], x.shape[-1]
-        return input_transform_forward(x)
+        return _input_transform(x, relu=False)
 
     @staticmethod
     def backward(ctx: Any, dv: Tensor) -> Tensor:
-        return input_transform_backward(dv, ctx.height, ctx.width)
+        return _input_transform_adjoint(dv, None, ctx.height, ctx.width)
 
 
 class _InputTransformReLU(torch.autograd.Function):
@@ -200,29 +250,26 @@ class _InputTransformReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
         ctx.height, ctx.width = x.shape[-2], x.shape[-1]
-        # out of place: in bf16 an in-place pass (relu_, or any op whose output is its input) ran at half the
-        # speed of one writing a new tensor on an Intel CPU with AMX (docs/training.md, Performance)
-        v = torch.relu(input_transform_forward(x))
+        v = _input_transform(x, relu=True)
         ctx.save_for_backward(v)
         return v
 
     @staticmethod
     def backward(ctx: Any, dv: Tensor) -> Tensor:
         (v,) = ctx.saved_tensors
-        # dv where v > 0, else 0: ReLU's own backward kernel (about 30x faster than masked_fill here)
-        return input_transform_backward(torch.ops.aten.threshold_backward(dv, v, 0), ctx.height, ctx.width)
+        return _input_transform_adjoint(dv, v, ctx.height, ctx.width)
 
 
 class _OutputTransform(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, m: Tensor, height: int, width: int) -> Tensor:
         ctx.tiles = m.shape[-2], m.shape[-1]
-        return output_transform_forward(m, height, width)
+        return _output_transform(m, height, width)
 
     @staticmethod
     def backward(ctx: Any, dy: Tensor) -> tuple[Tensor, None, None]:
         th, tw = ctx.tiles
-        return output_transform_backward(dy, th, tw), None, None
+        return _output_transform_adjoint(dy, th, tw), None, None
 
 
 def input_transform(x: Tensor) -> Tensor:

@@ -1,0 +1,74 @@
+"""Fused CPU kernels for the Winograd layer's transforms (`fused.cpp`), compiled on first use.
+
+The eager transforms of `winosim.nn.layers` run as chains of whole-tensor additions with temporaries between
+them: memory-bound passes that on an Intel CPU with AMX took most of a Winograd-ReLU layer's time
+(docs/training.md, Performance). These kernels compute the input transform (with the Winograd-domain ReLU),
+the output transform and the output transform's backward in one pass each, rounding after every addition in
+the eager order, so their results are the eager ones bit for bit (tests/nn/test_fused.py) and a training run
+gives the same model with or without them.
+
+They are built with torch's C++ extension loader (a C++ compiler and ninja; about 30 s once, then cached under
+`~/.cache/torch_extensions`) the first time a layer needs one. Where they cannot be built, or where
+`WINOSIM_FUSED=0` is set (to measure or check the eager path), `kernels()` is None and the layer runs its eager
+transforms. They apply to CPU tensors in float32 or bfloat16 stored channels-last (maps) or tiles-first
+(Winograd-domain tensors), which is how the layer and the recipes train; any other tensor takes the eager path.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+SOURCE = Path(__file__).with_name("fused.cpp")
+ENV = "WINOSIM_FUSED"
+
+
+def _cpu_tag() -> str:
+    """A short digest of this CPU's instruction-set flags: the kernels are compiled for the CPU they run on
+    (-march=native), so a build cached for another CPU (a home folder that moved) is never loaded here."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        flags = next((line for line in text.splitlines() if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    import platform
+
+    return hashlib.sha256(f"{platform.machine()} {flags}".encode()).hexdigest()[:12]
+
+
+@functools.cache
+def _build() -> Any | None:
+    from torch.utils import cpp_extension
+
+    try:
+        return cpp_extension.load(
+            name=f"winosim_fused_{_cpu_tag()}",
+            sources=[str(SOURCE)],
+            extra_cflags=["-O3", "-march=native", "-fopenmp"],
+            extra_ldflags=["-fopenmp"],
+            verbose=False,
+        )
+    except Exception as exc:  # no compiler, no ninja, a build error: the eager transforms serve
+        logger.warning("fused transform kernels unavailable (%s); using the eager transforms", f"{exc}"[:200])
+        return None
+
+
+def kernels() -> Any | None:
+    """The compiled module (`input_transform`, `output_transform`, `output_transform_backward`), or None where
+    `WINOSIM_FUSED=0` or it cannot be built."""
+    if os.environ.get(ENV, "1") == "0":
+        return None
+    return _build()
+
+
+def usable(tensor: torch.Tensor) -> bool:
+    """Whether the kernels take this tensor's device and dtype (its layout is checked by each caller)."""
+    return tensor.device.type == "cpu" and tensor.dtype in (torch.float32, torch.bfloat16)
