@@ -3,9 +3,9 @@
 The eager transforms of `winosim.nn.layers` run as chains of whole-tensor additions with temporaries between
 them: memory-bound passes that on an Intel CPU with AMX took most of a Winograd-ReLU layer's time
 (docs/training.md, Performance). These kernels compute the input transform (with the Winograd-domain ReLU),
-the output transform and the output transform's backward in one pass each, rounding after every addition in
-the eager order, so their results are the eager ones bit for bit (tests/nn/test_fused.py) and a training run
-gives the same model with or without them.
+its adjoint (with the ReLU's mask), the output transform and its adjoint in one pass each, rounding after
+every addition in the eager order, so their results are the eager ones bit for bit (tests/nn/test_fused.py)
+and a training run gives the same model with or without them. The 16 products stay torch's `bmm`.
 
 They are built with torch's C++ extension loader (a C++ compiler and ninja; about 30 s once, then cached under
 `~/.cache/torch_extensions`) the first time a layer needs one. Where they cannot be built, or where
@@ -62,8 +62,8 @@ def _build() -> Any | None:
 
 
 def kernels() -> Any | None:
-    """The compiled module (`input_transform`, `output_transform`, `output_transform_backward`), or None where
-    `WINOSIM_FUSED=0` or it cannot be built."""
+    """The compiled module (`input_transform`, `input_transform_backward`, `output_transform`,
+    `output_transform_backward`), or None where `WINOSIM_FUSED=0` or it cannot be built."""
     if os.environ.get(ENV, "1") == "0":
         return None
     return _build()
