@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from winosim.nn import fused
+from winosim.nn.fused import kernels as fused_kernels
+from winosim.nn.fused import usable as fused_usable
 from winosim.winograd import f2x2_3x3
 from winosim.winograd import tile_grid as winograd_tile_grid
 
@@ -186,7 +187,7 @@ def output_transform_backward(dy: Tensor, th: int, tw: int) -> Tensor:
 def _input_transform(x: Tensor, relu: bool) -> Tensor:
     """V = B^T d B, or ReLU of it, by the fused kernel where it applies (a channels-last CPU map in float32 or
     bfloat16: `winosim.nn.fused`), else by `input_transform_forward`; the same values either way."""
-    kernels = fused.kernels() if fused.usable(x) and x.is_contiguous(memory_format=torch.channels_last) else None
+    kernels = fused_kernels() if fused_usable(x) and x.is_contiguous(memory_format=torch.channels_last) else None
     if kernels is not None:
         return kernels.input_transform(x, relu).permute(0, 4, 1, 2, 3)
     v = input_transform_forward(x)
@@ -200,8 +201,8 @@ def _input_transform_adjoint(dv: Tensor, v: Tensor | None, height: int, width: i
     kernel where it applies (dV and V stored tiles-first on the CPU), else by threshold_backward and
     `input_transform_backward`."""
     storages = [t.permute(0, 2, 3, 4, 1) for t in (dv, v) if t is not None]
-    apply = fused.usable(dv) and all(t.is_contiguous() and t.dtype == dv.dtype for t in storages)
-    kernels = fused.kernels() if apply else None
+    apply = fused_usable(dv) and all(t.is_contiguous() and t.dtype == dv.dtype for t in storages)
+    kernels = fused_kernels() if apply else None
     if kernels is not None:
         return kernels.input_transform_backward(storages[0], storages[1] if v is not None else None, height, width)
     if v is not None:
@@ -215,7 +216,7 @@ def _output_transform(m: Tensor, height: int, width: int) -> Tensor:
     else by `output_transform_forward`."""
     _, k, n, th, tw = m.shape
     storage = m.permute(0, 2, 3, 4, 1)
-    kernels = fused.kernels() if fused.usable(m) and storage.is_contiguous() else None
+    kernels = fused_kernels() if fused_usable(m) and storage.is_contiguous() else None
     if kernels is None:
         return output_transform_forward(m, height, width)
     y = kernels.output_transform(storage).view(n, 2 * th, 2 * tw, k).permute(0, 3, 1, 2)
@@ -226,7 +227,7 @@ def _output_transform_adjoint(dy: Tensor, th: int, tw: int) -> Tensor:
     """dM from dY by the fused kernel where it applies (a channels-last CPU map), else by
     `output_transform_backward`."""
     mapped = dy.is_contiguous(memory_format=torch.channels_last) and tile_grid(dy.shape[-2], dy.shape[-1]) == (th, tw)
-    kernels = fused.kernels() if fused.usable(dy) and mapped else None
+    kernels = fused_kernels() if fused_usable(dy) and mapped else None
     if kernels is None:
         return output_transform_backward(dy, th, tw)
     return kernels.output_transform_backward(dy).permute(0, 4, 1, 2, 3)
