@@ -5,7 +5,9 @@
 //
 // Layouts are the eager layer's storage: maps channels-last (N, H, W, C); Winograd-domain tensors tiles-first
 // (16, N, TH, TW, C) with position xi*4+nu; every loop runs over whole channel vectors, which the compiler
-// vectorises. Work is split over (image, tile row) with OpenMP.
+// vectorises. Work is split over (image, tile row) with OpenMP, on as many threads as torch.set_num_threads gives
+// (the kernels link their own OpenMP runtime, whose default would be every core).
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
 
 #include <cstdint>
@@ -53,7 +55,8 @@ struct Io<uint16_t> {
 template <typename T, bool RELU>
 void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_t C) {
   const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, plane = N * TH * TW * C;
-#pragma omp parallel for collapse(2) schedule(static)
+  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t u = 0; u < TH; ++u) {
       std::vector<float> d(16 * C), t(16 * C);
@@ -121,7 +124,8 @@ void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_
 template <typename T>
 void output_transform(const T* m, T* y, int64_t N, int64_t TH, int64_t TW, int64_t K) {
   const int64_t plane = N * TH * TW * K;
-#pragma omp parallel for collapse(2) schedule(static)
+  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t u = 0; u < TH; ++u) {
       std::vector<float> s(8 * K);  // s[(a * 4 + j) * K + k]
@@ -164,7 +168,8 @@ void output_transform(const T* m, T* y, int64_t N, int64_t TH, int64_t TW, int64
 template <typename T>
 void output_transform_backward(const T* dy, T* dm, int64_t N, int64_t H, int64_t W, int64_t K) {
   const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, plane = N * TH * TW * K;
-#pragma omp parallel for collapse(2) schedule(static)
+  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
+#pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t u = 0; u < TH; ++u) {
       std::vector<float> g(4 * K), r(8 * K);
@@ -223,7 +228,8 @@ void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t
   const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, plane = N * TH * TW * C;
   const int64_t cols = TW + 1;  // de-interleaved columns per parity
   const int64_t slot_size = 4 * 2 * cols * C;
-#pragma omp parallel for schedule(static)
+  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
+#pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t n = 0; n < N; ++n) {
     // e[slot][i][p][c][k]: the column-pass adjoint (gradient of row-pass output i, column parity p, column c) of
     // the tile row before (slot (r + 1) % 2) and this one (slot r % 2)
