@@ -141,6 +141,20 @@ def test_a_killed_process_is_named_with_its_signal() -> None:
         launch(["-c", code], 2)
 
 
+def test_a_process_ended_by_a_signal_is_named_with_its_last_words() -> None:
+    code = (
+        "import os, sys, time\n"
+        "if os.environ['RANK'] == '1':\n"
+        "    print('terminate called after throwing an instance of X', file=sys.stderr, flush=True); os.abort()\n"
+        "time.sleep(60)\n"
+    )
+    with pytest.raises(WinosimError) as ended:
+        launch(["-c", code], 2)
+    assert str(ended.value) == (
+        "training process 1 was ended by signal SIGABRT: terminate called after throwing an instance of X"
+    )
+
+
 def test_rank_zero_failing_speaks_for_itself(capfd: pytest.CaptureFixture[str]) -> None:
     code = "import os, sys\nprint(f\"winosim: error: refused by {os.environ['RANK']}\", file=sys.stderr)\nsys.exit(2)\n"
     assert launch(["-c", code], 2) == 2

@@ -21,6 +21,7 @@ new segment).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -153,7 +154,9 @@ def process_group(ranks: Ranks, device: torch.device) -> Iterator[None]:
     dist.init_process_group(backend=backend, world_size=ranks.world, rank=ranks.rank)
     try:
         yield
+        dist.barrier()  # a run that ends well: no process closes its connections while another still uses them
     finally:
+        gc.collect()  # what still holds the group (a DDP model's reducer in a reference cycle) goes first
         dist.destroy_process_group()
 
 
@@ -215,7 +218,11 @@ def launch(command: list[str], processes: int, *, poll_s: float = 0.1) -> int:
         rank, status = failed
         _stop(children, grace_s=2.0)
         if status < 0:
-            raise WinosimError(f"training process {rank} was ended by signal {signal.Signals(-status).name}")
+            line = _last_line(err_files[rank]) if rank else ""
+            raise WinosimError(
+                f"training process {rank} was ended by signal {signal.Signals(-status).name}"
+                + (f": {line}" if line else "")
+            )
         if rank == 0 or children[0].returncode not in (0, None, -signal.SIGTERM):
             return status  # rank 0 failed too, and said why on this process's stderr
         line = _last_line(err_files[rank])

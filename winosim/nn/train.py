@@ -998,11 +998,15 @@ def train(
     ranks = ranks_from_environment()
     dev = process_device(ranks, device)
     with process_group(ranks, dev), _FolderLock() as lock:
-        run = _Run(config, resume=resume, device=dev, ranks=ranks, lock=lock)
-        state = run.state
-        while state.phase < len(run.phases):
-            while state.epoch < run.phases[state.phase][1]:
-                if not run.train_epoch(max_steps, progress):
-                    return TrainResult(False, run.steps_here, run.out, state)
-            run.end_phase()
-        return TrainResult(True, run.steps_here, run.out, state)
+        # the run (and its DDP model) lives in the call below, so it is gone before the process group is
+        return _train_in_group(_Run(config, resume=resume, device=dev, ranks=ranks, lock=lock), max_steps, progress)
+
+
+def _train_in_group(run: _Run, max_steps: int | None, progress: bool) -> TrainResult:
+    state = run.state
+    while state.phase < len(run.phases):
+        while state.epoch < run.phases[state.phase][1]:
+            if not run.train_epoch(max_steps, progress):
+                return TrainResult(False, run.steps_here, run.out, state)
+        run.end_phase()
+    return TrainResult(True, run.steps_here, run.out, state)
