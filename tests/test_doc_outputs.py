@@ -84,6 +84,22 @@ def test_readme_main_command_table_is_what_run_prints_under_both_residencies() -
             assert row[quoted_column] == f"{dram[key][column]} / **{buffer[key][column]}**", (key, quoted_column)
 
 
+def test_readme_table_script_rewrites_the_committed_table_unchanged(tmp_path: Path) -> None:
+    """analyses/readme_table.py, run on a copy of README.md whose table rows were scrambled, restores them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = [line for line in readme.splitlines() if line.startswith(("| Winograd layers |", "| TOTAL |"))]
+    scrambled = readme.replace(rows[0], rows[0].replace("1.00x", "9.99x"), 1)
+    assert scrambled != readme
+    copy = tmp_path / "README.md"
+    copy.write_text(scrambled, encoding="utf-8")
+    subprocess.run(
+        [sys.executable, str(ROOT / "analyses" / "readme_table.py"), "--readme", str(copy)],
+        check=True,
+        capture_output=True,
+    )
+    assert copy.read_text(encoding="utf-8") == readme
+
+
 def test_your_model_onnx_table_is_what_synth_and_run_print(tmp_path: Path) -> None:
     """docs/your-model.md section 6: ResNet-34 exported to ONNX, `synth --onnx`, `run --totals-only`."""
     pytest.importorskip("onnx")
