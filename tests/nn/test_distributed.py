@@ -173,33 +173,35 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _train(data: Path, out: str, *extra: str) -> int:
-    return cli.main(
-        [
-            "train",
-            "--model",
-            "nobn:build",
-            "--method",
-            "winograd_relu",
-            "--data",
-            str(data),
-            "--epochs",
-            "2",
-            "--densities",
-            "0.5",
-            "--retrain-epochs",
-            "1",
-            "--batch-size",
-            "33",  # shares of 16 and 17 images, then of 14 and 15 in each epoch's last batch (128 images)
-            "--precision",
-            "fp32",
-            "--threads",
-            "1",
-            "--no-progress",
-            "--out",
-            out,
-            *extra,
-        ]
-    )
+    return cli.main(_train_args(data, out, *extra))
+
+
+def _train_args(data: Path, out: str, *extra: str) -> list[str]:
+    return [
+        "train",
+        "--model",
+        "nobn:build",
+        "--method",
+        "winograd_relu",
+        "--data",
+        str(data),
+        "--epochs",
+        "2",
+        "--densities",
+        "0.5",
+        "--retrain-epochs",
+        "1",
+        "--batch-size",
+        "33",  # shares of 16 and 17 images, then of 14 and 15 in each epoch's last batch (128 images)
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--out",
+        out,
+        *extra,
+    ]
 
 
 def _metrics(run: Path) -> list[dict[str, float]]:
@@ -231,6 +233,29 @@ def test_two_processes_train_what_one_trains(workdir: Path, random_data: Path) -
     assert cli.main(["train", "--out", "stopped", "--resume", "--processes", "2", "--no-progress"]) == 0
     resumed = load_checkpoint(workdir / "stopped" / "phase1_d0.50.pt")
     assert all(torch.equal(resumed["model"][k], v) for k, v in two["model"].items())
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="Gloo process groups are exercised on Linux")
+def test_no_model_outlives_the_process_group(workdir: Path, random_data: Path) -> None:
+    """A DDP model still alive when its group is destroyed goes at interpreter exit, where freeing what Gloo's
+    threads still hold can abort the process (CI saw rank 1 end by SIGABRT): every process checks, at the
+    moment the group is destroyed, that no DistributedDataParallel object is left."""
+    code = (
+        "import gc, sys\n"
+        "import torch.distributed as dist\n"
+        "from torch.nn.parallel import DistributedDataParallel\n"
+        "from winosim import cli\n"
+        "destroy = dist.destroy_process_group\n"
+        "def checked(*args, **kwargs):\n"
+        "    alive = sum(isinstance(o, DistributedDataParallel) for o in gc.get_objects())\n"
+        "    if alive:\n"
+        "        print(f'winosim: error: {alive} DDP model(s) alive when the group is destroyed', file=sys.stderr)\n"
+        "        sys.exit(3)\n"
+        "    return destroy(*args, **kwargs)\n"
+        "dist.destroy_process_group = checked\n"
+        f"sys.exit(cli.main({_train_args(random_data, 'checked')!r}))\n"
+    )
+    assert launch(["-c", code], 2) == 0
 
 
 def test_what_every_process_would_refuse_is_refused_before_any_starts(
