@@ -26,9 +26,9 @@ SIDE_BY_SIDE = ("kcycles/img", "energy/img (uJ)", "speedup vs dense spatial", "e
 
 def _printed_rows(*extra: str) -> list[dict[str, str]]:
     """The first Markdown table that `winosim run` prints, as rows keyed by its header."""
-    done = subprocess.run(
-        [sys.executable, "-m", "winosim", *COMMAND, *extra], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    done = subprocess.run([sys.executable, "-m", "winosim", *COMMAND, *extra], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"winosim {' '.join([*COMMAND, *extra])} failed: {done.stderr.strip()}")
     lines = [line for line in done.stdout.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip().strip("|").split("|")]
     cells = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines[2:]]

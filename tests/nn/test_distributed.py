@@ -111,13 +111,13 @@ def test_launch_gives_each_process_its_rank(capfd: pytest.CaptureFixture[str]) -
     assert capfd.readouterr().out == "0 3 True\n"  # rank 0's output only
 
 
+def _rank_one_then_wait(action: str) -> str:
+    """A `python -c` program: rank 1 runs `action` (one line), every other rank waits a minute."""
+    return f"import os, signal, sys, time\nif os.environ['RANK'] == '1':\n    {action}\ntime.sleep(60)\n"
+
+
 def test_a_failing_process_stops_the_others_with_its_one_line(capfd: pytest.CaptureFixture[str]) -> None:
-    code = (
-        "import os, sys, time\n"
-        "if os.environ['RANK'] == '1':\n"
-        "    print('winosim: error: rank one refuses', file=sys.stderr); sys.exit(2)\n"
-        "time.sleep(60)\n"
-    )
+    code = _rank_one_then_wait("print('winosim: error: rank one refuses', file=sys.stderr); sys.exit(2)")
     with pytest.raises(WinosimError) as refused:
         launch(["-c", code], 2)
     assert str(refused.value) == "rank one refuses"  # the CLI prints it as "winosim: error: rank one refuses"
@@ -125,34 +125,22 @@ def test_a_failing_process_stops_the_others_with_its_one_line(capfd: pytest.Capt
 
 
 def test_a_crashing_process_is_named_with_its_status(capfd: pytest.CaptureFixture[str]) -> None:
-    code = "import os, sys, time\nif os.environ['RANK'] == '1':\n    sys.exit(3)\ntime.sleep(60)\n"
+    code = _rank_one_then_wait("sys.exit(3)")
     with pytest.raises(WinosimError, match=r"^training process 1 exited with status 3 and no message$"):
         launch(["-c", code], 2)
 
 
 def test_a_killed_process_is_named_with_its_signal() -> None:
-    code = (
-        "import os, signal, time\n"
-        "if os.environ['RANK'] == '1':\n"
-        "    os.kill(os.getpid(), signal.SIGKILL)\n"
-        "time.sleep(60)\n"
-    )
+    code = _rank_one_then_wait("os.kill(os.getpid(), signal.SIGKILL)")
     with pytest.raises(WinosimError, match=r"^training process 1 was ended by signal SIGKILL$"):
         launch(["-c", code], 2)
 
 
 def test_a_process_ended_by_a_signal_is_named_with_its_last_words() -> None:
-    code = (
-        "import os, sys, time\n"
-        "if os.environ['RANK'] == '1':\n"
-        "    print('terminate called after throwing an instance of X', file=sys.stderr, flush=True); os.abort()\n"
-        "time.sleep(60)\n"
-    )
+    code = _rank_one_then_wait("print('terminate called after throwing X', file=sys.stderr, flush=True); os.abort()")
     with pytest.raises(WinosimError) as ended:
         launch(["-c", code], 2)
-    assert str(ended.value) == (
-        "training process 1 was ended by signal SIGABRT: terminate called after throwing an instance of X"
-    )
+    assert str(ended.value) == ("training process 1 was ended by signal SIGABRT: terminate called after throwing X")
 
 
 def test_rank_zero_failing_speaks_for_itself(capfd: pytest.CaptureFixture[str]) -> None:
