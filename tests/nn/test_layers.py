@@ -15,9 +15,14 @@ from winosim.nn.layers import (
     WinogradConv2d,
     _overlap_add,
     input_transform,
+    input_transform_backward,
+    input_transform_forward,
     input_transform_relu,
     output_transform,
+    output_transform_backward,
+    output_transform_forward,
     spatial_to_winograd,
+    tile_grid,
 )
 from winosim.winograd import f2x2_3x3, tile, untile
 
@@ -149,6 +154,43 @@ def test_bfloat16_autocast_is_close_to_float32(mode: Mode) -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         layer(x.requires_grad_()).float().sum().backward()
     assert layer.weight.grad is not None and torch.isfinite(layer.weight.grad).all()
+
+
+def _bf16_values(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """bfloat16 values of magnitude 2^-4..2^4: any sum of 16 of them is exact in float32 (24-bit significand)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=generator).clamp(-1.9, 1.9)
+    return (x * torch.exp2(torch.randint(-4, 4, shape, generator=generator).float())).to(torch.bfloat16)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_reduced_precision_transforms_round_once(relu: bool) -> None:
+    """The precision rule (module docstring of winosim.nn.layers): a bf16 transform and each adjoint is the exact
+    (float64) result rounded once to bf16, not a chain of bf16 additions each rounded (which differs here)."""
+    n, c, height, width = 2, 5, 7, 6
+    th, tw = tile_grid(height, width)
+    x = _bf16_values((n, c, height, width), seed=0)
+    exact = input_transform_forward(x.double(), relu)
+    assert torch.equal(input_transform_forward(x, relu), exact.to(torch.bfloat16))
+    m = _bf16_values((16, c, n, th, tw), seed=1)
+    assert torch.equal(
+        output_transform_forward(m, height, width),
+        output_transform_forward(m.double(), height, width).to(torch.bfloat16),
+    )
+    dv = _bf16_values((16, c, n, th, tw), seed=2)
+    assert torch.equal(
+        input_transform_backward(dv, height, width),
+        input_transform_backward(dv.double(), height, width).to(torch.bfloat16),
+    )
+    dy = _bf16_values((n, c, height, width), seed=3)
+    assert torch.equal(
+        output_transform_backward(dy, th, tw), output_transform_backward(dy.double(), th, tw).to(torch.bfloat16)
+    )
+    # the rule matters: rounding after each addition, as bf16 tensor arithmetic does, gives other values
+    chained = (x[:, :, 0] - x[:, :, 2]) - (x[:, :, 1] + x[:, :, 2])
+    assert not torch.equal(
+        chained, ((x[:, :, 0].double() - x[:, :, 2]) - (x[:, :, 1].double() + x[:, :, 2])).to(torch.bfloat16)
+    )
 
 
 def test_winograd_weight_shape_and_init_scale() -> None:

@@ -1,7 +1,10 @@
 // Fused CPU kernels for the F(2x2,3x3) transforms of winosim.nn.layers (compiled on first use by
 // winosim/nn/fused.py). Each one reads its input once and writes its output once, where the eager layer runs a
-// chain of whole-tensor additions with temporaries between them; each rounds to the tensor's dtype after every
-// addition, in the eager layer's order, so that the results are the same bit for bit (tests/nn/test_fused.py).
+// chain of whole-tensor additions with temporaries between them. Every transform computes in float32, in the
+// eager layer's order of additions, and rounds once, when it stores its result in the tensor's dtype: the
+// layer's rule for reduced precision (winosim.nn.layers), so the results are the eager ones bit for bit
+// (tests/nn/test_fused.py). Rounding a bfloat16 sum after every addition, as a chain of bf16 tensor additions
+// does, cost more than the memory traffic on an Intel CPU with AMX (docs/training.md, Performance).
 //
 // Layouts are the eager layer's storage: maps channels-last (N, H, W, C); Winograd-domain tensors tiles-first
 // (16, N, TH, TW, C) with position xi*4+nu; every loop runs over whole channel vectors, which the compiler
@@ -16,8 +19,8 @@
 
 namespace {
 
-// the dtype's storage: float as itself; bfloat16 as its 16 bits, computed in float and rounded after every
-// operation (round to nearest even, NaN to the quiet NaN torch writes), as torch's bf16 kernels do
+// the dtype's storage: float as itself; bfloat16 as its 16 bits, loaded exactly into float and rounded when
+// stored (round to nearest even, NaN to the quiet NaN torch writes), as torch's conversion does
 template <typename T>
 struct Io;
 
@@ -25,7 +28,6 @@ template <>
 struct Io<float> {
   static inline float load(const float* p, int64_t i) { return p[i]; }
   static inline void store(float* p, int64_t i, float v) { p[i] = v; }
-  static inline float round(float v) { return v; }
 };
 
 inline float bf16_to_float(uint16_t b) {
@@ -47,11 +49,10 @@ template <>
 struct Io<uint16_t> {
   static inline float load(const uint16_t* p, int64_t i) { return bf16_to_float(p[i]); }
   static inline void store(uint16_t* p, int64_t i, float v) { p[i] = float_to_bf16(v); }
-  static inline float round(float v) { return bf16_to_float(float_to_bf16(v)); }
 };
 
-// ReLU(B^T d B) (or B^T d B) of every 4x4 tile of a 'same'-padded map: the row pass, rounded, then the column
-// pass, rounded, then the ReLU, as input_transform_forward and relu compute them.
+// ReLU(B^T d B) (or B^T d B) of every 4x4 tile of a 'same'-padded map: the row pass, then the column pass,
+// then the ReLU, as input_transform_forward and relu compute them in float32.
 template <typename T, bool RELU>
 void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_t C) {
   const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, plane = N * TH * TW * C;
@@ -83,10 +84,10 @@ void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_
           float* __restrict t2 = t.data() + (8 + j) * C;
           float* __restrict t3 = t.data() + (12 + j) * C;
           for (int64_t c = 0; c < C; ++c) {
-            t0[c] = Io<T>::round(d0[c] - d2[c]);
-            t1[c] = Io<T>::round(d1[c] + d2[c]);
-            t2[c] = Io<T>::round(d2[c] - d1[c]);
-            t3[c] = Io<T>::round(d1[c] - d3[c]);
+            t0[c] = d0[c] - d2[c];
+            t1[c] = d1[c] + d2[c];
+            t2[c] = d2[c] - d1[c];
+            t3[c] = d1[c] - d3[c];
           }
         }
         const int64_t base = ((n * TH + u) * TW + v) * C;
@@ -100,8 +101,8 @@ void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_
           T* __restrict o2 = out + (i * 4 + 2) * plane + base;
           T* __restrict o3 = out + (i * 4 + 3) * plane + base;
           for (int64_t c = 0; c < C; ++c) {
-            float y0 = Io<T>::round(a0[c] - a2[c]), y1 = Io<T>::round(a1[c] + a2[c]);
-            float y2 = Io<T>::round(a2[c] - a1[c]), y3 = Io<T>::round(a1[c] - a3[c]);
+            float y0 = a0[c] - a2[c], y1 = a1[c] + a2[c];
+            float y2 = a2[c] - a1[c], y3 = a1[c] - a3[c];
             if (RELU) {  // as torch.relu: only values below zero become 0 (NaN and -0 stay)
               y0 = y0 < 0.f ? 0.f : y0;
               y1 = y1 < 0.f ? 0.f : y1;
@@ -141,8 +142,8 @@ void output_transform(const T* m, T* y, int64_t N, int64_t TH, int64_t TW, int64
           for (int64_t k = 0; k < K; ++k) {
             const float v0 = Io<T>::load(m0, k), v1 = Io<T>::load(m1, k);
             const float v2 = Io<T>::load(m2, k), v3 = Io<T>::load(m3, k);
-            s0[k] = Io<T>::round(Io<T>::round(v0 + v1) + v2);
-            s1[k] = Io<T>::round(Io<T>::round(v1 - v2) - v3);
+            s0[k] = v0 + v1 + v2;
+            s1[k] = v1 - v2 - v3;
           }
         }
         for (int a = 0; a < 2; ++a) {
@@ -153,8 +154,8 @@ void output_transform(const T* m, T* y, int64_t N, int64_t TH, int64_t TW, int64
           T* __restrict y0 = y + (((n * TH + u) * 2 + a) * TW * 2 + 2 * v) * K;  // storage (N, TH, 2, TW, 2, K)
           T* __restrict y1 = y0 + K;
           for (int64_t k = 0; k < K; ++k) {
-            Io<T>::store(y0, k, Io<T>::round(Io<T>::round(q0[k] + q1[k]) + q2[k]));
-            Io<T>::store(y1, k, Io<T>::round(Io<T>::round(q1[k] - q2[k]) - q3[k]));
+            Io<T>::store(y0, k, q0[k] + q1[k] + q2[k]);
+            Io<T>::store(y1, k, q1[k] - q2[k] - q3[k]);
           }
         }
       }
@@ -193,8 +194,8 @@ void output_transform_backward(const T* dy, T* dm, int64_t N, int64_t H, int64_t
           float* __restrict r3 = r.data() + (a * 4 + 3) * K;
           for (int64_t k = 0; k < K; ++k) {
             r0[k] = g0[k];
-            r1[k] = Io<T>::round(g0[k] + g1[k]);
-            r2[k] = Io<T>::round(g0[k] - g1[k]);
+            r1[k] = g0[k] + g1[k];
+            r2[k] = g0[k] - g1[k];
             r3[k] = -g1[k];
           }
         }
@@ -208,8 +209,8 @@ void output_transform_backward(const T* dy, T* dm, int64_t N, int64_t H, int64_t
           T* __restrict o3 = dm + (12 + j) * plane + base;
           for (int64_t k = 0; k < K; ++k) {
             Io<T>::store(o0, k, p0[k]);
-            Io<T>::store(o1, k, Io<T>::round(p0[k] + p1[k]));
-            Io<T>::store(o2, k, Io<T>::round(p0[k] - p1[k]));
+            Io<T>::store(o1, k, p0[k] + p1[k]);
+            Io<T>::store(o2, k, p0[k] - p1[k]);
             Io<T>::store(o3, k, -p1[k]);
           }
         }
@@ -220,7 +221,7 @@ void output_transform_backward(const T* dy, T* dm, int64_t N, int64_t H, int64_t
 
 // dx of V = B^T d B (MASK: of ReLU(B^T d B), the gradient first zeroed where V <= 0, as threshold_backward
 // does), in input_transform_backward's order: per tile row, the column pass's adjoint with each overlap of
-// neighbouring tiles one rounded addition; then the row pass's adjoint the same way across tile rows; then the
+// neighbouring tiles one addition; then the row pass's adjoint the same way across tile rows; then the
 // crop of the padded map. Each image is one piece of work; its tile rows go in order, the column adjoint of the
 // row before kept for the overlap.
 template <typename T, bool MASK>
@@ -264,16 +265,16 @@ void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t
             if (t == 0) {
               for (int64_t k = 0; k < C; ++k) {
                 even[k] = d0[k];
-                odd[k] = Io<T>::round(Io<T>::round(d1[k] - d2[k]) + d3[k]);
-                b_prev[k] = Io<T>::round(Io<T>::round(d1[k] + d2[k]) - d0[k]);
+                odd[k] = d1[k] - d2[k] + d3[k];
+                b_prev[k] = d1[k] + d2[k] - d0[k];
                 d3_prev[k] = d3[k];
               }
             } else {
               for (int64_t k = 0; k < C; ++k) {
-                const float a = Io<T>::round(Io<T>::round(d1[k] - d2[k]) + d3[k]);
-                even[k] = Io<T>::round(d0[k] + b_prev[k]);
-                odd[k] = Io<T>::round(a - d3_prev[k]);
-                b_prev[k] = Io<T>::round(Io<T>::round(d1[k] + d2[k]) - d0[k]);
+                const float a = d1[k] - d2[k] + d3[k];
+                even[k] = d0[k] + b_prev[k];
+                odd[k] = a - d3_prev[k];
+                b_prev[k] = d1[k] + d2[k] - d0[k];
                 d3_prev[k] = d3[k];
               }
             }
@@ -311,20 +312,20 @@ void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t
             if (a == 0 && r == 0) {
               for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, e0[k]);
             } else if (a == 0 && r == TH) {
-              for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, Io<T>::round(Io<T>::round(q1[k] + q2[k]) - q0[k]));
+              for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, q1[k] + q2[k] - q0[k]);
             } else if (a == 0) {
               for (int64_t k = 0; k < C; ++k) {
-                const float f2 = Io<T>::round(Io<T>::round(q1[k] + q2[k]) - q0[k]);
-                Io<T>::store(out, k, Io<T>::round(e0[k] + f2));
+                const float f2 = q1[k] + q2[k] - q0[k];
+                Io<T>::store(out, k, e0[k] + f2);
               }
             } else if (r == 0) {
-              for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, Io<T>::round(Io<T>::round(e1[k] - e2[k]) + e3[k]));
+              for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, e1[k] - e2[k] + e3[k]);
             } else if (r == TH) {
               for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, -q3[k]);
             } else {
               for (int64_t k = 0; k < C; ++k) {
-                const float f1 = Io<T>::round(Io<T>::round(e1[k] - e2[k]) + e3[k]);
-                Io<T>::store(out, k, Io<T>::round(f1 - q3[k]));
+                const float f1 = e1[k] - e2[k] + e3[k];
+                Io<T>::store(out, k, f1 - q3[k]);
               }
             }
           }

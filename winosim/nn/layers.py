@@ -21,6 +21,13 @@ backward passes are hand-written adjoints of the same additions (`torch.autograd
 `gradcheck` in float64), so the gradients are eq. 5 of the paper; no pass writes over its own input (in bf16
 such passes ran at half speed on an Intel CPU with AMX); all ops are autocast-safe (bfloat16 on CPU).
 
+Precision: a transform of a bfloat16 or float16 tensor computes in float32 and rounds once, to the tensor's
+dtype, as it stores its result (the ReLU of `winograd_relu` before that rounding), rather than after every
+addition as a chain of reduced-precision tensor operations would: more accurate, and on an Intel CPU with AMX
+the rounding after every addition cost the fused kernels (`winosim.nn.fused`) more than their memory traffic.
+The eager functions below and the kernels follow the same rule, so they give the same bits. The 16 products
+run in the tensors' dtype (bf16 under autocast, accumulating in float32 inside the GEMM).
+
 Memory layout: the shapes below are logical; in memory every Winograd-domain tensor is *tiles-first*, channels
 last (V is stored as (16, N, TH, TW, C), M as (16, N, TH, TW, K)), and the output map is channels-last. The
 16 products then multiply (tiles x C) by (C x K), which runs about 3x faster than (K x C) by (C x tiles) for
@@ -80,14 +87,25 @@ def _deinterleave(x: Tensor) -> Tensor:
     return tiles.permute(0, 1, 5, 2, 3, 4)
 
 
-def input_transform_forward(x: Tensor) -> Tensor:
-    """V = B^T d B for every 4x4 tile of a 'same'-padded map, by 32 explicit additions per tile.
+_REDUCED = (torch.bfloat16, torch.float16)
+
+
+def _widened(t: Tensor) -> Tensor:
+    """t in the precision the transforms compute in (module docstring, Precision): float32 for a bfloat16 or
+    float16 tensor, t itself otherwise."""
+    return t.float() if t.dtype in _REDUCED else t
+
+
+def input_transform_forward(x: Tensor, relu: bool = False) -> Tensor:
+    """V = B^T d B for every 4x4 tile of a 'same'-padded map, by 32 explicit additions per tile; with `relu`,
+    ReLU(B^T d B) (the ReLU before the rounding to x's dtype: module docstring, Precision).
 
     x: (N, C, H, W) -> V: (16, C, N, TH, TW), position index xi*4+nu, so that V.view(16, C, N*TH*TW) is the
     right operand of the 16 batched products. The row pass (B^T from the left, 4 additions per column) runs
     once per tile row on the whole de-interleaved map, shared by horizontally overlapping tiles; the column pass
     (B from the right) reads unit-stride views of its result.
     """
+    dtype, x = x.dtype, _widened(x)
     n, c, height, width = x.shape
     th, tw = tile_grid(height, width)
     xd = _deinterleave(x)
@@ -100,7 +118,9 @@ def input_transform_forward(x: Tensor) -> Tensor:
         torch.add(col[1], col[2], out=v[4 * i + 1])
         torch.sub(col[2], col[1], out=v[4 * i + 2])
         torch.sub(col[1], col[3], out=v[4 * i + 3])
-    return v
+    # out of place: in bf16 an in-place pass (relu_, or any op whose output is its input) ran at half the
+    # speed of one writing a new tensor on an Intel CPU with AMX (docs/training.md, Performance)
+    return (torch.relu(v) if relu else v).to(dtype)
 
 
 def _overlap_add(a: Tensor, b: Tensor, out: Tensor, dim: int, *, subtract: bool = False) -> None:
@@ -130,7 +150,9 @@ def _adjoint_b_pass(d: Sequence[Tensor], out: Tensor, dim: int) -> None:
 
 
 def input_transform_backward(dv: Tensor, height: int, width: int) -> Tensor:
-    """Adjoint of `input_transform_forward`: dV (16, C, N, TH, TW) -> dx (N, C, H, W), overlapping tiles summed."""
+    """Adjoint of `input_transform_forward`: dV (16, C, N, TH, TW) -> dx (N, C, H, W), overlapping tiles summed
+    (in float32 for a reduced-precision dV, rounded once to its dtype)."""
+    dtype, dv = dv.dtype, _widened(dv)
     _, c, n, th, tw = dv.shape
     d_rows = []
     for i in range(4):  # column-pass adjoint -> gradient of row-pass output i, (2, C, N, TH, TW+1)
@@ -143,15 +165,17 @@ def input_transform_backward(dv: Tensor, height: int, width: int) -> Tensor:
     _adjoint_b_pass(d_rows, storage.permute(2, 4, 5, 0, 1, 3), dim=-2)
     dxp = storage.view(n, 2 * th + 2, 2 * tw + 2, c).permute(0, 3, 1, 2)
     # dense, so that the layers before (batch norm) take their fast channels-last kernels, not strided ones
-    return dxp[:, :, 1 : 1 + height, 1 : 1 + width].contiguous(memory_format=torch.channels_last)
+    return dxp[:, :, 1 : 1 + height, 1 : 1 + width].contiguous(memory_format=torch.channels_last).to(dtype)
 
 
 def output_transform_forward(m: Tensor, height: int, width: int) -> Tensor:
     """Y = A^T M A for every tile (24 additions per tile), reassembled into a map.
 
     m: (16, K, N, TH, TW) -> (N, K, H, W). The four output planes are written straight into their places of a
-    channels-last map (stored (N, TH, 2, TW, 2, K)), so the map needs no further copy.
+    channels-last map (stored (N, TH, 2, TW, 2, K)), so the map needs no further copy. In float32 for a
+    reduced-precision M, rounded once to its dtype.
     """
+    dtype, m = m.dtype, _widened(m)
     _, k, n, th, tw = m.shape
     s = [(m[j] + m[4 + j] + m[8 + j], m[4 + j] - m[8 + j] - m[12 + j]) for j in range(4)]  # A^T from the left
     storage = m.new_empty((n, th, 2, tw, 2, k))
@@ -159,12 +183,14 @@ def output_transform_forward(m: Tensor, height: int, width: int) -> Tensor:
     for a in range(2):
         torch.add(s[0][a] + s[1][a], s[2][a], out=planes[a, 0])
         torch.sub(s[1][a] - s[2][a], s[3][a], out=planes[a, 1])
-    y = storage.view(n, 2 * th, 2 * tw, k).permute(0, 3, 1, 2)
+    y = storage.to(dtype).view(n, 2 * th, 2 * tw, k).permute(0, 3, 1, 2)
     return y[:, :, :height, :width]
 
 
 def output_transform_backward(dy: Tensor, th: int, tw: int) -> Tensor:
-    """Adjoint of `output_transform_forward`: dY (N, K, H, W) -> dM (16, K, N, TH, TW)."""
+    """Adjoint of `output_transform_forward`: dY (N, K, H, W) -> dM (16, K, N, TH, TW) (in float32 for a
+    reduced-precision dY, rounded once to its dtype)."""
+    dtype, dy = dy.dtype, _widened(dy)
     n, k, height, width = dy.shape
     full = F.pad(dy, (0, 2 * tw - width, 0, 2 * th - height))
     tiles = full.permute(0, 2, 3, 1).reshape(n, th, 2, tw, 2, k).permute(2, 4, 0, 1, 3, 5).contiguous()
@@ -181,7 +207,7 @@ def output_transform_backward(dy: Tensor, th: int, tw: int) -> Tensor:
         torch.add(r0, r1, out=dm[4 + j])
         torch.sub(r0, r1, out=dm[8 + j])
         torch.neg(r1, out=dm[12 + j])
-    return dm
+    return dm.to(dtype)
 
 
 def _input_transform(x: Tensor, relu: bool) -> Tensor:
@@ -190,10 +216,7 @@ def _input_transform(x: Tensor, relu: bool) -> Tensor:
     kernels = fused_kernels() if fused_usable(x) and x.is_contiguous(memory_format=torch.channels_last) else None
     if kernels is not None:
         return kernels.input_transform(x, relu).permute(0, 4, 1, 2, 3)
-    v = input_transform_forward(x)
-    # out of place: in bf16 an in-place pass (relu_, or any op whose output is its input) ran at half the
-    # speed of one writing a new tensor on an Intel CPU with AMX (docs/training.md, Performance)
-    return torch.relu(v) if relu else v
+    return input_transform_forward(x, relu)
 
 
 def _input_transform_adjoint(dv: Tensor, v: Tensor | None, height: int, width: int) -> Tensor:
