@@ -18,6 +18,7 @@ from torch import Tensor
 from winosim.nn import fused
 from winosim.nn.layers import (
     WinogradConv2d,
+    _blocked_layer_kernels,
     _tiles_first,
     input_transform_backward,
     input_transform_forward,
@@ -98,9 +99,10 @@ def test_input_transform_adjoint_is_the_eager_one(dtype: torch.dtype, shape: tup
 
 @pytest.mark.parametrize("mode", ["native", "winograd_relu"])
 def test_a_layer_trains_the_same_with_and_without_the_kernels(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Forward and backward of a layer under bf16 autocast, as in training: the same output and gradients."""
+    """Forward and backward of a layer under bf16 autocast, as in training, with the transform kernels (the layer
+    unblocked) and without any: the same output and gradients."""
     results = []
-    for setting in ("1", "0"):
+    for setting in ("transforms", "0"):
         monkeypatch.setenv(fused.ENV, setting)
         torch.manual_seed(0)
         layer = WinogradConv2d(16, 8, mode)  # type: ignore[arg-type]
@@ -113,6 +115,78 @@ def test_a_layer_trains_the_same_with_and_without_the_kernels(mode: str, monkeyp
         results.append((y.detach(), x.grad, layer.weight.grad))
     for with_kernels, eager in zip(*results, strict=True):
         assert torch.equal(with_kernels, eager)
+
+
+def _layer_and_input(mode: str, shape: tuple[int, ...], dtype: torch.dtype) -> tuple[WinogradConv2d, Tensor]:
+    torch.manual_seed(0)
+    layer = WinogradConv2d(shape[1], 24, mode)  # type: ignore[arg-type]
+    return layer, (torch.randn(shape) * 2).to(dtype)
+
+
+def _output_gradient(shape: torch.Size, dtype: torch.dtype) -> Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+
+
+def _layer_run(
+    mode: str, shape: tuple[int, ...], dtype: torch.dtype, setting: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Output, dx and dW of one forward + backward of the seeded layer on a channels-last map in `dtype` (under
+    bf16 autocast for bf16, as in training), with WINOSIM_FUSED=`setting`."""
+    monkeypatch.setenv(fused.ENV, setting)
+    layer, x = _layer_and_input(mode, shape, dtype)
+    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        y = layer(x)
+    y.backward(_output_gradient(y.shape, dtype).contiguous(memory_format=torch.channels_last))
+    assert layer.weight.grad is not None and x.grad is not None
+    return y.detach(), x.grad, layer.weight.grad
+
+
+@pytest.mark.parametrize("mode", ["native", "winograd_relu"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(20, 64, 32, 32), (5, 16, 7, 9), (3, 8, 1, 2)])
+def test_the_blocked_layer_is_the_unblocked_one(
+    mode: str, dtype: torch.dtype, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole layer a block of images at a time (WINOSIM_FUSED=1; on two threads, 20 images of 64 channels at
+    32x32 in bf16 are three blocks, one thread taking two) computes what the unblocked layer does: its output,
+    dx and dW are as close to the float64 layer's (on the same rounded inputs) as the unblocked layer's. Not bit
+    for bit: a block's products are a GEMM of fewer rows, for which the library may pick another kernel (fp32
+    outputs of 3 x 1 x 2 maps differ in the last bit), and dW sums one product per block."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        blocked = _layer_run(mode, shape, dtype, "1", monkeypatch)
+        unblocked = _layer_run(mode, shape, dtype, "transforms", monkeypatch)
+    finally:
+        torch.set_num_threads(before)
+    layer, x = _layer_and_input(mode, shape, dtype)
+    layer.double()
+    x = x.double().requires_grad_()
+    y = layer(x)
+    y.backward(_output_gradient(y.shape, dtype).double())
+    assert layer.weight.grad is not None and x.grad is not None
+    slack = 1e-6 if dtype == torch.float32 else 1e-3
+    for got, reference, exact in zip(blocked, unblocked, (y.detach(), x.grad, layer.weight.grad), strict=True):
+        scale = exact.abs().max()
+        error = float((got.double() - exact).abs().max() / scale)
+        assert error <= 2 * float((reference.double() - exact).abs().max() / scale) + slack
+
+
+def test_only_training_maps_take_the_blocked_layer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A channels-last CPU map in the products' dtype runs blocked; a float32 map under bf16 autocast (its
+    transforms would round differently), a contiguous map, float64 and WINOSIM_FUSED=transforms do not."""
+    bf16 = torch.randn(2, 8, 6, 6).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    fp32 = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    assert _blocked_layer_kernels(fp32) is not None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert _blocked_layer_kernels(bf16) is not None
+        assert _blocked_layer_kernels(fp32) is None
+    assert _blocked_layer_kernels(fp32.contiguous()) is None
+    assert _blocked_layer_kernels(fp32.double()) is None
+    monkeypatch.setenv(fused.ENV, "transforms")
+    assert _blocked_layer_kernels(fp32) is None
+    assert fused.kernels() is not None
 
 
 def test_other_tensors_take_the_eager_path(monkeypatch: pytest.MonkeyPatch) -> None:

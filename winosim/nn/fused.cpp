@@ -13,8 +13,10 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -54,9 +56,8 @@ struct Io<uint16_t> {
 // ReLU(B^T d B) (or B^T d B) of every 4x4 tile of a 'same'-padded map: the row pass, then the column pass,
 // then the ReLU, as input_transform_forward and relu compute them in float32.
 template <typename T, bool RELU>
-void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_t C) {
+void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_t C, int threads) {
   const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, plane = N * TH * TW * C;
-  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t u = 0; u < TH; ++u) {
@@ -123,9 +124,8 @@ void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_
 // Y = A^T M A per tile into the (N, 2TH, 2TW, K) map, in output_transform_forward's order:
 // s_j = ((m_j + m_4+j) + m_8+j, (m_4+j - m_8+j) - m_12+j), then y_a0 = (s_0 + s_1) + s_2, y_a1 = (s_1 - s_2) - s_3.
 template <typename T>
-void output_transform(const T* m, T* y, int64_t N, int64_t TH, int64_t TW, int64_t K) {
+void output_transform(const T* m, T* y, int64_t N, int64_t TH, int64_t TW, int64_t K, int threads) {
   const int64_t plane = N * TH * TW * K;
-  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t u = 0; u < TH; ++u) {
@@ -167,9 +167,8 @@ void output_transform(const T* m, T* y, int64_t N, int64_t TH, int64_t TW, int64
 // rows_a = (g_a0, g_a0 + g_a1, g_a0 - g_a1, -g_a1); dm_j = r0_j, dm_4+j = r0_j + r1_j, dm_8+j = r0_j - r1_j,
 // dm_12+j = -r1_j.
 template <typename T>
-void output_transform_backward(const T* dy, T* dm, int64_t N, int64_t H, int64_t W, int64_t K) {
+void output_transform_backward(const T* dy, T* dm, int64_t N, int64_t H, int64_t W, int64_t K, int threads) {
   const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, plane = N * TH * TW * K;
-  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
   for (int64_t n = 0; n < N; ++n) {
     for (int64_t u = 0; u < TH; ++u) {
@@ -225,11 +224,11 @@ void output_transform_backward(const T* dy, T* dm, int64_t N, int64_t H, int64_t
 // crop of the padded map. Each image is one piece of work; its tile rows go in order, the column adjoint of the
 // row before kept for the overlap.
 template <typename T, bool MASK>
-void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t H, int64_t W, int64_t C) {
+void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t H, int64_t W, int64_t C,
+                              int threads) {
   const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, plane = N * TH * TW * C;
   const int64_t cols = TW + 1;  // de-interleaved columns per parity
   const int64_t slot_size = 4 * 2 * cols * C;
-  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t n = 0; n < N; ++n) {
     // e[slot][i][p][c][k]: the column-pass adjoint (gradient of row-pass output i, column parity p, column c) of
@@ -341,29 +340,136 @@ void check_map(const torch::Tensor& t, const char* what) {
   TORCH_CHECK(t.scalar_type() == torch::kFloat32 || t.scalar_type() == torch::kBFloat16, what, ": float32 or bfloat16");
 }
 
+
+// ---- The whole layer, a block of images at a time (winograd_forward_fused, winograd_backward_fused) ----
+//
+// Each of torch's threads takes whole blocks of images and runs every stage of the layer on one block before the
+// next: the input transform into a block-sized V, the 16 products (torch's bmm, single-threaded inside the
+// parallel region), the output transform; backward the same way with V recomputed from x. A block's V and M
+// (at most 4 MiB, `block_images`) stay in cache instead of going through memory whole (at 64 channels, 32x32,
+// batch 128, bf16: 67 MB each), and V is never stored for the backward pass. The computation is the unblocked
+// layer's, but not always to the last bit: a block's products are a GEMM of fewer rows, for which torch may pick
+// another kernel, and dW sums one product per block (bf16: each rounded to bf16, summed in float32), where the
+// unblocked layer runs one bmm over all tiles (tests/nn/test_fused.py compares both with float64).
+
+// images per block: as many as keep a block's V (16 x tiles x C elements) within 4 MiB (of 1, 2, 4, 8 and 16 MiB
+// the fastest on an Intel CPU with AMX at every layer shape of the two networks, docs/training.md, Performance),
+// at least one, and no more than leave every thread a block
+int64_t block_images(int64_t N, int64_t tiles_per_image, int64_t channels, int64_t element_bytes) {
+  const int64_t bytes = 16 * tiles_per_image * channels * element_bytes;
+  const int64_t fit = std::max<int64_t>(1, (int64_t{4} << 20) / std::max<int64_t>(bytes, 1));
+  const int64_t threads = std::max(1, at::get_num_threads());
+  return std::max<int64_t>(1, std::min(fit, (N + threads - 1) / threads));
+}
+
+// the first `rows` rows of a (16, capacity, cols) contiguous buffer, as a contiguous (16, rows, cols) tensor
+torch::Tensor leading(const torch::Tensor& buffer, int64_t rows) {
+  const int64_t cols = buffer.size(2);
+  return buffer.view({-1}).narrow(0, 0, 16 * rows * cols).view({16, rows, cols});
+}
+
+// acc (float32) += product (bfloat16), element by element (torch's mixed-dtype add_ ran single-threaded at a
+// tenth of this speed inside the parallel region)
+void accumulate(torch::Tensor& acc, const torch::Tensor& product) {
+  float* __restrict a = acc.data_ptr<float>();
+  const uint16_t* __restrict p = reinterpret_cast<const uint16_t*>(product.data_ptr<at::BFloat16>());
+  const int64_t n = acc.numel();
+  for (int64_t i = 0; i < n; ++i) a[i] += bf16_to_float(p[i]);
+}
+
+template <typename T, bool RELU>
+void layer_forward(const torch::Tensor& x, const torch::Tensor& w, torch::Tensor& y) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = w.size(2);
+  const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, tiles = TH * TW;
+  const int64_t B = block_images(N, tiles, C, sizeof(T)), blocks = (N + B - 1) / B;
+  const T* xp = reinterpret_cast<const T*>(x.data_ptr());
+  T* yp = reinterpret_cast<T*>(y.data_ptr());
+  at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
+    auto v = torch::empty({16, B * tiles, C}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    auto m = torch::empty({16, B * tiles, K}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    for (int64_t b = first; b < last; ++b) {
+      const int64_t n0 = b * B, nb = std::min(B, N - n0);
+      auto vb = leading(v, nb * tiles), mb = leading(m, nb * tiles);
+      input_transform<T, RELU>(xp + n0 * H * W * C, reinterpret_cast<T*>(vb.data_ptr()), nb, H, W, C, 1);
+      at::bmm_out(mb, vb, w);
+      output_transform<T>(reinterpret_cast<const T*>(mb.data_ptr()), yp + n0 * 4 * tiles * K, nb, TH, TW, K, 1);
+    }
+  });
+}
+
+// dx and dW; the weight gradient of each of `parts` contiguous runs of blocks accumulates in float32 in its own
+// slice of `dw_parts` (for bfloat16 each block's product rounded to bfloat16 first), the parts summed after in
+// order: the same bits for the same thread count.
+template <typename T, bool RELU>
+void layer_backward(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& dy, torch::Tensor& dx,
+                    torch::Tensor& dw_parts) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = w.size(2);
+  const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, tiles = TH * TW;
+  const int64_t B = block_images(N, tiles, C, sizeof(T)), blocks = (N + B - 1) / B;
+  const int64_t parts = dw_parts.size(0);
+  const T* xp = reinterpret_cast<const T*>(x.data_ptr());
+  const T* dyp = reinterpret_cast<const T*>(dy.data_ptr());
+  T* dxp = reinterpret_cast<T*>(dx.data_ptr());
+  const auto wt = w.transpose(1, 2);
+  at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
+    const auto options = x.options().memory_format(at::MemoryFormat::Contiguous);
+    auto v = torch::empty({16, B * tiles, C}, options), dv = torch::empty({16, B * tiles, C}, options);
+    auto dm = torch::empty({16, B * tiles, K}, options);
+    auto product = torch::empty({16, C, K}, options);
+    for (int64_t part = first; part < last; ++part) {
+      auto acc = dw_parts.select(0, part);
+      for (int64_t b = part * blocks / parts; b < (part + 1) * blocks / parts; ++b) {
+        const int64_t n0 = b * B, nb = std::min(B, N - n0);
+        auto vb = leading(v, nb * tiles), dvb = leading(dv, nb * tiles), dmb = leading(dm, nb * tiles);
+        input_transform<T, RELU>(xp + n0 * H * W * C, reinterpret_cast<T*>(vb.data_ptr()), nb, H, W, C, 1);
+        output_transform_backward<T>(dyp + n0 * H * W * K, reinterpret_cast<T*>(dmb.data_ptr()), nb, H, W, K, 1);
+        at::bmm_out(dvb, dmb, wt);
+        if constexpr (std::is_same_v<T, float>) {
+          at::baddbmm_out(acc, acc, vb.transpose(1, 2), dmb);
+        } else {
+          at::bmm_out(product, vb.transpose(1, 2), dmb);
+          accumulate(acc, product);
+        }
+        input_transform_backward<T, RELU>(reinterpret_cast<const T*>(dvb.data_ptr()),
+                                          reinterpret_cast<const T*>(vb.data_ptr()), dxp + n0 * H * W * C, nb, H,
+                                          W, C, 1);
+      }
+    }
+  });
+}
+
+void check_layer(const torch::Tensor& x, const torch::Tensor& w, const char* what) {
+  check_map(x, what);
+  TORCH_CHECK(w.device().is_cpu() && w.dim() == 3 && w.size(0) == 16 && w.size(1) == x.size(1) && w.is_contiguous() &&
+                  w.scalar_type() == x.scalar_type(),
+              what, ": a contiguous (16, C, K) weight of the map's dtype");
+}
+
 }  // namespace
 
 // x: (N, C, H, W) channels-last -> the storage (16, N, TH, TW, C) of V
 torch::Tensor input_transform_fused(const torch::Tensor& x, bool relu) {
+  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
   check_map(x, "input_transform_fused");
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   auto out = torch::empty({16, N, (H + 1) / 2, (W + 1) / 2, C}, x.options().memory_format(at::MemoryFormat::Contiguous));
   const bool bf16 = x.scalar_type() == torch::kBFloat16;
   const void* in = x.data_ptr();
   void* o = out.data_ptr();
-  if (!bf16 && relu) input_transform<float, true>(static_cast<const float*>(in), static_cast<float*>(o), N, H, W, C);
-  if (!bf16 && !relu) input_transform<float, false>(static_cast<const float*>(in), static_cast<float*>(o), N, H, W, C);
+  if (!bf16 && relu) input_transform<float, true>(static_cast<const float*>(in), static_cast<float*>(o), N, H, W, C, threads);
+  if (!bf16 && !relu) input_transform<float, false>(static_cast<const float*>(in), static_cast<float*>(o), N, H, W, C, threads);
   if (bf16 && relu) {
-    input_transform<uint16_t, true>(static_cast<const uint16_t*>(in), static_cast<uint16_t*>(o), N, H, W, C);
+    input_transform<uint16_t, true>(static_cast<const uint16_t*>(in), static_cast<uint16_t*>(o), N, H, W, C, threads);
   }
   if (bf16 && !relu) {
-    input_transform<uint16_t, false>(static_cast<const uint16_t*>(in), static_cast<uint16_t*>(o), N, H, W, C);
+    input_transform<uint16_t, false>(static_cast<const uint16_t*>(in), static_cast<uint16_t*>(o), N, H, W, C, threads);
   }
   return out;
 }
 
 // m: the contiguous storage (16, N, TH, TW, K) of M -> the storage (N, TH, 2, TW, 2, K) of the 2TH x 2TW map
 torch::Tensor output_transform_fused(const torch::Tensor& m) {
+  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
   TORCH_CHECK(m.device().is_cpu() && m.dim() == 5 && m.size(0) == 16 && m.is_contiguous(),
               "output_transform_fused: a contiguous CPU (16, N, TH, TW, K) tensor");
   TORCH_CHECK(m.scalar_type() == torch::kFloat32 || m.scalar_type() == torch::kBFloat16,
@@ -371,24 +477,25 @@ torch::Tensor output_transform_fused(const torch::Tensor& m) {
   const int64_t N = m.size(1), TH = m.size(2), TW = m.size(3), K = m.size(4);
   auto y = torch::empty({N, TH, 2, TW, 2, K}, m.options());
   if (m.scalar_type() == torch::kFloat32) {
-    output_transform<float>(m.data_ptr<float>(), y.data_ptr<float>(), N, TH, TW, K);
+    output_transform<float>(m.data_ptr<float>(), y.data_ptr<float>(), N, TH, TW, K, threads);
   } else {
     output_transform<uint16_t>(reinterpret_cast<const uint16_t*>(m.data_ptr<at::BFloat16>()),
-                               reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>()), N, TH, TW, K);
+                               reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>()), N, TH, TW, K, threads);
   }
   return y;
 }
 
 // dy: (N, K, H, W) channels-last -> the storage (16, N, TH, TW, K) of dM
 torch::Tensor output_transform_backward_fused(const torch::Tensor& dy) {
+  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
   check_map(dy, "output_transform_backward_fused");
   const int64_t N = dy.size(0), K = dy.size(1), H = dy.size(2), W = dy.size(3);
   auto dm = torch::empty({16, N, (H + 1) / 2, (W + 1) / 2, K}, dy.options().memory_format(at::MemoryFormat::Contiguous));
   if (dy.scalar_type() == torch::kFloat32) {
-    output_transform_backward<float>(dy.data_ptr<float>(), dm.data_ptr<float>(), N, H, W, K);
+    output_transform_backward<float>(dy.data_ptr<float>(), dm.data_ptr<float>(), N, H, W, K, threads);
   } else {
     output_transform_backward<uint16_t>(reinterpret_cast<const uint16_t*>(dy.data_ptr<at::BFloat16>()),
-                                        reinterpret_cast<uint16_t*>(dm.data_ptr<at::BFloat16>()), N, H, W, K);
+                                        reinterpret_cast<uint16_t*>(dm.data_ptr<at::BFloat16>()), N, H, W, K, threads);
   }
   return dm;
 }
@@ -396,6 +503,7 @@ torch::Tensor output_transform_backward_fused(const torch::Tensor& dy) {
 // dv, v: the storages (16, N, TH, TW, C) of dV and of V (v undefined: no mask) -> dx (N, C, H, W) channels-last
 torch::Tensor input_transform_backward_fused(const torch::Tensor& dv, const c10::optional<torch::Tensor>& v,
                                              int64_t H, int64_t W) {
+  const int threads = at::get_num_threads();  // torch's, not this OpenMP runtime's own default
   TORCH_CHECK(dv.device().is_cpu() && dv.dim() == 5 && dv.size(0) == 16 && dv.is_contiguous(),
               "input_transform_backward_fused: a contiguous CPU (16, N, TH, TW, C) gradient");
   TORCH_CHECK(dv.scalar_type() == torch::kFloat32 || dv.scalar_type() == torch::kBFloat16,
@@ -414,15 +522,50 @@ torch::Tensor input_transform_backward_fused(const torch::Tensor& dv, const c10:
   if (dv.scalar_type() == torch::kFloat32) {
     auto* gf = static_cast<const float*>(g);
     auto* vf = static_cast<const float*>(vv);
-    if (mask) input_transform_backward<float, true>(gf, vf, static_cast<float*>(o), N, H, W, C);
-    else input_transform_backward<float, false>(gf, vf, static_cast<float*>(o), N, H, W, C);
+    if (mask) input_transform_backward<float, true>(gf, vf, static_cast<float*>(o), N, H, W, C, threads);
+    else input_transform_backward<float, false>(gf, vf, static_cast<float*>(o), N, H, W, C, threads);
   } else {
     auto* gb = static_cast<const uint16_t*>(g);
     auto* vb = static_cast<const uint16_t*>(vv);
-    if (mask) input_transform_backward<uint16_t, true>(gb, vb, static_cast<uint16_t*>(o), N, H, W, C);
-    else input_transform_backward<uint16_t, false>(gb, vb, static_cast<uint16_t*>(o), N, H, W, C);
+    if (mask) input_transform_backward<uint16_t, true>(gb, vb, static_cast<uint16_t*>(o), N, H, W, C, threads);
+    else input_transform_backward<uint16_t, false>(gb, vb, static_cast<uint16_t*>(o), N, H, W, C, threads);
   }
   return dx;
+}
+
+// x (N, C, H, W) channels-last, w (16, C, K) of x's dtype -> the storage (N, TH, 2, TW, 2, K) of
+// A^T [w * ReLU(B^T x B)] A (relu) or A^T [w * (B^T x B)] A
+torch::Tensor winograd_forward_fused(const torch::Tensor& x, const torch::Tensor& w, bool relu) {
+  check_layer(x, w, "winograd_forward_fused");
+  const int64_t TH = (x.size(2) + 1) / 2, TW = (x.size(3) + 1) / 2;
+  auto y = torch::empty({x.size(0), TH, 2, TW, 2, w.size(2)}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  const bool bf16 = x.scalar_type() == torch::kBFloat16;
+  if (!bf16 && relu) layer_forward<float, true>(x, w, y);
+  if (!bf16 && !relu) layer_forward<float, false>(x, w, y);
+  if (bf16 && relu) layer_forward<uint16_t, true>(x, w, y);
+  if (bf16 && !relu) layer_forward<uint16_t, false>(x, w, y);
+  return y;
+}
+
+// the gradients of winograd_forward_fused: dx (N, C, H, W) channels-last in x's dtype, dW (16, C, K) float32
+std::vector<torch::Tensor> winograd_backward_fused(const torch::Tensor& x, const torch::Tensor& w,
+                                                   const torch::Tensor& dy, bool relu) {
+  check_layer(x, w, "winograd_backward_fused");
+  check_map(dy, "winograd_backward_fused");
+  TORCH_CHECK(dy.scalar_type() == x.scalar_type() && dy.size(0) == x.size(0) && dy.size(1) == w.size(2) &&
+                  dy.size(2) == x.size(2) && dy.size(3) == x.size(3),
+              "winograd_backward_fused: dY of the output's shape and x's dtype");
+  auto dx = torch::empty_like(x, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  const int64_t parts = std::max(1, at::get_num_threads());
+  auto dw_parts = torch::zeros({parts, 16, w.size(1), w.size(2)}, x.options().dtype(torch::kFloat32));
+  const bool bf16 = x.scalar_type() == torch::kBFloat16;
+  if (!bf16 && relu) layer_backward<float, true>(x, w, dy, dx, dw_parts);
+  if (!bf16 && !relu) layer_backward<float, false>(x, w, dy, dx, dw_parts);
+  if (bf16 && relu) layer_backward<uint16_t, true>(x, w, dy, dx, dw_parts);
+  if (bf16 && !relu) layer_backward<uint16_t, false>(x, w, dy, dx, dw_parts);
+  auto dw = dw_parts.select(0, 0).clone();
+  for (int64_t part = 1; part < parts; ++part) dw.add_(dw_parts.select(0, part));
+  return {dx, dw};
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
@@ -431,4 +574,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
   module.def("output_transform_backward", &output_transform_backward_fused, "dM from dY");
   module.def("input_transform_backward", &input_transform_backward_fused, "dx from dV (masked by V > 0 if given)",
              pybind11::arg("dv"), pybind11::arg("v") = pybind11::none(), pybind11::arg("height"), pybind11::arg("width"));
+  module.def("winograd_forward", &winograd_forward_fused, "the whole layer, a block of images at a time per thread");
+  module.def("winograd_backward", &winograd_backward_fused, "dx and dW of winograd_forward");
 }

@@ -1,4 +1,4 @@
-"""Fused CPU kernels for the Winograd layer's transforms (`fused.cpp`), compiled on first use.
+"""Fused CPU kernels for the Winograd layer (`fused.cpp`), compiled on first use.
 
 The eager transforms of `winosim.nn.layers` run as chains of whole-tensor additions with temporaries between
 them: memory-bound passes that on an Intel CPU with AMX took most of a Winograd-ReLU layer's time
@@ -8,11 +8,19 @@ the eager order of additions, rounding once to the tensor's dtype as they store 
 `winosim.nn.layers`), so their results are the eager ones bit for bit (tests/nn/test_fused.py) and a training
 run gives the same model with or without them. The 16 products stay torch's `bmm`.
 
+`winograd_forward` and `winograd_backward` run the whole layer (transform, products, output transform, and
+their adjoints) a block of images at a time on each thread, so that V and M stay in cache (`layer_kernels()`;
+`winosim.nn.layers` uses them for a training layer whose map is in the products' dtype). They compute what the
+unblocked layer computes, to rounding: a block's products are a GEMM of fewer rows (torch may pick another
+kernel for it) and dW sums one product per block, where the unblocked layer runs one `bmm` over all tiles.
+
 They are built with torch's C++ extension loader (a C++ compiler and ninja; about 30 s once, then cached under
 `~/.cache/torch_extensions`) the first time a layer needs one. Where they cannot be built, or where
 `WINOSIM_FUSED=0` is set (to measure or check the eager path), `kernels()` is None and the layer runs its eager
-transforms. They apply to CPU tensors in float32 or bfloat16 stored channels-last (maps) or tiles-first
-(Winograd-domain tensors), which is how the layer and the recipes train; any other tensor takes the eager path.
+transforms; `WINOSIM_FUSED=transforms` keeps the four transform kernels and leaves the layer unblocked (torch's
+`bmm` over all tiles between them), to measure what the blocks buy. They apply to CPU tensors in float32 or
+bfloat16 stored channels-last (maps) or tiles-first (Winograd-domain tensors), which is how the layer and the
+recipes train; any other tensor takes the eager path.
 """
 
 from __future__ import annotations
@@ -69,10 +77,17 @@ def _build() -> Any | None:
 
 def kernels() -> Any | None:
     """The compiled module (`input_transform`, `input_transform_backward`, `output_transform`,
-    `output_transform_backward`), or None where `WINOSIM_FUSED=0` or it cannot be built."""
+    `output_transform_backward`, `winograd_forward`, `winograd_backward`), or None where `WINOSIM_FUSED=0` or
+    it cannot be built."""
     if os.environ.get(ENV, "1") == "0":
         return None
     return _build()
+
+
+def layer_kernels() -> Any | None:
+    """The compiled module where the whole layer may run blocked (`winograd_forward` / `winograd_backward`): as
+    `kernels()`, and None where `WINOSIM_FUSED=transforms`."""
+    return None if os.environ.get(ENV, "1") == "transforms" else kernels()
 
 
 def usable(tensor: torch.Tensor) -> bool:

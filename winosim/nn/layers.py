@@ -46,6 +46,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from winosim.nn.fused import kernels as fused_kernels
+from winosim.nn.fused import layer_kernels
 from winosim.nn.fused import usable as fused_usable
 from winosim.winograd import f2x2_3x3
 from winosim.winograd import tile_grid as winograd_tile_grid
@@ -296,6 +297,40 @@ class _OutputTransform(torch.autograd.Function):
         return _output_transform_adjoint(dy, th, tw), None, None
 
 
+def _blocked_layer_kernels(x: Tensor) -> Any | None:
+    """The fused kernels where the whole layer runs blocked (`winosim.nn.fused.layer_kernels`): a channels-last
+    CPU map in float32 or bfloat16 that is already in the products' dtype (bf16 under CPU bf16 autocast, else
+    its own); None elsewhere (the layer then runs its transforms and one `bmm`)."""
+    if not (fused_usable(x) and x.is_contiguous(memory_format=torch.channels_last)):
+        return None
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    return layer_kernels() if dtype == x.dtype else None
+
+
+class _BlockedLayer(torch.autograd.Function):
+    """Y = A^T [W * V] A with V = ReLU(B^T x B) (relu) or B^T x B, by the fused kernels a block of images at a
+    time (`winograd_forward` / `winograd_backward` of `winosim.nn.fused`): nothing of the Winograd domain is kept
+    for the backward pass but x and the weight in x's dtype; the gradient of the (float32) weight comes back
+    in its dtype."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, relu: bool, kernels: Any) -> Tensor:
+        w = weight.detach().to(x.dtype).contiguous()
+        ctx.save_for_backward(x, w)
+        ctx.relu, ctx.kernels, ctx.weight_dtype = relu, kernels, weight.dtype
+        n, _, height, width = x.shape
+        th, tw = tile_grid(height, width)
+        y = kernels.winograd_forward(x, w, relu).view(n, 2 * th, 2 * tw, w.shape[2]).permute(0, 3, 1, 2)
+        return y[:, :, :height, :width]
+
+    @staticmethod
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor, Tensor, None, None]:
+        x, w = ctx.saved_tensors
+        dy = dy.to(x.dtype).contiguous(memory_format=torch.channels_last)
+        dx, dw = ctx.kernels.winograd_backward(x, w, dy, ctx.relu)
+        return dx, dw.to(ctx.weight_dtype), None, None
+
+
 def input_transform(x: Tensor) -> Tensor:
     """Differentiable V = B^T d B: (N, C, H, W) -> (16, C, N, TH, TW) (see `input_transform_forward`)."""
     return _InputTransform.apply(x)
@@ -404,7 +439,20 @@ class WinogradConv2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if self.mode == "spatial":
             return F.conv2d(torch.relu(x), self.masked_weight(), padding=1)
-        return self.winograd_forward(self.winograd_activation(x), x.shape[-2], x.shape[-1])
+        if self.mode == "winograd_relu":
+            return self.winograd_layer(x, relu=True)
+        return self.winograd_layer(torch.relu(x), relu=False)
+
+    def winograd_layer(self, inputs: Tensor, relu: bool) -> Tensor:
+        """Y = A^T [masked weight * V] A with V = ReLU(B^T inputs B) (relu) or B^T inputs B: the layer after
+        its spatial ReLU, if any. Blocked in the fused kernels where they apply (`_blocked_layer_kernels`: CPU
+        training maps), else the transforms and `winograd_forward`: the same computation, equal to rounding (the
+        blocks' GEMMs have fewer rows, and the weight gradient sums one product per block)."""
+        kernels = _blocked_layer_kernels(inputs)
+        if kernels is not None:
+            return _BlockedLayer.apply(inputs, self.masked_weight(), relu, kernels)
+        v = input_transform_relu(inputs) if relu else input_transform(inputs)
+        return self.winograd_forward(v, inputs.shape[-2], inputs.shape[-1])
 
     def winograd_forward(self, v: Tensor, height: int, width: int) -> Tensor:
         """The element-wise stage and the output transform: Y = A^T [masked weight * V] A, from the
