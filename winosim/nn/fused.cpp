@@ -19,6 +19,17 @@
 #include <type_traits>
 #include <vector>
 
+// Every channel loop is element-wise (no iteration reads what another writes), which the compiler cannot prove
+// through the pointers: it would wrap each short loop (4 vectors at 64 channels) in run-time overlap checks and
+// a scalar fallback. Saying so made the training step 2-12% faster on an Intel CPU with AMX (docs/training.md).
+#if defined(__clang__)
+#define ELEMENTWISE _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define ELEMENTWISE _Pragma("GCC ivdep")
+#else
+#define ELEMENTWISE
+#endif
+
 namespace {
 
 // the dtype's storage: float as itself; bfloat16 as its 16 bits, loaded exactly into float and rounded when
@@ -68,10 +79,12 @@ void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_
             const int64_t r = 2 * u - 1 + i, s = 2 * v - 1 + j;
             float* __restrict dst = d.data() + (i * 4 + j) * C;
             if (r < 0 || r >= H || s < 0 || s >= W) {
+              ELEMENTWISE
               for (int64_t c = 0; c < C; ++c) dst[c] = 0.f;
               continue;
             }
             const T* __restrict src = x + ((n * H + r) * W + s) * C;
+            ELEMENTWISE
             for (int64_t c = 0; c < C; ++c) dst[c] = Io<T>::load(src, c);
           }
         }
@@ -84,6 +97,7 @@ void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_
           float* __restrict t1 = t.data() + (4 + j) * C;
           float* __restrict t2 = t.data() + (8 + j) * C;
           float* __restrict t3 = t.data() + (12 + j) * C;
+          ELEMENTWISE
           for (int64_t c = 0; c < C; ++c) {
             t0[c] = d0[c] - d2[c];
             t1[c] = d1[c] + d2[c];
@@ -101,6 +115,7 @@ void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_
           T* __restrict o1 = out + (i * 4 + 1) * plane + base;
           T* __restrict o2 = out + (i * 4 + 2) * plane + base;
           T* __restrict o3 = out + (i * 4 + 3) * plane + base;
+          ELEMENTWISE
           for (int64_t c = 0; c < C; ++c) {
             float y0 = a0[c] - a2[c], y1 = a1[c] + a2[c];
             float y2 = a2[c] - a1[c], y3 = a1[c] - a3[c];
@@ -139,6 +154,7 @@ void output_transform(const T* m, T* y, int64_t N, int64_t TH, int64_t TW, int64
           const T* __restrict m3 = m + (12 + j) * plane + base;
           float* __restrict s0 = s.data() + (0 + j) * K;
           float* __restrict s1 = s.data() + (4 + j) * K;
+          ELEMENTWISE
           for (int64_t k = 0; k < K; ++k) {
             const float v0 = Io<T>::load(m0, k), v1 = Io<T>::load(m1, k);
             const float v2 = Io<T>::load(m2, k), v3 = Io<T>::load(m3, k);
@@ -153,6 +169,7 @@ void output_transform(const T* m, T* y, int64_t N, int64_t TH, int64_t TW, int64
           const float* __restrict q3 = s.data() + (a * 4 + 3) * K;
           T* __restrict y0 = y + (((n * TH + u) * 2 + a) * TW * 2 + 2 * v) * K;  // storage (N, TH, 2, TW, 2, K)
           T* __restrict y1 = y0 + K;
+          ELEMENTWISE
           for (int64_t k = 0; k < K; ++k) {
             Io<T>::store(y0, k, q0[k] + q1[k] + q2[k]);
             Io<T>::store(y1, k, q1[k] - q2[k] - q3[k]);
@@ -179,10 +196,12 @@ void output_transform_backward(const T* dy, T* dm, int64_t N, int64_t H, int64_t
             const int64_t row = 2 * u + a, col = 2 * v + b;
             float* __restrict dst = g.data() + (a * 2 + b) * K;
             if (row >= H || col >= W) {
+              ELEMENTWISE
               for (int64_t k = 0; k < K; ++k) dst[k] = 0.f;
               continue;
             }
             const T* __restrict src = dy + ((n * H + row) * W + col) * K;
+            ELEMENTWISE
             for (int64_t k = 0; k < K; ++k) dst[k] = Io<T>::load(src, k);
           }
           const float* __restrict g0 = g.data() + (a * 2 + 0) * K;
@@ -191,6 +210,7 @@ void output_transform_backward(const T* dy, T* dm, int64_t N, int64_t H, int64_t
           float* __restrict r1 = r.data() + (a * 4 + 1) * K;
           float* __restrict r2 = r.data() + (a * 4 + 2) * K;
           float* __restrict r3 = r.data() + (a * 4 + 3) * K;
+          ELEMENTWISE
           for (int64_t k = 0; k < K; ++k) {
             r0[k] = g0[k];
             r1[k] = g0[k] + g1[k];
@@ -206,6 +226,7 @@ void output_transform_backward(const T* dy, T* dm, int64_t N, int64_t H, int64_t
           T* __restrict o1 = dm + (4 + j) * plane + base;
           T* __restrict o2 = dm + (8 + j) * plane + base;
           T* __restrict o3 = dm + (12 + j) * plane + base;
+          ELEMENTWISE
           for (int64_t k = 0; k < K; ++k) {
             Io<T>::store(o0, k, p0[k]);
             Io<T>::store(o1, k, p0[k] + p1[k]);
@@ -247,8 +268,10 @@ void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t
             float* __restrict dst = g.data() + q * C;
             if (MASK) {
               const T* __restrict vq = v + q * plane + base;
+              ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) dst[k] = Io<T>::load(vq, k) <= 0.f ? 0.f : Io<T>::load(gq, k);
             } else {
+              ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) dst[k] = Io<T>::load(gq, k);
             }
           }
@@ -262,6 +285,7 @@ void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t
             float* __restrict b_prev = carry.data() + (i * 2 + 0) * C;
             float* __restrict d3_prev = carry.data() + (i * 2 + 1) * C;
             if (t == 0) {
+              ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) {
                 even[k] = d0[k];
                 odd[k] = d1[k] - d2[k] + d3[k];
@@ -269,6 +293,7 @@ void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t
                 d3_prev[k] = d3[k];
               }
             } else {
+              ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) {
                 const float a = d1[k] - d2[k] + d3[k];
                 even[k] = d0[k] + b_prev[k];
@@ -284,6 +309,7 @@ void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t
           float* __restrict odd = at(cur, i, 1, TW);
           const float* __restrict b_prev = carry.data() + (i * 2 + 0) * C;
           const float* __restrict d3_prev = carry.data() + (i * 2 + 1) * C;
+          ELEMENTWISE
           for (int64_t k = 0; k < C; ++k) {
             even[k] = b_prev[k];
             odd[k] = -d3_prev[k];
@@ -309,19 +335,25 @@ void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t
             const float* __restrict q2 = at_c(prev, 2, p, c);
             const float* __restrict q3 = at_c(prev, 3, p, c);
             if (a == 0 && r == 0) {
+              ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, e0[k]);
             } else if (a == 0 && r == TH) {
+              ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, q1[k] + q2[k] - q0[k]);
             } else if (a == 0) {
+              ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) {
                 const float f2 = q1[k] + q2[k] - q0[k];
                 Io<T>::store(out, k, e0[k] + f2);
               }
             } else if (r == 0) {
+              ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, e1[k] - e2[k] + e3[k]);
             } else if (r == TH) {
+              ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, -q3[k]);
             } else {
+              ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) {
                 const float f1 = e1[k] - e2[k] + e3[k];
                 Io<T>::store(out, k, f1 - q3[k]);
@@ -374,6 +406,7 @@ void accumulate(torch::Tensor& acc, const torch::Tensor& product) {
   float* __restrict a = acc.data_ptr<float>();
   const uint16_t* __restrict p = reinterpret_cast<const uint16_t*>(product.data_ptr<at::BFloat16>());
   const int64_t n = acc.numel();
+ELEMENTWISE
   for (int64_t i = 0; i < n; ++i) a[i] += bf16_to_float(p[i]);
 }
 
