@@ -173,6 +173,16 @@ def test_the_blocked_layer_is_the_unblocked_one(
         assert error <= 2 * float((reference.double() - exact).abs().max() / scale) + slack
 
 
+def test_a_relu_before_and_after_the_transform_is_refused() -> None:
+    layer = WinogradConv2d(8, 8, "native")
+    x = torch.randn(2, 8, 4, 4).contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="not both"):
+        layer.winograd_layer(x, relu=True, input_relu=True)
+    assert kernels is not None
+    with pytest.raises(RuntimeError, match="not both"):
+        kernels.winograd_forward(x, torch.zeros(16, 8, 8), True, True)
+
+
 def test_only_training_maps_take_the_blocked_layer(monkeypatch: pytest.MonkeyPatch) -> None:
     """A channels-last CPU map in the products' dtype runs blocked; a float32 map under bf16 autocast (its
     transforms would round differently), a contiguous map, float64 and WINOSIM_FUSED=transforms do not."""

@@ -137,7 +137,7 @@ class ConvertedConv2d(WinogradConv2d):
             y = F.conv2d(x, self.masked_weight(), padding=1)
         else:
             # dense V: no ReLU to sparsify it
-            y = self.winograd_layer(x, relu=False)
+            y = self.winograd_layer(x)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype).view(1, -1, 1, 1)
         return y

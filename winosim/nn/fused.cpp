@@ -65,8 +65,9 @@ struct Io<uint16_t> {
 };
 
 // ReLU(B^T d B) (or B^T d B) of every 4x4 tile of a 'same'-padded map: the row pass, then the column pass,
-// then the ReLU, as input_transform_forward and relu compute them in float32.
-template <typename T, bool RELU>
+// then the ReLU, as input_transform_forward and relu compute them in float32. INPUT_RELU: of d = ReLU(x), the
+// spatial ReLU applied as x is read (native pruned Winograd's B^T ReLU(x) B, for the blocked layer).
+template <typename T, bool RELU, bool INPUT_RELU = false>
 void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_t C, int threads) {
   const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, plane = N * TH * TW * C;
 #pragma omp parallel for collapse(2) schedule(static) num_threads(threads)
@@ -85,7 +86,10 @@ void input_transform(const T* x, T* out, int64_t N, int64_t H, int64_t W, int64_
             }
             const T* __restrict src = x + ((n * H + r) * W + s) * C;
             ELEMENTWISE
-            for (int64_t c = 0; c < C; ++c) dst[c] = Io<T>::load(src, c);
+            for (int64_t c = 0; c < C; ++c) {
+              const float value = Io<T>::load(src, c);
+              dst[c] = INPUT_RELU && value < 0.f ? 0.f : value;  // as torch.relu: NaN and -0 stay
+            }
           }
         }
         for (int j = 0; j < 4; ++j) {  // B^T from the left: row i of the tile's column j
@@ -243,10 +247,17 @@ void output_transform_backward(const T* dy, T* dm, int64_t N, int64_t H, int64_t
 // does), in input_transform_backward's order: per tile row, the column pass's adjoint with each overlap of
 // neighbouring tiles one addition; then the row pass's adjoint the same way across tile rows; then the
 // crop of the padded map. Each image is one piece of work; its tile rows go in order, the column adjoint of the
-// row before kept for the overlap.
-template <typename T, bool MASK>
+// row before kept for the overlap. INPUT_RELU: the gradient of x through a spatial ReLU before the transform,
+// zero where x <= 0 (as ReLU's threshold_backward), `input` being x.
+template <typename T, bool INPUT_RELU>
+inline void store_dx(T* out, const T* input, int64_t k, float value) {
+  if (INPUT_RELU) value = Io<T>::load(input, k) > 0.f ? value : 0.f;
+  Io<T>::store(out, k, value);
+}
+
+template <typename T, bool MASK, bool INPUT_RELU = false>
 void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t H, int64_t W, int64_t C,
-                              int threads) {
+                              int threads, const T* input = nullptr) {
   const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, plane = N * TH * TW * C;
   const int64_t cols = TW + 1;  // de-interleaved columns per parity
   const int64_t slot_size = 4 * 2 * cols * C;
@@ -326,6 +337,7 @@ void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t
             const int64_t x = 2 * c + p - 1;
             if (x < 0 || x >= W) continue;
             T* __restrict out = dx + ((n * H + y) * W + x) * C;
+            const T* __restrict in = INPUT_RELU ? input + ((n * H + y) * W + x) * C : nullptr;
             const float* __restrict e0 = at_c(cur, 0, p, c);
             const float* __restrict e1 = at_c(cur, 1, p, c);
             const float* __restrict e2 = at_c(cur, 2, p, c);
@@ -336,27 +348,27 @@ void input_transform_backward(const T* dv, const T* v, T* dx, int64_t N, int64_t
             const float* __restrict q3 = at_c(prev, 3, p, c);
             if (a == 0 && r == 0) {
               ELEMENTWISE
-              for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, e0[k]);
+              for (int64_t k = 0; k < C; ++k) store_dx<T, INPUT_RELU>(out, in, k, e0[k]);
             } else if (a == 0 && r == TH) {
               ELEMENTWISE
-              for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, q1[k] + q2[k] - q0[k]);
+              for (int64_t k = 0; k < C; ++k) store_dx<T, INPUT_RELU>(out, in, k, q1[k] + q2[k] - q0[k]);
             } else if (a == 0) {
               ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) {
                 const float f2 = q1[k] + q2[k] - q0[k];
-                Io<T>::store(out, k, e0[k] + f2);
+                store_dx<T, INPUT_RELU>(out, in, k, e0[k] + f2);
               }
             } else if (r == 0) {
               ELEMENTWISE
-              for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, e1[k] - e2[k] + e3[k]);
+              for (int64_t k = 0; k < C; ++k) store_dx<T, INPUT_RELU>(out, in, k, e1[k] - e2[k] + e3[k]);
             } else if (r == TH) {
               ELEMENTWISE
-              for (int64_t k = 0; k < C; ++k) Io<T>::store(out, k, -q3[k]);
+              for (int64_t k = 0; k < C; ++k) store_dx<T, INPUT_RELU>(out, in, k, -q3[k]);
             } else {
               ELEMENTWISE
               for (int64_t k = 0; k < C; ++k) {
                 const float f1 = e1[k] - e2[k] + e3[k];
-                Io<T>::store(out, k, f1 - q3[k]);
+                store_dx<T, INPUT_RELU>(out, in, k, f1 - q3[k]);
               }
             }
           }
@@ -410,7 +422,7 @@ ELEMENTWISE
   for (int64_t i = 0; i < n; ++i) a[i] += bf16_to_float(p[i]);
 }
 
-template <typename T, bool RELU>
+template <typename T, bool RELU, bool INPUT_RELU>
 void layer_forward(const torch::Tensor& x, const torch::Tensor& w, torch::Tensor& y) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = w.size(2);
   const int64_t TH = (H + 1) / 2, TW = (W + 1) / 2, tiles = TH * TW;
@@ -423,7 +435,7 @@ void layer_forward(const torch::Tensor& x, const torch::Tensor& w, torch::Tensor
     for (int64_t b = first; b < last; ++b) {
       const int64_t n0 = b * B, nb = std::min(B, N - n0);
       auto vb = leading(v, nb * tiles), mb = leading(m, nb * tiles);
-      input_transform<T, RELU>(xp + n0 * H * W * C, reinterpret_cast<T*>(vb.data_ptr()), nb, H, W, C, 1);
+      input_transform<T, RELU, INPUT_RELU>(xp + n0 * H * W * C, reinterpret_cast<T*>(vb.data_ptr()), nb, H, W, C, 1);
       at::bmm_out(mb, vb, w);
       output_transform<T>(reinterpret_cast<const T*>(mb.data_ptr()), yp + n0 * 4 * tiles * K, nb, TH, TW, K, 1);
     }
@@ -433,7 +445,7 @@ void layer_forward(const torch::Tensor& x, const torch::Tensor& w, torch::Tensor
 // dx and dW; the weight gradient of each of `parts` contiguous runs of blocks accumulates in float32 in its own
 // slice of `dw_parts` (for bfloat16 each block's product rounded to bfloat16 first), the parts summed after in
 // order: the same bits for the same thread count.
-template <typename T, bool RELU>
+template <typename T, bool RELU, bool INPUT_RELU>
 void layer_backward(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& dy, torch::Tensor& dx,
                     torch::Tensor& dw_parts) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3), K = w.size(2);
@@ -454,7 +466,8 @@ void layer_backward(const torch::Tensor& x, const torch::Tensor& w, const torch:
       for (int64_t b = part * blocks / parts; b < (part + 1) * blocks / parts; ++b) {
         const int64_t n0 = b * B, nb = std::min(B, N - n0);
         auto vb = leading(v, nb * tiles), dvb = leading(dv, nb * tiles), dmb = leading(dm, nb * tiles);
-        input_transform<T, RELU>(xp + n0 * H * W * C, reinterpret_cast<T*>(vb.data_ptr()), nb, H, W, C, 1);
+        input_transform<T, RELU, INPUT_RELU>(xp + n0 * H * W * C, reinterpret_cast<T*>(vb.data_ptr()), nb, H, W, C,
+                                             1);
         output_transform_backward<T>(dyp + n0 * H * W * K, reinterpret_cast<T*>(dmb.data_ptr()), nb, H, W, K, 1);
         at::bmm_out(dvb, dmb, wt);
         if constexpr (std::is_same_v<T, float>) {
@@ -463,9 +476,9 @@ void layer_backward(const torch::Tensor& x, const torch::Tensor& w, const torch:
           at::bmm_out(product, vb.transpose(1, 2), dmb);
           accumulate(acc, product);
         }
-        input_transform_backward<T, RELU>(reinterpret_cast<const T*>(dvb.data_ptr()),
-                                          reinterpret_cast<const T*>(vb.data_ptr()), dxp + n0 * H * W * C, nb, H,
-                                          W, C, 1);
+        input_transform_backward<T, RELU, INPUT_RELU>(reinterpret_cast<const T*>(dvb.data_ptr()),
+                                                      reinterpret_cast<const T*>(vb.data_ptr()), dxp + n0 * H * W * C,
+                                                      nb, H, W, C, 1, xp + n0 * H * W * C);
       }
     }
   });
@@ -567,23 +580,27 @@ torch::Tensor input_transform_backward_fused(const torch::Tensor& dv, const c10:
 }
 
 // x (N, C, H, W) channels-last, w (16, C, K) of x's dtype -> the storage (N, TH, 2, TW, 2, K) of
-// A^T [w * ReLU(B^T x B)] A (relu) or A^T [w * (B^T x B)] A
-torch::Tensor winograd_forward_fused(const torch::Tensor& x, const torch::Tensor& w, bool relu) {
+// A^T [w * V] A with V = ReLU(B^T x B) (relu: Winograd-ReLU), B^T ReLU(x) B (input_relu: native) or B^T x B
+torch::Tensor winograd_forward_fused(const torch::Tensor& x, const torch::Tensor& w, bool relu, bool input_relu) {
   check_layer(x, w, "winograd_forward_fused");
+  TORCH_CHECK(!(relu && input_relu), "winograd_forward_fused: a ReLU before or after the transform, not both");
   const int64_t TH = (x.size(2) + 1) / 2, TW = (x.size(3) + 1) / 2;
   auto y = torch::empty({x.size(0), TH, 2, TW, 2, w.size(2)}, x.options().memory_format(at::MemoryFormat::Contiguous));
   const bool bf16 = x.scalar_type() == torch::kBFloat16;
-  if (!bf16 && relu) layer_forward<float, true>(x, w, y);
-  if (!bf16 && !relu) layer_forward<float, false>(x, w, y);
-  if (bf16 && relu) layer_forward<uint16_t, true>(x, w, y);
-  if (bf16 && !relu) layer_forward<uint16_t, false>(x, w, y);
+  if (!bf16 && relu) layer_forward<float, true, false>(x, w, y);
+  if (!bf16 && input_relu) layer_forward<float, false, true>(x, w, y);
+  if (!bf16 && !relu && !input_relu) layer_forward<float, false, false>(x, w, y);
+  if (bf16 && relu) layer_forward<uint16_t, true, false>(x, w, y);
+  if (bf16 && input_relu) layer_forward<uint16_t, false, true>(x, w, y);
+  if (bf16 && !relu && !input_relu) layer_forward<uint16_t, false, false>(x, w, y);
   return y;
 }
 
 // the gradients of winograd_forward_fused: dx (N, C, H, W) channels-last in x's dtype, dW (16, C, K) float32
 std::vector<torch::Tensor> winograd_backward_fused(const torch::Tensor& x, const torch::Tensor& w,
-                                                   const torch::Tensor& dy, bool relu) {
+                                                   const torch::Tensor& dy, bool relu, bool input_relu) {
   check_layer(x, w, "winograd_backward_fused");
+  TORCH_CHECK(!(relu && input_relu), "winograd_backward_fused: a ReLU before or after the transform, not both");
   check_map(dy, "winograd_backward_fused");
   TORCH_CHECK(dy.scalar_type() == x.scalar_type() && dy.size(0) == x.size(0) && dy.size(1) == w.size(2) &&
                   dy.size(2) == x.size(2) && dy.size(3) == x.size(3),
@@ -592,10 +609,12 @@ std::vector<torch::Tensor> winograd_backward_fused(const torch::Tensor& x, const
   const int64_t parts = std::max(1, at::get_num_threads());
   auto dw_parts = torch::zeros({parts, 16, w.size(1), w.size(2)}, x.options().dtype(torch::kFloat32));
   const bool bf16 = x.scalar_type() == torch::kBFloat16;
-  if (!bf16 && relu) layer_backward<float, true>(x, w, dy, dx, dw_parts);
-  if (!bf16 && !relu) layer_backward<float, false>(x, w, dy, dx, dw_parts);
-  if (bf16 && relu) layer_backward<uint16_t, true>(x, w, dy, dx, dw_parts);
-  if (bf16 && !relu) layer_backward<uint16_t, false>(x, w, dy, dx, dw_parts);
+  if (!bf16 && relu) layer_backward<float, true, false>(x, w, dy, dx, dw_parts);
+  if (!bf16 && input_relu) layer_backward<float, false, true>(x, w, dy, dx, dw_parts);
+  if (!bf16 && !relu && !input_relu) layer_backward<float, false, false>(x, w, dy, dx, dw_parts);
+  if (bf16 && relu) layer_backward<uint16_t, true, false>(x, w, dy, dx, dw_parts);
+  if (bf16 && input_relu) layer_backward<uint16_t, false, true>(x, w, dy, dx, dw_parts);
+  if (bf16 && !relu && !input_relu) layer_backward<uint16_t, false, false>(x, w, dy, dx, dw_parts);
   auto dw = dw_parts.select(0, 0).clone();
   for (int64_t part = 1; part < parts; ++part) dw.add_(dw_parts.select(0, part));
   return {dx, dw};

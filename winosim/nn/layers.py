@@ -308,27 +308,28 @@ def _blocked_layer_kernels(x: Tensor) -> Any | None:
 
 
 class _BlockedLayer(torch.autograd.Function):
-    """Y = A^T [W * V] A with V = ReLU(B^T x B) (relu) or B^T x B, by the fused kernels a block of images at a
-    time (`winograd_forward` / `winograd_backward` of `winosim.nn.fused`): nothing of the Winograd domain is kept
-    for the backward pass but x and the weight in x's dtype; the gradient of the (float32) weight comes back
-    in its dtype."""
+    """Y = A^T [W * V] A with V = ReLU(B^T x B) (relu), B^T ReLU(x) B (input_relu) or B^T x B, by the fused
+    kernels a block of images at a time (`winograd_forward` / `winograd_backward` of `winosim.nn.fused`): nothing
+    of the Winograd domain, nor ReLU(x), is kept for the backward pass but x and the weight in x's dtype; the
+    gradient of the (float32) weight comes back in its dtype."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, relu: bool, kernels: Any) -> Tensor:
+    def forward(ctx: Any, x: Tensor, weight: Tensor, relu: bool, input_relu: bool, kernels: Any) -> Tensor:
         w = weight.detach().to(x.dtype).contiguous()
         ctx.save_for_backward(x, w)
-        ctx.relu, ctx.kernels, ctx.weight_dtype = relu, kernels, weight.dtype
+        ctx.relus, ctx.kernels, ctx.weight_dtype = (relu, input_relu), kernels, weight.dtype
         n, _, height, width = x.shape
         th, tw = tile_grid(height, width)
-        y = kernels.winograd_forward(x, w, relu).view(n, 2 * th, 2 * tw, w.shape[2]).permute(0, 3, 1, 2)
+        y = kernels.winograd_forward(x, w, relu, input_relu)
+        y = y.view(n, 2 * th, 2 * tw, w.shape[2]).permute(0, 3, 1, 2)
         return y[:, :, :height, :width]
 
     @staticmethod
-    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor, Tensor, None, None]:
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor, Tensor, None, None, None]:
         x, w = ctx.saved_tensors
         dy = dy.to(x.dtype).contiguous(memory_format=torch.channels_last)
-        dx, dw = ctx.kernels.winograd_backward(x, w, dy, ctx.relu)
-        return dx, dw.to(ctx.weight_dtype), None, None
+        dx, dw = ctx.kernels.winograd_backward(x, w, dy, *ctx.relus)
+        return dx, dw.to(ctx.weight_dtype), None, None, None
 
 
 def input_transform(x: Tensor) -> Tensor:
@@ -441,18 +442,20 @@ class WinogradConv2d(nn.Module):
             return F.conv2d(torch.relu(x), self.masked_weight(), padding=1)
         if self.mode == "winograd_relu":
             return self.winograd_layer(x, relu=True)
-        return self.winograd_layer(torch.relu(x), relu=False)
+        return self.winograd_layer(x, input_relu=True)
 
-    def winograd_layer(self, inputs: Tensor, relu: bool) -> Tensor:
-        """Y = A^T [masked weight * V] A with V = ReLU(B^T inputs B) (relu) or B^T inputs B: the layer after
-        its spatial ReLU, if any. Blocked in the fused kernels where they apply (`_blocked_layer_kernels`: CPU
-        training maps), else the transforms and `winograd_forward`: the same computation, equal to rounding (the
-        blocks' GEMMs have fewer rows, and the weight gradient sums one product per block)."""
-        kernels = _blocked_layer_kernels(inputs)
+    def winograd_layer(self, x: Tensor, *, relu: bool = False, input_relu: bool = False) -> Tensor:
+        """Y = A^T [masked weight * V] A with V = ReLU(B^T x B) (relu), B^T ReLU(x) B (input_relu) or B^T x B.
+        Blocked in the fused kernels where they apply (`_blocked_layer_kernels`: CPU training maps), else the
+        transforms and `winograd_forward`: the same computation, equal to rounding (the blocks' GEMMs have fewer
+        rows, and the weight gradient sums one product per block)."""
+        if relu and input_relu:
+            raise ValueError("WinogradConv2d: a ReLU before or after the input transform, not both")
+        kernels = _blocked_layer_kernels(x)
         if kernels is not None:
-            return _BlockedLayer.apply(inputs, self.masked_weight(), relu, kernels)
-        v = input_transform_relu(inputs) if relu else input_transform(inputs)
-        return self.winograd_forward(v, inputs.shape[-2], inputs.shape[-1])
+            return _BlockedLayer.apply(x, self.masked_weight(), relu, input_relu, kernels)
+        v = input_transform_relu(x) if relu else input_transform(torch.relu(x) if input_relu else x)
+        return self.winograd_forward(v, x.shape[-2], x.shape[-1])
 
     def winograd_forward(self, v: Tensor, height: int, width: int) -> Tensor:
         """The element-wise stage and the output transform: Y = A^T [masked weight * V] A, from the
